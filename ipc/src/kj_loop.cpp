@@ -1,0 +1,111 @@
+#include "coropool/ipc/kj_loop.hpp"
+
+#include <asio/post.hpp>
+#include <kj/debug.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <stdexcept>
+#include <vector>
+
+namespace coropool::ipc {
+
+namespace {
+thread_local std::weak_ptr<ThreadLoop> this_thread_loop;
+}  // namespace
+
+struct KjLoop::Target {
+  asio::any_io_executor executor;
+  ThreadLoop* loop = nullptr;  // cleared when detached
+  bool posted = false;
+};
+
+class ThreadLoop final : public kj::EventPort, private kj::TaskSet::ErrorHandler {
+ public:
+  ThreadLoop() : loop_(*this), scope_(loop_), tasks_(*this) {}
+  ~ThreadLoop() {
+    for (auto& t : targets_) t->loop = nullptr;
+  }
+
+  bool wait() override {
+    // Asio is the outer loop; nothing may block inside KJ.
+    throw std::logic_error("coropool: Promise::wait() on a KJ loop nested in Asio");
+  }
+  bool poll() override { return false; }
+  void setRunnable(bool runnable) override {
+    if (runnable) schedule();
+  }
+
+  void attach(const std::shared_ptr<KjLoop::Target>& t) {
+    t->loop = this;
+    targets_.push_back(t);
+    if (loop_.isRunnable()) schedule();
+  }
+  void detach(const std::shared_ptr<KjLoop::Target>& t) {
+    t->loop = nullptr;
+    targets_.erase(std::remove(targets_.begin(), targets_.end(), t), targets_.end());
+  }
+
+  kj::WaitScope& wait_scope() { return scope_; }
+  void add_task(kj::Promise<void> p) { tasks_.add(kj::mv(p)); }
+
+ private:
+  void schedule() {
+    for (auto& t : targets_) {
+      if (t->posted) continue;
+      t->posted = true;
+      asio::post(t->executor, [t]() {
+        t->posted = false;
+        if (t->loop) t->loop->run_some();
+      });
+    }
+  }
+  void run_some() {
+    if (running_) return;  // never re-entered; the outer run re-schedules
+    running_ = true;
+    try {
+      loop_.run(512);
+    } catch (...) {
+      running_ = false;
+      throw;
+    }
+    running_ = false;
+    if (loop_.isRunnable()) schedule();
+  }
+  void taskFailed(kj::Exception&& e) override {
+    // A peer that went away is reported where it matters (onDisconnect), not here.
+    if (e.getType() == kj::Exception::Type::DISCONNECTED) return;
+    std::fprintf(stderr, "coropool: background task failed: %s\n", e.getDescription().cStr());
+  }
+
+  kj::EventLoop loop_;
+  kj::WaitScope scope_;
+  kj::TaskSet tasks_;
+  bool running_ = false;
+  std::vector<std::shared_ptr<KjLoop::Target>> targets_;
+};
+
+KjLoop::KjLoop(asio::any_io_executor executor) {
+  loop_ = this_thread_loop.lock();
+  if (!loop_) {
+    loop_ = std::make_shared<ThreadLoop>();
+    this_thread_loop = loop_;
+  }
+  target_ = std::make_shared<Target>();
+  target_->executor = std::move(executor);
+  loop_->attach(target_);
+}
+
+KjLoop::KjLoop(KjLoop&&) noexcept = default;
+KjLoop& KjLoop::operator=(KjLoop&&) noexcept = default;
+
+KjLoop::~KjLoop() {
+  if (loop_ && target_) loop_->detach(target_);
+}
+
+bool KjLoop::exists_on_this_thread() { return !this_thread_loop.expired(); }
+
+kj::WaitScope& KjLoop::wait_scope() { return loop_->wait_scope(); }
+void KjLoop::add_task(kj::Promise<void> p) { loop_->add_task(kj::mv(p)); }
+
+}  // namespace coropool::ipc

@@ -1,0 +1,134 @@
+#pragma once
+// Turning a user's task (a free function or a captureless lambda) into a TaskInfo whose
+// invoker runs it in a worker.
+
+#include "coropool/detail/op.hpp"
+#include "coropool/ipc/codec.hpp"
+#include "coropool/worker/invocation.hpp"
+
+#include <asio/awaitable.hpp>
+
+#include <functional>
+#include <tuple>
+#include <type_traits>
+#include <variant>
+
+namespace coropool::detail {
+
+template <class F>
+concept function_pointer = std::is_pointer_v<F> && std::is_function_v<std::remove_pointer_t<F>>;
+
+// A task is a plain function or a captureless lambda: something a worker (a fork of this
+// process) can call knowing only its type and, for a function, its address.
+template <class F>
+concept task_function = function_pointer<F> || (std::is_class_v<F> && std::is_empty_v<F> &&
+                                                std::is_default_constructible_v<F>);
+
+template <class T>
+struct awaitable_traits {
+  using value_type = T;
+  static constexpr bool is_async = false;
+};
+template <class T, class E>
+struct awaitable_traits<asio::awaitable<T, E>> {
+  using value_type = T;
+  static constexpr bool is_async = true;
+};
+
+template <class F, class... A>
+using call_result_t = std::invoke_result_t<F&, A...>;
+
+// What the task produces (void stays void).
+template <class F, class... A>
+using task_result_t = typename awaitable_traits<call_result_t<F, A...>>::value_type;
+
+// What travels back: void becomes std::monostate.
+template <class T>
+using wire_t = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
+
+template <class F>
+F task_from_target(std::uintptr_t target) {
+  if constexpr (function_pointer<F>)
+    return reinterpret_cast<F>(target);
+  else
+    return F{};
+}
+
+template <class F>
+std::uintptr_t task_target(F f) {
+  if constexpr (function_pointer<F>)
+    return reinterpret_cast<std::uintptr_t>(f);
+  else
+    return 0;
+}
+
+template <class F, class... A>
+asio::awaitable<std::string> run_async(F f, std::tuple<A...> args) {
+  using R = task_result_t<F, A...>;
+  if constexpr (std::is_void_v<R>) {
+    co_await std::apply(f, std::move(args));
+    co_return std::string();
+  } else {
+    R value = co_await std::apply(f, std::move(args));
+    co_return ipc::encode_to_string(value);
+  }
+}
+
+template <class F, class... A>
+void invoke(worker::Invocation& inv) {
+  ipc::Reader r(inv.args);
+  std::tuple<A...> args{ipc::decode<A>(r)...};  // braces: decoded left to right
+  r.expect_end();
+  F f = task_from_target<F>(inv.target);
+  using Traits = awaitable_traits<call_result_t<F, A...>>;
+  using R = typename Traits::value_type;
+  if constexpr (Traits::is_async) {
+    inv.pending.emplace(run_async<F, A...>(f, std::move(args)));
+  } else if constexpr (std::is_void_v<R>) {
+    std::apply(f, std::move(args));
+  } else {
+    ipc::Writer w(*inv.out);
+    ipc::encode(w, std::apply(f, std::move(args)));
+  }
+}
+
+template <class F, class... A>
+TaskInfo make_task(F f) {
+  static_assert(task_function<F>,
+                "coropool: a task must be a free function or a captureless lambda; workers are "
+                "separate processes and cannot see captured state");
+  static_assert(std::is_invocable_v<F&, A...>, "coropool: the task cannot be called with these arguments");
+  static_assert((ipc::codable<A> && ...), "coropool: an argument type cannot travel between processes");
+  static_assert(ipc::codable<wire_t<task_result_t<F, A...>>>,
+                "coropool: the task's result type cannot travel between processes");
+  return TaskInfo{&invoke<F, A...>, task_target(f), awaitable_traits<call_result_t<F, A...>>::is_async,
+                  &typeid(F)};
+}
+
+// The argument tuple a range element stands for: map passes it as one argument, starmap
+// spreads a tuple-like element.
+template <class Item>
+using map_args_t = std::tuple<std::remove_cvref_t<Item>>;
+
+template <class Tuple>
+struct decay_tuple;
+template <template <class...> class T, class... E>
+struct decay_tuple<T<E...>> {
+  using type = std::tuple<std::remove_cvref_t<E>...>;
+};
+template <class E, std::size_t N>
+struct decay_tuple<std::array<E, N>> {
+  template <std::size_t... I>
+  static auto make(std::index_sequence<I...>) -> std::tuple<std::remove_cvref_t<decltype((void(I), std::declval<E>()))>...>;
+  using type = decltype(make(std::make_index_sequence<N>{}));
+};
+
+template <class F, class Tuple>
+struct task_for_tuple;
+template <class F, class... A>
+struct task_for_tuple<F, std::tuple<A...>> {
+  static TaskInfo make(F f) { return make_task<F, A...>(f); }
+  using result = task_result_t<F, A...>;
+};
+
+}  // namespace coropool::detail

@@ -1,0 +1,26 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+
+namespace coropool {
+
+// Options for a Pool. An aggregate: Pool({.processes = 2, .child_concurrency = 64}).
+struct PoolOptions {
+  // Worker processes; 0 means the CPUs this process may run on (sched_getaffinity).
+  unsigned processes = 0;
+  // Jobs running at once inside one worker (coroutine tasks interleave; plain-R tasks run
+  // one after another).
+  unsigned child_concurrency = 16;
+  // After this many jobs a worker is retired and replaced; 0 means never.
+  std::uint64_t max_tasks_per_child = 0;
+  // Runs once in each worker before its first job. A plain function: workers are forks, so
+  // only code, not captured state, is shared with them.
+  void (*initializer)() = nullptr;
+  // Times a job whose worker died is run again before it fails with WorkerLost.
+  unsigned retries_on_worker_loss = 0;
+  // Deadline for one job; zero means none.
+  std::chrono::milliseconds task_timeout{0};
+};
+
+}  // namespace coropool

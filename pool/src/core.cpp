@@ -1,0 +1,609 @@
+// The supervisor side of a Pool: worker connections, the scheduler, and supervision.
+//
+// Everything here runs on the pool's loop thread except worker_pids(). Results arrive in
+// KJ turns (ResultSink::done); ops record them and post user completions to Asio. Anything
+// that destroys a connection runs from an Asio handler, never inside a KJ callback of that
+// connection.
+
+#include "core.hpp"
+
+#include "coropool/errors.hpp"
+#include "coropool/ipc/asio_stream.hpp"
+#include "coropool/ipc/coropool_rpc.capnp.h"
+#include "coropool/ipc/kj_loop.hpp"
+#include "coropool/ipc/limits.hpp"
+#include "spawn.hpp"
+
+#include <asio/io_context.hpp>
+#include <asio/posix/stream_descriptor.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <capnp/message.h>
+#include <capnp/rpc-twoparty.h>
+
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <vector>
+
+namespace coropool::detail {
+
+namespace rpc = ipc::rpc;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+constexpr std::size_t max_window = 8192;
+// Work a worker holds beyond what it runs: enough to hide a round trip, small enough that
+// no worker hoards while another idles.
+constexpr double prefetch_seconds = 0.002;
+}  // namespace
+
+class PoolCore;
+
+struct WorkerConn final : kj::TaskSet::ErrorHandler {
+  enum class State { running, retiring, lost, closing };
+
+  WorkerConn(PoolCore& c, pid_t p) : core(c), pid(p) {}
+  void taskFailed(kj::Exception&&) override {
+    // A failed call means a lost connection; onDisconnect and the exit report handle it.
+  }
+
+  PoolCore& core;
+  pid_t pid;
+  State state = State::running;
+  // Declared so that they are destroyed tasks first, stream last.
+  std::unique_ptr<ipc::AsioStream> stream;
+  std::unique_ptr<capnp::TwoPartyVatNetwork> network;
+  std::optional<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc_system;
+  std::optional<rpc::Worker::Client> client;
+  std::unique_ptr<kj::TaskSet> tasks;
+
+  struct Slot {
+    Ref<Op> op;
+    std::uint64_t index = 0;
+    std::uint32_t generation = 0;
+  };
+  std::vector<Slot> slots;
+  std::vector<std::uint32_t> free_slots;
+  std::size_t outstanding = 0;
+  std::uint64_t sent_total = 0;
+  double rate = 0;  // jobs/s, smoothed
+  Clock::time_point last_result{};
+  std::optional<asio::steady_timer> lost_timer;
+
+  void disconnect() {
+    tasks.reset();
+    client.reset();
+    rpc_system.reset();
+    network.reset();
+    stream.reset();
+  }
+};
+
+namespace {
+
+class SinkServer final : public rpc::ResultSink::Server {
+ public:
+  SinkServer(PoolCore& core, std::weak_ptr<WorkerConn> conn) : core_(core), conn_(std::move(conn)) {}
+  kj::Promise<void> done(DoneContext ctx) override;
+
+ private:
+  PoolCore& core_;
+  std::weak_ptr<WorkerConn> conn_;
+};
+
+}  // namespace
+
+class PoolCore final : public Core {
+ public:
+  PoolCore(asio::any_io_executor executor, PoolOptions options) : opts_(options) {
+    processes_ = opts_.processes ? opts_.processes : usable_cpus();
+    if (opts_.child_concurrency == 0) opts_.child_concurrency = 1;
+    if (executor) {
+      ex_ = executor;
+      auto* target = executor.target<asio::io_context::executor_type>();
+      if (!target) throw std::invalid_argument("coropool: Pool(executor) needs an io_context's executor");
+      io_ = &target->context();
+    } else {
+      own_io_ = std::make_unique<asio::io_context>(1);
+      io_ = own_io_.get();
+      ex_ = own_io_->get_executor();
+      work_.emplace(own_io_->get_executor());
+    }
+    // The spawner comes first: it may fork the zygote, which needs a thread with no loop.
+    ipc::UniqueFd spawner = open_spawner();
+    for (unsigned i = 0; i < processes_; ++i) send_spawn_request(spawner.get(), worker_config());
+    std::vector<std::pair<pid_t, ipc::UniqueFd>> started;
+    while (started.size() < processes_) {
+      SpawnerMessage m;
+      ipc::UniqueFd fd;
+      receive_spawner_message(spawner.get(), m, fd, true);
+      if (m.kind == SpawnerMessage::spawned && fd) {
+        started.emplace_back(m.pid, std::move(fd));
+      } else if (m.pid < 0) {
+        throw std::system_error(m.wait_status, std::generic_category(), "coropool: fork of a worker");
+      }
+    }
+    alive_ = std::make_shared<bool>(true);
+    kj_.emplace(ex_);
+    spawner_.emplace(ex_, spawner.release());
+    for (auto& [pid, fd] : started) attach_worker(pid, std::move(fd));
+    watch_spawner();
+  }
+
+  ~PoolCore() override {
+    try {
+      if (!joined_) {
+        if (io_->get_executor().running_in_this_thread())
+          shut_down_now();
+        else
+          join();
+      }
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "coropool: while closing the pool: %s\n", e.what());
+      shut_down_now();
+    }
+    alive_.reset();
+    for (auto& w : workers_) w->disconnect();
+    workers_.clear();
+    ready_.clear();
+    spawner_.reset();
+    kj_.reset();
+  }
+
+  // ---- Core -------------------------------------------------------------------------------
+
+  void submit(Ref<Op> op) override {
+    if (op->queued_) return;
+    if (closed_ && !op->admitted_) {
+      op->abort(std::make_exception_ptr(PoolClosed()));
+      return;
+    }
+    if (shutting_down_) {
+      op->abort(std::make_exception_ptr(PoolClosed()));
+      return;
+    }
+    op->admitted_ = true;
+    op->queued_ = true;
+    ready_.push_back(std::move(op));
+    schedule_dispatch();
+  }
+
+  asio::any_io_executor executor() const override { return ex_; }
+
+  void drive(const std::function<bool()>& done) override {
+    if (done()) return;
+    if (io_->get_executor().running_in_this_thread())
+      throw std::logic_error(
+          "coropool: a blocking call was made from inside the pool's own loop; use the async_* form");
+    while (!done()) {
+      if (io_->stopped()) io_->restart();
+      io_->run_one();
+    }
+  }
+
+  unsigned processes() const noexcept override { return processes_; }
+
+  std::vector<pid_t> worker_pids() const override {
+    std::lock_guard lock(pids_mutex_);
+    return pids_;
+  }
+
+  void close() override { closed_ = true; }
+
+  void join() override {
+    if (joined_) return;
+    close();
+    drive([this] { return ready_.empty() && outstanding() == 0; });
+    finish();
+  }
+
+  void terminate() override {
+    if (joined_) return;
+    closed_ = true;
+    shutting_down_ = true;
+    auto err = std::make_exception_ptr(PoolClosed());
+    auto ready = std::move(ready_);
+    ready_.clear();
+    for (auto& op : ready) {
+      op->queued_ = false;
+      op->abort(err);
+    }
+    for (auto& w : workers_) {
+      fail_outstanding(*w, [&](Op&, std::uint64_t) { return err; });
+      w->state = WorkerConn::State::closing;
+      ::kill(w->pid, SIGKILL);
+    }
+    finish();
+  }
+
+  // ---- called from connections ------------------------------------------------------------
+
+  void on_results(WorkerConn& w, capnp::List<rpc::Result>::Reader results) {
+    auto now = Clock::now();
+    for (auto r : results) {
+      std::uint64_t id = r.getId();
+      auto slot_index = static_cast<std::uint32_t>(id);
+      if (slot_index >= w.slots.size()) continue;
+      auto& slot = w.slots[slot_index];
+      if (!slot.op || slot.generation != static_cast<std::uint32_t>(id >> 32)) continue;
+      Ref<Op> op = std::move(slot.op);
+      std::uint64_t index = slot.index;
+      release_slot(w, slot_index);
+      if (r.isValue()) {
+        auto v = r.getValue();
+        op->complete(index, std::string_view(reinterpret_cast<const char*>(v.begin()), v.size()));
+      } else {
+        auto f = r.getFailure();
+        op->fail(index, std::make_exception_ptr(RemoteError(f.getTypeName().cStr(), f.getMessage().cStr(), w.pid,
+                                                            describe_task(op->task()), index)));
+      }
+    }
+    double dt = std::chrono::duration<double>(now - w.last_result).count();
+    if (dt > 0 && results.size() > 0) {
+      double inst = results.size() / dt;
+      w.rate = w.rate == 0 ? inst : 0.7 * w.rate + 0.3 * inst;
+    }
+    w.last_result = now;
+    if (w.state == WorkerConn::State::retiring && w.outstanding == 0) close_worker(w);
+    schedule_dispatch();
+  }
+
+  void on_disconnect(const std::shared_ptr<WorkerConn>& w) {
+    if (w->state == WorkerConn::State::closing || w->state == WorkerConn::State::lost) return;
+    // The exit report follows at once when the worker died; if it merely hung up, it is
+    // killed so that its jobs fail within a second rather than never.
+    w->state = WorkerConn::State::lost;
+    w->lost_timer.emplace(ex_, std::chrono::seconds(1));
+    std::weak_ptr<WorkerConn> weak = w;
+    w->lost_timer->async_wait([weak](const asio::error_code& ec) {
+      if (auto c = weak.lock(); c && !ec) ::kill(c->pid, SIGKILL);
+    });
+  }
+
+ private:
+  friend struct WorkerConn;
+
+  worker::WorkerConfig worker_config() const {
+    worker::WorkerConfig c;
+    c.child_concurrency = opts_.child_concurrency;
+    c.initializer = opts_.initializer;
+    return c;
+  }
+
+  std::size_t outstanding() const {
+    std::size_t n = 0;
+    for (auto& w : workers_) n += w->outstanding;
+    return n;
+  }
+
+  void publish_pids() {
+    std::lock_guard lock(pids_mutex_);
+    pids_.clear();
+    for (auto& w : workers_) pids_.push_back(w->pid);
+  }
+
+  void attach_worker(pid_t pid, ipc::UniqueFd fd) {
+    auto w = std::make_shared<WorkerConn>(*this, pid);
+    w->stream = std::make_unique<ipc::AsioStream>(
+        asio::local::stream_protocol::socket(ex_, asio::local::stream_protocol(), fd.release()));
+    w->network = std::make_unique<capnp::TwoPartyVatNetwork>(*w->stream, capnp::rpc::twoparty::Side::CLIENT,
+                                                              ipc::reader_options());
+    w->rpc_system.emplace(capnp::makeRpcClient(*w->network));
+    capnp::MallocMessageBuilder vat;
+    auto vat_id = vat.initRoot<capnp::rpc::twoparty::VatId>();
+    vat_id.setSide(capnp::rpc::twoparty::Side::SERVER);
+    w->client.emplace(w->rpc_system->bootstrap(vat_id).castAs<rpc::Worker>());
+    w->tasks = std::make_unique<kj::TaskSet>(*w);
+    auto hello = w->client->helloRequest();
+    hello.setSink(kj::heap<SinkServer>(*this, w));
+    w->tasks->add(hello.send().ignoreResult());
+    std::weak_ptr<WorkerConn> weak = w;
+    std::weak_ptr<bool> alive = alive_;
+    w->tasks->add(w->network->onDisconnect().then([this, weak, alive] {
+      // Leave the KJ turn before touching the connection.
+      asio::post(ex_, [this, weak, alive] {
+        if (alive.expired()) return;
+        if (auto c = weak.lock()) on_disconnect(c);
+      });
+    }));
+    w->last_result = Clock::now();
+    workers_.push_back(std::move(w));
+    publish_pids();
+    schedule_dispatch();
+  }
+
+  void watch_spawner() {
+    std::weak_ptr<bool> alive = alive_;
+    spawner_->async_wait(asio::posix::descriptor_base::wait_read, [this, alive](const asio::error_code& ec) {
+      if (ec || alive.expired()) return;
+      try {
+        read_spawner();
+      } catch (const std::exception& e) {
+        spawner_failed(e.what());
+        return;
+      }
+      watch_spawner();
+    });
+  }
+
+  void read_spawner() {
+    SpawnerMessage m;
+    ipc::UniqueFd fd;
+    while (spawner_ && receive_spawner_message(spawner_->native_handle(), m, fd, false)) {
+      if (m.kind == SpawnerMessage::spawned) {
+        --pending_spawns_;
+        if (shutting_down_ || !fd)
+          ::kill(m.pid, SIGKILL);  // not wanted any more; its socket closes with fd
+        else
+          attach_worker(m.pid, std::move(fd));
+      } else if (m.pid < 0) {
+        --pending_spawns_;
+        std::fprintf(stderr, "coropool: could not fork a worker: %s\n", std::strerror(m.wait_status));
+      } else {
+        on_worker_exit(m.pid, m.wait_status);
+      }
+      fd = ipc::UniqueFd();
+    }
+  }
+
+  void spawner_failed(const char* why) {
+    std::fprintf(stderr, "coropool: lost the spawner (%s); failing outstanding jobs\n", why);
+    shutting_down_ = true;
+    closed_ = true;
+    auto ready = std::move(ready_);
+    ready_.clear();
+    auto err = std::make_exception_ptr(Error(std::string("coropool: the spawner failed: ") + why));
+    for (auto& op : ready) {
+      op->queued_ = false;
+      op->abort(err);
+    }
+    for (auto& w : workers_) {
+      fail_outstanding(*w, [&](Op&, std::uint64_t) { return err; });
+      ::kill(w->pid, SIGKILL);
+      w->disconnect();
+    }
+    workers_.clear();
+    pending_spawns_ = 0;
+    publish_pids();
+  }
+
+  template <class MakeError>
+  void fail_outstanding(WorkerConn& w, MakeError make_error) {
+    for (std::uint32_t i = 0; i < w.slots.size(); ++i) {
+      auto& slot = w.slots[i];
+      if (!slot.op) continue;
+      Ref<Op> op = std::move(slot.op);
+      std::uint64_t index = slot.index;
+      release_slot(w, i);
+      op->fail(index, make_error(*op, index));
+    }
+  }
+
+  void on_worker_exit(pid_t pid, int status) {
+    auto it = std::find_if(workers_.begin(), workers_.end(), [&](auto& w) { return w->pid == pid; });
+    if (it == workers_.end()) return;
+    std::shared_ptr<WorkerConn> w = *it;
+    workers_.erase(it);
+    publish_pids();
+    bool expected = w->state == WorkerConn::State::closing;
+    fail_outstanding(*w, [&](Op& op, std::uint64_t index) {
+      return std::make_exception_ptr(WorkerLost(pid, status, describe_task(op.task()), index));
+    });
+    w->lost_timer.reset();
+    w->disconnect();
+    if (!expected && !shutting_down_) spawn_one();
+    schedule_dispatch();
+  }
+
+  void spawn_one() {
+    ++pending_spawns_;
+    try {
+      send_spawn_request(spawner_->native_handle(), worker_config());
+    } catch (const std::exception& e) {
+      --pending_spawns_;
+      spawner_failed(e.what());
+    }
+  }
+
+  // Retires a worker that reached max_tasks_per_child: its replacement starts now, and it is
+  // disconnected (so it exits) once its last job is back.
+  void start_retiring(WorkerConn& w) {
+    w.state = WorkerConn::State::retiring;
+    if (!shutting_down_) spawn_one();
+    if (w.outstanding == 0) close_worker(w);
+  }
+
+  void close_worker(WorkerConn& w) {
+    w.state = WorkerConn::State::closing;
+    std::weak_ptr<bool> alive = alive_;
+    pid_t pid = w.pid;
+    asio::post(ex_, [this, alive, pid] {
+      if (alive.expired()) return;
+      for (auto& c : workers_)
+        if (c->pid == pid) c->disconnect();
+    });
+  }
+
+  std::uint64_t acquire_slot(WorkerConn& w, Ref<Op> op, std::uint64_t index) {
+    std::uint32_t i;
+    if (!w.free_slots.empty()) {
+      i = w.free_slots.back();
+      w.free_slots.pop_back();
+    } else {
+      i = static_cast<std::uint32_t>(w.slots.size());
+      w.slots.emplace_back();
+    }
+    auto& s = w.slots[i];
+    s.op = std::move(op);
+    s.index = index;
+    ++w.outstanding;
+    return (static_cast<std::uint64_t>(s.generation) << 32) | i;
+  }
+
+  void release_slot(WorkerConn& w, std::uint32_t i) {
+    auto& s = w.slots[i];
+    s.op = Ref<Op>();
+    ++s.generation;
+    w.free_slots.push_back(i);
+    --w.outstanding;
+  }
+
+  void schedule_dispatch() {
+    if (dispatch_posted_ || ready_.empty()) return;
+    dispatch_posted_ = true;
+    std::weak_ptr<bool> alive = alive_;
+    asio::post(ex_, [this, alive] {
+      if (alive.expired()) return;
+      dispatch_posted_ = false;
+      dispatch();
+    });
+  }
+
+  // Hands ready jobs to workers with room in their window, one batch (one RPC) per worker.
+  void dispatch() {
+    const std::size_t n = workers_.size();
+    for (std::size_t k = 0; k < n && !ready_.empty(); ++k) {
+      WorkerConn& w = *workers_[(next_worker_ + k) % n];
+      if (w.state != WorkerConn::State::running) continue;
+      std::size_t min_window = ready_.front()->task().is_async ? opts_.child_concurrency : 2;
+      std::size_t window = std::clamp<std::size_t>(static_cast<std::size_t>(w.rate * prefetch_seconds),
+                                                   min_window, std::max(min_window, max_window));
+      if (w.outstanding >= window) continue;
+      std::size_t room = window - w.outstanding;
+      // With jobs still out, wait for a quarter window to free up: fewer, larger batches.
+      if (w.outstanding > 0 && room < window / 4) continue;
+      if (opts_.max_tasks_per_child) room = std::min<std::size_t>(room, opts_.max_tasks_per_child - w.sent_total);
+      send_batch(w, room);
+    }
+    next_worker_ = n ? (next_worker_ + 1) % n : 0;
+  }
+
+  void send_batch(WorkerConn& w, std::size_t room) {
+    staged_.clear();
+    arena_.clear();
+    while (staged_.size() < room && !ready_.empty()) {
+      Ref<Op>& op = ready_.front();
+      std::size_t before = arena_.size();
+      std::uint64_t index = 0;
+      bool got = false;
+      try {
+        got = op->next(arena_, index);
+      } catch (...) {
+        // The input range or an argument's encoding threw: that ends the operation.
+        arena_.resize(before);
+        op->abort(std::current_exception());
+      }
+      if (!got) {
+        op->queued_ = false;
+        ready_.pop_front();
+        continue;
+      }
+      std::size_t len = arena_.size() - before;
+      if (len > ipc::max_value_bytes) {
+        arena_.resize(before);
+        op->fail(index, std::make_exception_ptr(Error("coropool: the arguments of task " + describe_task(op->task()) +
+                                                      " #" + std::to_string(index) + " take " +
+                                                      std::to_string(len) + " bytes, over the limit of " +
+                                                      std::to_string(ipc::max_value_bytes))));
+        continue;
+      }
+      staged_.push_back(Staged{op, index, before, len});
+    }
+    if (staged_.empty()) return;
+    if (w.outstanding == 0) w.last_result = Clock::now();
+    auto words = static_cast<std::uint64_t>(staged_.size() * 8 + arena_.size() / 8 + 64);
+    auto req = w.client->submitRequest(capnp::MessageSize{words, 0});
+    auto jobs = req.initJobs(static_cast<unsigned>(staged_.size()));
+    for (unsigned i = 0; i < staged_.size(); ++i) {
+      auto& s = staged_[i];
+      auto job = jobs[i];
+      const TaskInfo& t = s.op->task();
+      job.setInvoker(reinterpret_cast<std::uint64_t>(t.invoker));
+      job.setTarget(t.target);
+      job.setArgs(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(arena_.data() + s.offset), s.size));
+      job.setId(acquire_slot(w, std::move(s.op), s.index));
+    }
+    w.sent_total += staged_.size();
+    staged_.clear();
+    w.tasks->add(req.send().ignoreResult());
+    if (opts_.max_tasks_per_child && w.sent_total >= opts_.max_tasks_per_child) start_retiring(w);
+  }
+
+  // Disconnects every worker, waits for all of them to exit, and lets the spawner go.
+  void finish() {
+    shutting_down_ = true;
+    for (auto& w : workers_) {
+      if (w->state != WorkerConn::State::closing) {
+        w->state = WorkerConn::State::closing;
+      }
+      w->disconnect();
+    }
+    if (!io_->get_executor().running_in_this_thread()) {
+      asio::steady_timer deadline(ex_, std::chrono::seconds(5));
+      deadline.async_wait([this](const asio::error_code& ec) {
+        if (ec) return;
+        for (auto& w : workers_) ::kill(w->pid, SIGKILL);
+      });
+      drive([this] { return (workers_.empty() && pending_spawns_ == 0) || !spawner_; });
+      deadline.cancel();
+      io_->poll();
+    }
+    spawner_.reset();  // the spawner sees EOF, reaps what is left and exits
+    joined_ = true;
+  }
+
+  // From inside the loop (a destructor there cannot wait): kill the workers and leave their
+  // reaping to the spawner.
+  void shut_down_now() {
+    shutting_down_ = true;
+    closed_ = true;
+    auto err = std::make_exception_ptr(PoolClosed());
+    for (auto& w : workers_) {
+      fail_outstanding(*w, [&](Op&, std::uint64_t) { return err; });
+      ::kill(w->pid, SIGKILL);
+    }
+    joined_ = true;
+  }
+
+  struct Staged {
+    Ref<Op> op;
+    std::uint64_t index;
+    std::size_t offset, size;
+  };
+
+  PoolOptions opts_;
+  unsigned processes_ = 1;
+  std::unique_ptr<asio::io_context> own_io_;
+  asio::io_context* io_ = nullptr;
+  asio::any_io_executor ex_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  std::shared_ptr<bool> alive_;  // posted handlers check it; reset when the core goes
+  std::optional<ipc::KjLoop> kj_;
+  std::optional<asio::posix::stream_descriptor> spawner_;
+  std::vector<std::shared_ptr<WorkerConn>> workers_;
+  std::deque<Ref<Op>> ready_;
+  std::vector<Staged> staged_;
+  std::string arena_;
+  std::size_t next_worker_ = 0;
+  unsigned pending_spawns_ = 0;
+  bool dispatch_posted_ = false, closed_ = false, shutting_down_ = false, joined_ = false;
+  mutable std::mutex pids_mutex_;
+  std::vector<pid_t> pids_;
+};
+
+kj::Promise<void> SinkServer::done(DoneContext ctx) {
+  if (auto c = conn_.lock()) core_.on_results(*c, ctx.getParams().getResults());
+  return kj::READY_NOW;
+}
+
+std::unique_ptr<Core> make_core(asio::any_io_executor executor, PoolOptions options) {
+  return std::make_unique<PoolCore>(std::move(executor), options);
+}
+
+}  // namespace coropool::detail

@@ -1,0 +1,68 @@
+#include "coropool/errors.hpp"
+
+#include "coropool/detail/op.hpp"
+
+#include <csignal>
+#include <cstring>
+#include <dlfcn.h>
+#include <sys/wait.h>
+
+namespace coropool {
+
+namespace {
+std::string remote_what(const std::string& type, const std::string& message, pid_t pid,
+                        const std::string& task, std::uint64_t index) {
+  std::string s = type;
+  if (!message.empty()) s += ": " + message;
+  s += " (task " + task + " #" + std::to_string(index) + ", worker " + std::to_string(pid) + ")";
+  return s;
+}
+
+std::string lost_what(pid_t pid, int status, const std::string& task, std::uint64_t index) {
+  std::string s = "coropool: worker " + std::to_string(pid);
+  if (WIFSIGNALED(status)) {
+    int sig = WTERMSIG(status);
+    const char* name = sigabbrev_np(sig);
+    s += " was killed by signal " + std::to_string(sig);
+    if (name) s += std::string(" (SIG") + name + ")";
+  } else if (WIFEXITED(status)) {
+    s += " exited with status " + std::to_string(WEXITSTATUS(status));
+  } else {
+    s += " was lost";
+  }
+  return s + " while running task " + task + " #" + std::to_string(index);
+}
+}  // namespace
+
+RemoteError::RemoteError(std::string type_name, std::string message, pid_t worker_pid, std::string task,
+                         std::uint64_t index)
+    : Error(remote_what(type_name, message, worker_pid, task, index)),
+      type_name_(std::move(type_name)),
+      message_(std::move(message)),
+      task_(std::move(task)),
+      worker_pid_(worker_pid),
+      index_(index) {}
+
+WorkerLost::WorkerLost(pid_t worker_pid, int wait_status, std::string task, std::uint64_t index)
+    : Error(lost_what(worker_pid, wait_status, task, index)),
+      worker_pid_(worker_pid),
+      signal_(WIFSIGNALED(wait_status) ? WTERMSIG(wait_status) : 0),
+      exit_status_(WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : -1),
+      task_(std::move(task)),
+      index_(index) {}
+
+namespace detail {
+
+std::string describe_task(const TaskInfo& task) {
+  using worker::demangle;
+  if (task.target) {
+    Dl_info info;
+    if (::dladdr(reinterpret_cast<void*>(task.target), &info) && info.dli_sname &&
+        info.dli_saddr == reinterpret_cast<void*>(task.target))
+      return demangle(info.dli_sname);
+  }
+  return demangle(task.type->name());
+}
+
+}  // namespace detail
+}  // namespace coropool

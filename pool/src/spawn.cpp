@@ -1,0 +1,276 @@
+#include "spawn.hpp"
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <mutex>
+#include <poll.h>
+#include <sched.h>
+#include <set>
+#include <stdexcept>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "coropool/ipc/kj_loop.hpp"
+
+namespace coropool::detail {
+
+namespace {
+
+using ipc::sys;
+using ipc::UniqueFd;
+
+std::mutex zygote_mutex;
+int zygote_fd = -1;
+// Set in the zygote and inherited by everything forked from it: no Pool may be made there.
+bool in_pool_child = false;
+
+void send_with_fd(int sock, const void* data, std::size_t size, int fd) {
+  msghdr msg{};
+  iovec iov{const_cast<void*>(data), size};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  if (fd >= 0) {
+    std::memset(control, 0, sizeof control);
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
+  }
+  sys("sendmsg", [&] { return ::sendmsg(sock, &msg, MSG_NOSIGNAL); });
+}
+
+// Returns bytes received (0 at EOF), or -1 when the socket would block.
+ssize_t receive_with_fd(int sock, void* data, std::size_t size, UniqueFd& fd, int flags) {
+  msghdr msg{};
+  iovec iov{data, size};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n = ipc::sys_allow("recvmsg", {EAGAIN}, [&] { return ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | flags); });
+  if (n <= 0) return n;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+      int got;
+      std::memcpy(&got, CMSG_DATA(c), sizeof(int));
+      fd = UniqueFd(got);
+    }
+  }
+  return n;
+}
+
+// The child side of a fork: dies with its parent, and leaves if the parent is already gone.
+void die_with_parent(pid_t parent) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != parent) ::_exit(0);
+}
+
+int make_sigchld_fd() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  ::sigprocmask(SIG_BLOCK, &set, nullptr);
+  return ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+void drain_signalfd(int sfd) {
+  signalfd_siginfo info;
+  while (::read(sfd, &info, sizeof info) > 0) {
+  }
+}
+
+[[noreturn]] void worker_child(int fd, const SpawnRequest& req) {
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  worker::WorkerConfig cfg;
+  cfg.child_concurrency = req.child_concurrency ? req.child_concurrency : 1;
+  cfg.initializer = reinterpret_cast<void (*)()>(req.initializer);
+  worker::run_worker(fd, cfg);
+}
+
+// Serves one pool: forks its workers, reports their exits, and leaves once the pool has
+// closed its socket and every worker is gone (killing stragglers after a grace period).
+[[noreturn]] void spawner_main(int sock, int sfd) {
+  const pid_t self = ::getpid();
+  std::set<pid_t> children;
+  bool closing = false;
+  auto deadline = std::chrono::steady_clock::time_point::max();
+  for (;;) {
+    int timeout = -1;
+    if (closing) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      timeout = left.count() > 0 ? static_cast<int>(left.count()) : 0;
+    }
+    pollfd fds[2] = {{sfd, POLLIN, 0}, {sock, static_cast<short>(closing ? 0 : POLLIN), 0}};
+    int n = ::poll(fds, 2, timeout);
+    if (n < 0 && errno != EINTR) ::_exit(1);
+    if (fds[0].revents) {
+      drain_signalfd(sfd);
+      int status;
+      pid_t pid;
+      while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+        children.erase(pid);
+        if (!closing) {
+          SpawnerMessage m{SpawnerMessage::exited, pid, status};
+          ::send(sock, &m, sizeof m, MSG_NOSIGNAL);
+        }
+      }
+    }
+    if (closing && children.empty()) ::_exit(0);
+    if (closing && std::chrono::steady_clock::now() >= deadline) {
+      for (pid_t c : children) ::kill(c, SIGKILL);
+      deadline = std::chrono::steady_clock::time_point::max();
+    }
+    if (!closing && fds[1].revents) {
+      SpawnRequest req;
+      ssize_t got = ::recv(sock, &req, sizeof req, 0);
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) {
+        // The pool is done (or gone): its workers see their sockets close and exit.
+        closing = true;
+        deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+        continue;
+      }
+      int sv[2];
+      if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) ::_exit(1);
+      pid_t pid = ::fork();
+      if (pid == 0) {
+        ::close(sock);
+        ::close(sfd);
+        ::close(sv[0]);
+        die_with_parent(self);
+        worker_child(sv[1], req);
+      }
+      ::close(sv[1]);
+      if (pid < 0) {
+        ::close(sv[0]);
+        SpawnerMessage m{SpawnerMessage::exited, -1, errno};
+        ::send(sock, &m, sizeof m, MSG_NOSIGNAL);
+        continue;
+      }
+      children.insert(pid);
+      SpawnerMessage m{SpawnerMessage::spawned, pid, 0};
+      try {
+        send_with_fd(sock, &m, sizeof m, sv[0]);
+      } catch (...) {
+        ::kill(pid, SIGKILL);
+      }
+      ::close(sv[0]);
+    }
+  }
+}
+
+// The fork server: one per process, forked before any loop exists. Forks a spawner per
+// request and reaps them; leaves when the supervisor's end of `ctl` closes.
+[[noreturn]] void zygote_main(int ctl) {
+  in_pool_child = true;
+  // Keep only stdio and our socket: a user's fds must not live on in workers.
+  int keep = ::dup2(ctl, 3) == 3 ? 3 : ctl;
+  ::close_range(static_cast<unsigned>(keep) + 1, ~0U, 0);
+  ctl = keep;
+  const pid_t self = ::getpid();
+  int sfd = make_sigchld_fd();
+  if (sfd < 0) ::_exit(1);
+  for (;;) {
+    pollfd fds[2] = {{sfd, POLLIN, 0}, {ctl, POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0 && errno != EINTR) ::_exit(1);
+    if (fds[0].revents) {
+      drain_signalfd(sfd);
+      while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+      }
+    }
+    if (!fds[1].revents) continue;
+    char req[16];
+    ssize_t got = ::recv(ctl, req, sizeof req, 0);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) ::_exit(0);
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) ::_exit(1);
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::close(ctl);
+      ::close(sv[0]);
+      die_with_parent(self);
+      spawner_main(sv[1], sfd);
+    }
+    ::close(sv[1]);
+    int ok = pid > 0 ? 1 : 0;
+    try {
+      send_with_fd(ctl, &ok, sizeof ok, pid > 0 ? sv[0] : -1);
+    } catch (...) {
+    }
+    ::close(sv[0]);
+  }
+}
+
+int start_zygote() {
+  if (ipc::KjLoop::exists_on_this_thread())
+    throw std::logic_error("coropool: the first Pool of a process must be created on a thread without a KJ event loop");
+  int sv[2];
+  sys("socketpair", [&] { return ::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv); });
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(sv[0]);
+    ::close(sv[1]);
+    ipc::throw_errno("fork");
+  }
+  if (pid == 0) {
+    ::close(sv[0]);
+    zygote_main(sv[1]);
+  }
+  ::close(sv[1]);
+  return sv[0];
+}
+
+}  // namespace
+
+ipc::UniqueFd open_spawner() {
+  if (in_pool_child) throw std::logic_error("coropool: a Pool cannot be created inside a worker");
+  std::lock_guard lock(zygote_mutex);
+  if (zygote_fd < 0) zygote_fd = start_zygote();
+  char req = 1;
+  sys("send", [&] { return ::send(zygote_fd, &req, 1, MSG_NOSIGNAL); });
+  int ok = 0;
+  UniqueFd fd;
+  ssize_t n = receive_with_fd(zygote_fd, &ok, sizeof ok, fd, 0);
+  if (n <= 0 || !ok || !fd) throw std::runtime_error("coropool: the fork server could not start a spawner");
+  return fd;
+}
+
+void send_spawn_request(int spawner, const worker::WorkerConfig& config) {
+  SpawnRequest req{config.child_concurrency, reinterpret_cast<std::uintptr_t>(config.initializer)};
+  sys("send", [&] { return ::send(spawner, &req, sizeof req, MSG_NOSIGNAL); });
+}
+
+bool receive_spawner_message(int spawner, SpawnerMessage& msg, ipc::UniqueFd& fd, bool wait) {
+  ssize_t n = receive_with_fd(spawner, &msg, sizeof msg, fd, wait ? 0 : MSG_DONTWAIT);
+  if (n < 0) return false;
+  if (n == 0) throw std::runtime_error("coropool: the spawner exited");
+  if (static_cast<std::size_t>(n) != sizeof msg) throw std::runtime_error("coropool: malformed spawner message");
+  return true;
+}
+
+unsigned usable_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n > 0) return static_cast<unsigned>(n);
+  }
+  long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<unsigned>(n) : 1;
+}
+
+}  // namespace coropool::detail

@@ -1,0 +1,46 @@
+#pragma once
+// How a worker runs one job. The supervisor names a job's function by two addresses that
+// mean the same in every process of the pool, since all of them are forks of one image:
+// its invoker (generated per task type and argument types by pool/, see detail/task.hpp)
+// and its target (the user's function pointer, or 0 for a captureless lambda).
+
+#include <asio/awaitable.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace coropool::worker {
+
+struct Invocation {
+  std::uintptr_t target = 0;
+  std::string_view args;  // encoded argument tuple; valid until the job completes
+  std::string* out = nullptr;  // a plain-R task's encoded result goes here
+  // A task returning asio::awaitable<R> sets this instead, to a coroutine that yields the
+  // encoded result; it owns copies of everything it needs.
+  std::optional<asio::awaitable<std::string>> pending;
+};
+
+// Decodes args, calls the task, encodes the result (or sets `pending`). Throws what the
+// task throws, and ipc::DecodeError when the arguments do not decode.
+using Invoker = void (*)(Invocation&);
+
+// What a worker process is told when it is started.
+struct WorkerConfig {
+  std::uint32_t child_concurrency = 16;
+  void (*initializer)() = nullptr;  // runs once before the first job
+};
+
+// Serves the Worker RPC interface on `fd` (a connected AF_UNIX stream socket) until the
+// supervisor disconnects, then leaves the process with _exit. Call it only in a freshly
+// forked child whose thread has no KJ event loop.
+[[noreturn]] void run_worker(int fd, const WorkerConfig& config);
+
+// The readable form of a mangled C++ name (as from typeid(x).name()).
+std::string demangle(const char* name);
+
+// Describes the exception in flight: {demangled type name, message}.
+std::pair<std::string, std::string> describe_exception(std::exception_ptr e);
+
+}  // namespace coropool::worker
