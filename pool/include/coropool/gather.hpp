@@ -24,7 +24,7 @@ auto gather(Ops&&... ops) -> decltype(auto) {
       co_return std::tuple<typename decltype(aw)::value_type>(co_await std::move(aw));
     }(std::forward<Ops>(ops)(asio::use_awaitable)...);
   } else {
-    return (std::forward<Ops>(ops)(asio::use_awaitable) && ...);
+    return (... && std::forward<Ops>(ops)(asio::use_awaitable));  // left fold: a flat tuple
   }
 }
 

@@ -1,0 +1,373 @@
+// The public API of coropool::Pool, as a user calls it.
+
+#include <coropool/coropool.hpp>
+
+#include <asio/experimental/deferred.hpp>
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_future.hpp>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <numeric>
+#include <ranges>
+#include <stdexcept>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+// External linkage, so that errors can name it (see RemoteError::task).
+int explode_on_7(int x) {
+  if (x == 7) throw std::out_of_range("seven is out of range");
+  return x;
+}
+
+namespace {
+
+using namespace std::chrono_literals;
+using asio::experimental::deferred;
+
+asio::awaitable<int> twice(int x) { co_return 2 * x; }
+int plus(int a, int b) { return a + b; }
+pid_t worker_pid(int) { return ::getpid(); }
+std::string shout(std::string s, int times) {
+  std::string r;
+  for (int i = 0; i < times; ++i) r += s + "!";
+  return r;
+}
+struct CustomFailure {};  // not derived from std::exception
+int throw_custom(int) { throw CustomFailure{}; }
+
+asio::awaitable<int> wait_200ms(int x) {
+  asio::steady_timer t(co_await asio::this_coro::executor, 200ms);
+  co_await t.async_wait(asio::use_awaitable);
+  co_return x;
+}
+
+struct Stats {
+  std::string name;
+  std::vector<double> values;
+  std::map<std::string, int> counts;
+  bool operator==(const Stats&) const = default;
+};
+auto coropool_fields(Stats& s) { return std::tie(s.name, s.values, s.counts); }
+Stats summarize(Stats s) {
+  s.counts["n"] = static_cast<int>(s.values.size());
+  s.name += "!";
+  return s;
+}
+
+TEST(PoolMap, KeepsInputOrderOver100kItems) {
+  coropool::Pool pool({.processes = 2});
+  std::vector<int> xs(100000);
+  std::iota(xs.begin(), xs.end(), 0);
+  std::vector<int> ys = pool.map(twice, xs);
+  ASSERT_EQ(ys.size(), xs.size());
+  for (std::size_t i = 0; i < xs.size(); ++i) ASSERT_EQ(ys[i], 2 * xs[i]) << i;
+}
+
+TEST(PoolMap, UsesEveryWorker) {
+  coropool::Pool pool({.processes = 2});
+  std::vector<int> xs(20000, 0);
+  auto pids = pool.map(worker_pid, xs);
+  std::set<pid_t> distinct(pids.begin(), pids.end());
+  EXPECT_EQ(distinct.size(), 2u);
+  EXPECT_EQ(distinct.count(::getpid()), 0u);  // never the supervisor itself
+}
+
+TEST(PoolMap, AcceptsLambdasRvalueRangesAndEmptyInput) {
+  coropool::Pool pool({.processes = 2});
+  auto r = pool.map([](int x) { return x + 1; }, std::vector<int>{1, 2, 3});
+  EXPECT_EQ(r, (std::vector<int>{2, 3, 4}));
+  auto lazy = pool.map([](int x) { return x * x; }, std::views::iota(0, 5));
+  EXPECT_EQ(lazy, (std::vector<int>{0, 1, 4, 9, 16}));
+  EXPECT_TRUE(pool.map(twice, std::vector<int>{}).empty());
+}
+
+TEST(PoolMap, CarriesUserAggregates) {
+  coropool::Pool pool({.processes = 2});
+  std::vector<Stats> in{{"a", {1, 2}, {}}, {"b", {}, {{"x", 1}}}};
+  auto out = pool.map(summarize, in);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].name, "a!");
+  EXPECT_EQ(out[0].counts.at("n"), 2);
+  EXPECT_EQ(out[1].counts.at("x"), 1);
+}
+
+TEST(PoolStarmap, SpreadsTuples) {
+  coropool::Pool pool({.processes = 2});
+  std::vector<std::pair<int, int>> xs{{1, 2}, {3, 4}};
+  EXPECT_EQ(pool.starmap(plus, xs), (std::vector<int>{3, 7}));
+  std::vector<std::tuple<std::string, int>> ys{{"a", 2}, {"b", 1}};
+  EXPECT_EQ(pool.starmap(shout, ys), (std::vector<std::string>{"a!a!", "b!"}));
+}
+
+TEST(PoolApply, ReturnsTheValue) {
+  coropool::Pool pool({.processes = 2});
+  EXPECT_EQ(pool.apply(twice, 21), 42);
+  EXPECT_EQ(pool.apply(plus, 2, 3), 5);
+  EXPECT_EQ(pool.apply(shout, std::string("hi"), 3), "hi!hi!hi!");
+  pool.apply([] {});  // void tasks with no arguments
+}
+
+TEST(PoolErrors, RemoteErrorKeepsTypeMessagePidAndTask) {
+  coropool::Pool pool({.processes = 2});
+  auto pids = pool.worker_pids();
+  try {
+    pool.map(explode_on_7, std::views::iota(0, 20));
+    FAIL() << "map should throw";
+  } catch (const coropool::RemoteError& e) {
+    EXPECT_EQ(e.type_name(), "std::out_of_range");
+    EXPECT_EQ(e.message(), "seven is out of range");
+    EXPECT_EQ(e.index(), 7u);
+    EXPECT_NE(std::find(pids.begin(), pids.end(), e.worker_pid()), pids.end());
+    EXPECT_NE(e.task().find("explode_on_7"), std::string::npos) << e.task();
+    EXPECT_NE(std::string(e.what()).find("std::out_of_range: seven is out of range"), std::string::npos);
+  }
+  try {
+    pool.apply(throw_custom, 1);
+    FAIL() << "apply should throw";
+  } catch (const coropool::RemoteError& e) {
+    EXPECT_NE(e.type_name().find("CustomFailure"), std::string::npos) << e.type_name();
+  }
+  try {
+    pool.apply([](int) -> int { throw std::runtime_error("from a lambda"); }, 1);
+    FAIL() << "apply should throw";
+  } catch (const coropool::RemoteError& e) {
+    EXPECT_EQ(e.type_name(), "std::runtime_error");
+    EXPECT_EQ(e.message(), "from a lambda");
+  }
+  // The pool is still fine afterwards.
+  EXPECT_EQ(pool.apply(twice, 1), 2);
+}
+
+TEST(PoolAsync, CompletionTokens) {
+  coropool::Pool pool({.processes = 2});
+  // use_awaitable and deferred inside a coroutine run on the pool's loop.
+  int got = pool.run([&]() -> asio::awaitable<int> {
+    std::vector<int> in{1, 2, 3};  // (GCC 12 rejects a braced temporary inside co_await)
+    std::vector<int> v = co_await pool.async_map(twice, std::move(in), asio::use_awaitable);
+    int a = co_await pool.async_apply(twice, 10, asio::use_awaitable);
+    int b = co_await pool.async_apply(plus, 1, 2, deferred)(asio::use_awaitable);
+    co_return v[2] + a + b;
+  }());
+  EXPECT_EQ(got, 6 + 20 + 3);
+
+  // A callback, and use_future, completed while the loop runs.
+  int from_callback = 0;
+  std::future<int> fut;
+  pool.run([&]() -> asio::awaitable<void> {
+    pool.async_apply(twice, 4, [&](std::exception_ptr e, int v) { from_callback = e ? -1 : v; });
+    fut = pool.async_apply(twice, 5, asio::use_future);
+    co_await pool.async_apply(twice, 0, asio::use_awaitable);  // both above are done by now or soon
+    while (from_callback == 0) co_await pool.async_apply(twice, 0, asio::use_awaitable);
+  }());
+  EXPECT_EQ(from_callback, 8);
+  EXPECT_EQ(fut.get(), 10);
+}
+
+TEST(PoolAsync, ErrorsReachTheAwaiter) {
+  coropool::Pool pool({.processes = 2});
+  bool caught = pool.run([&]() -> asio::awaitable<bool> {
+    try {
+      co_await pool.async_apply(explode_on_7, 7, asio::use_awaitable);
+    } catch (const coropool::RemoteError& e) {
+      co_return e.type_name() == "std::out_of_range";
+    }
+    co_return false;
+  }());
+  EXPECT_TRUE(caught);
+}
+
+TEST(PoolGather, GivesATupleInArgumentOrder) {
+  coropool::Pool pool({.processes = 2});
+  auto [a, b, c] = pool.run([&]() -> asio::awaitable<std::tuple<int, int, std::string>> {
+    co_return co_await coropool::gather(pool.async_apply(twice, 1, deferred), pool.async_apply(twice, 2, deferred),
+                                        pool.async_apply(shout, std::string("x"), 2, deferred));
+  }());
+  EXPECT_EQ(a, 2);
+  EXPECT_EQ(b, 4);
+  EXPECT_EQ(c, "x!x!");
+}
+
+TEST(PoolAsync, TenThousandIndependentApplies) {
+  coropool::Pool pool({.processes = 2});
+  long sum = pool.run([&]() -> asio::awaitable<long> {
+    std::vector<std::future<int>> futs;
+    int done = 0;
+    long total = 0;
+    for (int i = 0; i < 10000; ++i)
+      pool.async_apply(twice, i, [&](std::exception_ptr e, int v) {
+        ++done;
+        if (!e) total += v;
+      });
+    while (done < 10000) co_await pool.async_apply(twice, 0, asio::use_awaitable);
+    co_return total;
+  }());
+  EXPECT_EQ(sum, 2L * (9999L * 10000L / 2));
+}
+
+TEST(PoolAsync, TimerJobsOverlapInsideWorkers) {
+  coropool::Pool pool({.processes = 2, .child_concurrency = 16});
+  auto start = std::chrono::steady_clock::now();
+  auto r = pool.map(wait_200ms, std::views::iota(0, 100));
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(r.size(), 100u);
+  // 100 jobs of 200 ms over 2 x 16 slots: 4 rounds, about 0.8 s; serially it would be 20 s.
+  EXPECT_LT(elapsed, 1600ms);
+}
+
+std::atomic<int> running_now{0};
+asio::awaitable<int> count_concurrency(int) {
+  // Runs in a worker: its own copy of running_now counts the jobs there.
+  int now = ++running_now;
+  asio::steady_timer t(co_await asio::this_coro::executor, 5ms);
+  co_await t.async_wait(asio::use_awaitable);
+  --running_now;
+  co_return now;
+}
+
+TEST(PoolLimits, AWorkerNeverRunsMoreThanChildConcurrency) {
+  coropool::Pool pool({.processes = 2, .child_concurrency = 3});
+  auto peaks = pool.map(count_concurrency, std::views::iota(0, 300));
+  EXPECT_EQ(*std::max_element(peaks.begin(), peaks.end()), 3);
+}
+
+TEST(PoolImap, OrderedStreamYieldsInInputOrder) {
+  coropool::Pool pool({.processes = 2});
+  auto stream = pool.imap(twice, std::views::iota(0, 50000), 1000);
+  int expected = 0;
+  for (int v : stream) ASSERT_EQ(v, 2 * expected++);
+  EXPECT_EQ(expected, 50000);
+}
+
+TEST(PoolImap, UnorderedOverTenMillionLazyItemsStaysBounded) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  const long n = 500'000;
+#else
+  const long n = 10'000'000;
+#endif
+  coropool::Pool pool({.processes = 2});
+  long pulled = 0, received = 0, max_gap = 0, sum = 0;
+  const std::size_t bound = 8192;
+  auto items = std::views::iota(0L, n) | std::views::transform([&pulled](long i) {
+                 ++pulled;
+                 return i;
+               });
+  auto stream = pool.imap_unordered([](long x) { return x; }, items, bound);
+  for (long v : stream) {
+    ++received;
+    sum += v;
+    max_gap = std::max(max_gap, pulled - received + 1);
+  }
+  EXPECT_EQ(received, n);
+  EXPECT_EQ(sum, n * (n - 1) / 2);
+  EXPECT_LE(max_gap, static_cast<long>(bound));
+}
+
+TEST(PoolImap, CoroutineConsumerWithNext) {
+  coropool::Pool pool({.processes = 2});
+  long total = pool.run([&]() -> asio::awaitable<long> {
+    auto stream = pool.imap_unordered(twice, std::views::iota(0, 1000));
+    long t = 0;
+    while (auto r = co_await stream.next()) t += *r;
+    co_return t;
+  }());
+  EXPECT_EQ(total, 999L * 1000L);
+}
+
+TEST(PoolImap, AFailedItemThrowsAtItsPlaceAndTheStreamGoesOn) {
+  coropool::Pool pool({.processes = 2});
+  auto stream = pool.imap(explode_on_7, std::views::iota(0, 10));
+  std::vector<int> seen;
+  int errors = 0;
+  for (;;) {
+    try {
+      auto v = stream.get();
+      if (!v) break;
+      seen.push_back(*v);
+    } catch (const coropool::RemoteError& e) {
+      EXPECT_EQ(e.index(), 7u);
+      ++errors;
+    }
+  }
+  EXPECT_EQ(errors, 1);
+  EXPECT_EQ(seen, (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 8, 9}));
+}
+
+TEST(PoolLifetime, TwoPoolsOnOneThreadAndOneAfterAnother) {
+  {
+    coropool::Pool a({.processes = 1});
+    coropool::Pool b({.processes = 1});
+    EXPECT_EQ(a.apply(twice, 1), 2);
+    EXPECT_EQ(b.apply(twice, 2), 4);
+    EXPECT_NE(a.worker_pids(), b.worker_pids());
+  }
+  coropool::Pool c({.processes = 2});
+  EXPECT_EQ(c.map(twice, std::vector<int>{5, 6}), (std::vector<int>{10, 12}));
+}
+
+TEST(PoolLifetime, SharesTheCallersIoContext) {
+  asio::io_context io;
+  coropool::Pool pool(io.get_executor(), {.processes = 2});
+  int result = 0;
+  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+    result = co_await pool.async_apply(twice, 21, asio::use_awaitable);
+  }, [&](std::exception_ptr) { io.stop(); });
+  io.run_for(10s);  // hang guard; the coroutine's end stops the loop
+  EXPECT_EQ(result, 42);
+  // Blocking calls drive the same io_context when made outside of it.
+  EXPECT_EQ(pool.apply(twice, 2), 4);
+}
+
+TEST(PoolLifetime, BlockingCallInsideTheLoopIsAnError) {
+  coropool::Pool pool({.processes = 1});
+  bool threw = pool.run([&]() -> asio::awaitable<bool> {
+    try {
+      pool.apply(twice, 1);
+    } catch (const std::logic_error&) {
+      co_return true;
+    }
+    co_return false;
+  }());
+  EXPECT_TRUE(threw);
+}
+
+TEST(PoolLifetime, ClosedPoolRefusesNewWork) {
+  coropool::Pool pool({.processes = 1});
+  pool.close();
+  EXPECT_THROW(pool.apply(twice, 1), coropool::PoolClosed);
+  pool.join();
+}
+
+int initialized_in_worker = 0;
+void init_worker() { initialized_in_worker = 41; }
+int read_initialized(int) { return ++initialized_in_worker; }
+
+TEST(PoolOptions, InitializerRunsOnceInEachWorker) {
+  coropool::Pool pool({.processes = 1, .initializer = init_worker});
+  EXPECT_EQ(pool.apply(read_initialized, 0), 42);
+  EXPECT_EQ(pool.apply(read_initialized, 0), 43);
+  EXPECT_EQ(initialized_in_worker, 0);  // never in the supervisor
+}
+
+TEST(PoolOptions, MaxTasksPerChildReplacesWorkers) {
+  coropool::Pool pool({.processes = 1, .max_tasks_per_child = 10});
+  auto pids = pool.map(worker_pid, std::vector<int>(35, 0));
+  std::set<pid_t> distinct(pids.begin(), pids.end());
+  EXPECT_EQ(distinct.size(), 4u);  // 10 + 10 + 10 + 5
+  for (pid_t p : distinct) EXPECT_EQ(std::count(pids.begin(), pids.end(), p) <= 10, true);
+}
+
+TEST(PoolOptions, DefaultProcessesIsTheUsableCpuCount) {
+  coropool::Pool pool;
+  cpu_set_t set;
+  sched_getaffinity(0, sizeof set, &set);
+  EXPECT_EQ(pool.processes(), static_cast<unsigned>(CPU_COUNT(&set)));
+  EXPECT_EQ(pool.worker_pids().size(), pool.processes());
+}
+
+}  // namespace
