@@ -5,45 +5,47 @@
 
 $import "/capnp/c++.capnp".namespace("coropool::ipc::rpc");
 
-struct Job {
-  id @0 :UInt64;        # supervisor's in-flight slot id, echoed back in the Result
-  invoker @1 :UInt64;   # address of the task's invoker (same image on both sides: fork)
-  target @2 :UInt64;    # address of the user function, or 0 for a captureless lambda
-  args @3 :Data;        # encoded argument tuple (coropool::ipc codec)
+# Jobs and results travel in batches, with the encoded values of a batch packed into one
+# Data blob: per job the wire carries an id and an end offset, nothing more.
+
+struct JobBatch {
+  invoker @0 :UInt64;          # address of the task's invoker (same image on both sides: fork)
+  target @1 :UInt64;           # address of the user function, or 0 for a captureless lambda
+  ids @2 :List(UInt64);        # supervisor's in-flight slot ids, echoed back with the results
+  argEnds @3 :List(UInt32);    # job i's encoded argument tuple is args[argEnds[i-1], argEnds[i])
+  args @4 :Data;
 }
 
 struct Failure {
-  typeName @0 :Text;    # demangled type of the exception thrown by the task
-  message @1 :Text;     # what()
-  kind @2 :Kind;
+  id @0 :UInt64;
+  typeName @1 :Text;    # demangled type of the exception thrown by the task
+  message @2 :Text;     # what()
+  kind @3 :Kind;
   enum Kind {
     exception @0;       # the task threw
     decode @1;          # the arguments did not decode in the worker
-    encode @2;          # the result did not fit a message
-    cancelled @3;       # the job was cancelled before or while running
+    cancelled @2;       # the job was cancelled before or while running
   }
 }
 
-struct Result {
-  id @0 :UInt64;
-  union {
-    value @1 :Data;     # encoded result
-    failure @2 :Failure;
-  }
+struct ResultBatch {
+  ids @0 :List(UInt64);        # jobs that succeeded
+  valueEnds @1 :List(UInt32);  # job i's encoded result is values[valueEnds[i-1], valueEnds[i])
+  values @2 :Data;
+  failures @3 :List(Failure);
 }
 
 interface ResultSink {
-  # Results travel in batches: everything finished in one worker loop turn.
-  done @0 (results :List(Result)) -> ();
+  # Everything that finished in one worker loop turn.
+  done @0 (results :ResultBatch) -> ();
 }
 
 interface Worker {
   hello @0 (sink :ResultSink) -> (pid :Int32);
-  # Jobs travel in batches; returns once queued. The supervisor never has more jobs
-  # outstanding on one worker than its window, and the worker runs at most
-  # child_concurrency of them at once.
-  submit @1 (jobs :List(Job)) -> ();
-  # Drops queued jobs and cancels running ones; each still gets a Result (kind cancelled)
+  # Queues the jobs and returns. The supervisor never has more jobs outstanding on one worker
+  # than its window, and the worker runs at most child_concurrency of them at once.
+  submit @1 (batches :List(JobBatch)) -> ();
+  # Drops queued jobs and cancels running ones; each still gets a Failure (kind cancelled)
   # unless it had already finished.
   cancel @2 (ids :List(UInt64)) -> ();
 }

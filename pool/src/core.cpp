@@ -224,29 +224,32 @@ class PoolCore final : public Core {
 
   // ---- called from connections ------------------------------------------------------------
 
-  void on_results(WorkerConn& w, capnp::List<rpc::Result>::Reader results) {
+  void on_results(WorkerConn& w, rpc::ResultBatch::Reader batch) {
     auto now = Clock::now();
-    for (auto r : results) {
-      std::uint64_t id = r.getId();
-      auto slot_index = static_cast<std::uint32_t>(id);
-      if (slot_index >= w.slots.size()) continue;
-      auto& slot = w.slots[slot_index];
-      if (!slot.op || slot.generation != static_cast<std::uint32_t>(id >> 32)) continue;
-      Ref<Op> op = std::move(slot.op);
-      std::uint64_t index = slot.index;
-      release_slot(w, slot_index);
-      if (r.isValue()) {
-        auto v = r.getValue();
-        op->complete(index, std::string_view(reinterpret_cast<const char*>(v.begin()), v.size()));
-      } else {
-        auto f = r.getFailure();
-        op->fail(index, std::make_exception_ptr(RemoteError(f.getTypeName().cStr(), f.getMessage().cStr(), w.pid,
-                                                            describe_task(op->task()), index)));
-      }
+    auto ids = batch.getIds();
+    auto ends = batch.getValueEnds();
+    auto values = batch.getValues();
+    const char* base = reinterpret_cast<const char*>(values.begin());
+    std::uint32_t begin = 0;
+    for (unsigned i = 0; i < ids.size() && i < ends.size(); ++i) {
+      std::uint32_t end = ends[i];
+      if (end < begin || end > values.size()) break;  // malformed: the slots stay until the worker is lost
+      Ref<Op> op;
+      std::uint64_t index;
+      if (take_slot(w, ids[i], op, index)) op->complete(index, std::string_view(base + begin, end - begin));
+      begin = end;
     }
+    for (auto f : batch.getFailures()) {
+      Ref<Op> op;
+      std::uint64_t index;
+      if (!take_slot(w, f.getId(), op, index)) continue;
+      op->fail(index, std::make_exception_ptr(RemoteError(f.getTypeName().cStr(), f.getMessage().cStr(), w.pid,
+                                                          describe_task(op->task()), index)));
+    }
+    std::size_t n = ids.size() + batch.getFailures().size();
     double dt = std::chrono::duration<double>(now - w.last_result).count();
-    if (dt > 0 && results.size() > 0) {
-      double inst = results.size() / dt;
+    if (dt > 0 && n > 0) {
+      double inst = static_cast<double>(n) / dt;
       w.rate = w.rate == 0 ? inst : 0.7 * w.rate + 0.3 * inst;
     }
     w.last_result = now;
@@ -446,6 +449,18 @@ class PoolCore final : public Core {
     return (static_cast<std::uint64_t>(s.generation) << 32) | i;
   }
 
+  // The op and index of an in-flight job by its wire id; false for an unknown or stale id.
+  bool take_slot(WorkerConn& w, std::uint64_t id, Ref<Op>& op, std::uint64_t& index) {
+    auto i = static_cast<std::uint32_t>(id);
+    if (i >= w.slots.size()) return false;
+    auto& slot = w.slots[i];
+    if (!slot.op || slot.generation != static_cast<std::uint32_t>(id >> 32)) return false;
+    op = std::move(slot.op);
+    index = slot.index;
+    release_slot(w, i);
+    return true;
+  }
+
   void release_slot(WorkerConn& w, std::uint32_t i) {
     auto& s = w.slots[i];
     s.op = Ref<Op>();
@@ -517,17 +532,32 @@ class PoolCore final : public Core {
     }
     if (staged_.empty()) return;
     if (w.outstanding == 0) w.last_result = Clock::now();
-    auto words = static_cast<std::uint64_t>(staged_.size() * 8 + arena_.size() / 8 + 64);
+    // Consecutive jobs of one op share a task: one JobBatch per run of them.
+    unsigned groups = 1;
+    for (std::size_t i = 1; i < staged_.size(); ++i)
+      if (staged_[i].op.get() != staged_[i - 1].op.get()) ++groups;
+    auto words = static_cast<std::uint64_t>(staged_.size() * 2 + arena_.size() / 8 + groups * 16 + 64);
     auto req = w.client->submitRequest(capnp::MessageSize{words, 0});
-    auto jobs = req.initJobs(static_cast<unsigned>(staged_.size()));
-    for (unsigned i = 0; i < staged_.size(); ++i) {
-      auto& s = staged_[i];
-      auto job = jobs[i];
-      const TaskInfo& t = s.op->task();
-      job.setInvoker(reinterpret_cast<std::uint64_t>(t.invoker));
-      job.setTarget(t.target);
-      job.setArgs(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(arena_.data() + s.offset), s.size));
-      job.setId(acquire_slot(w, std::move(s.op), s.index));
+    auto batches = req.initBatches(groups);
+    std::size_t i = 0;
+    for (unsigned g = 0; g < groups; ++g) {
+      std::size_t j = i + 1;
+      while (j < staged_.size() && staged_[j].op.get() == staged_[i].op.get()) ++j;
+      auto b = batches[g];
+      const TaskInfo& t = staged_[i].op->task();
+      b.setInvoker(reinterpret_cast<std::uint64_t>(t.invoker));
+      b.setTarget(t.target);
+      auto ids = b.initIds(static_cast<unsigned>(j - i));
+      auto ends = b.initArgEnds(static_cast<unsigned>(j - i));
+      std::size_t first = staged_[i].offset;
+      std::size_t last = staged_[j - 1].offset + staged_[j - 1].size;
+      b.setArgs(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(arena_.data() + first), last - first));
+      for (std::size_t k = i; k < j; ++k) {
+        auto& s = staged_[k];
+        ends.set(static_cast<unsigned>(k - i), static_cast<std::uint32_t>(s.offset + s.size - first));
+        ids.set(static_cast<unsigned>(k - i), acquire_slot(w, std::move(s.op), s.index));
+      }
+      i = j;
     }
     w.sent_total += staged_.size();
     staged_.clear();

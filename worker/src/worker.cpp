@@ -15,6 +15,7 @@
 #include <cxxabi.h>
 #include <kj/debug.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -52,11 +53,10 @@ namespace {
 
 using Kind = rpc::Failure::Kind;
 
-struct Outcome {
+struct Failed {
   std::uint64_t id;
-  bool ok;
-  Kind kind = Kind::EXCEPTION;
-  std::string value;  // result bytes, or the exception's type name
+  Kind kind;
+  std::string type_name;
   std::string message;
 };
 
@@ -64,7 +64,8 @@ struct QueuedJob {
   std::uint64_t id;
   Invoker invoker;
   std::uintptr_t target;
-  std::string args;
+  std::shared_ptr<const std::string> blob;  // the batch's packed arguments
+  std::uint32_t begin, end;
 };
 
 // A job whose coroutine is still running.
@@ -79,27 +80,36 @@ class WorkerState {
 
   void set_sink(rpc::ResultSink::Client sink) { sink_ = kj::mv(sink); }
 
-  void accept(capnp::List<rpc::Job>::Reader jobs) {
-    for (auto j : jobs) {
-      auto args = j.getArgs();
-      queue_.push_back(QueuedJob{j.getId(), reinterpret_cast<Invoker>(j.getInvoker()),
-                                 static_cast<std::uintptr_t>(j.getTarget()),
-                                 std::string(reinterpret_cast<const char*>(args.begin()), args.size())});
+  void accept(capnp::List<rpc::JobBatch>::Reader batches) {
+    for (auto b : batches) {
+      auto args = b.getArgs();
+      auto blob = std::make_shared<const std::string>(reinterpret_cast<const char*>(args.begin()), args.size());
+      auto ids = b.getIds();
+      auto ends = b.getArgEnds();
+      auto invoker = reinterpret_cast<Invoker>(b.getInvoker());
+      auto target = static_cast<std::uintptr_t>(b.getTarget());
+      std::uint32_t begin = 0;
+      for (unsigned i = 0; i < ids.size() && i < ends.size(); ++i) {
+        std::uint32_t end = ends[i];
+        if (end < begin || end > blob->size()) {
+          failures_.push_back(Failed{ids[i], Kind::DECODE, "coropool::ipc::DecodeError", "malformed job batch"});
+          continue;
+        }
+        queue_.push_back(QueuedJob{ids[i], invoker, target, blob, begin, end});
+        begin = end;
+      }
     }
     schedule_drain();
   }
 
   void cancel(capnp::List<std::uint64_t>::Reader ids) {
     for (auto id : ids) {
-      for (auto it = queue_.begin(); it != queue_.end(); ++it) {
-        if (it->id == id) {
-          queue_.erase(it);
-          results_.push_back(Outcome{id, false, Kind::CANCELLED, "coropool::Cancelled", "job cancelled"});
-          break;
-        }
+      auto q = std::find_if(queue_.begin(), queue_.end(), [&](const QueuedJob& j) { return j.id == id; });
+      if (q != queue_.end()) {
+        queue_.erase(q);
+        failures_.push_back(Failed{id, Kind::CANCELLED, "coropool::Cancelled", "job cancelled"});
       }
-      if (auto r = running_.find(id); r != running_.end())
-        r->second->cancel.emit(asio::cancellation_type::terminal);
+      if (auto r = running_.find(id); r != running_.end()) r->second->cancel.emit(asio::cancellation_type::terminal);
     }
     schedule_flush();
   }
@@ -120,7 +130,7 @@ class WorkerState {
     auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(1);
     unsigned n = 0;
     while (!queue_.empty() && running_.size() < cfg_.child_concurrency) {
-      start(std::move(queue_.front()));
+      start(queue_.front());
       queue_.pop_front();
       if ((++n & 63) == 0 && std::chrono::steady_clock::now() > until) break;
     }
@@ -128,23 +138,25 @@ class WorkerState {
     schedule_flush();
   }
 
-  void start(QueuedJob job) {
-    std::string out;
+  void start(const QueuedJob& job) {
     Invocation inv;
     inv.target = job.target;
-    inv.args = job.args;
-    inv.out = &out;
+    inv.args = std::string_view(*job.blob).substr(job.begin, job.end - job.begin);
+    inv.out = &values_;
+    std::size_t mark = values_.size();
     try {
       job.invoker(inv);
     } catch (const ipc::DecodeError& e) {
-      results_.push_back(Outcome{job.id, false, Kind::DECODE, "coropool::ipc::DecodeError", e.what()});
+      values_.resize(mark);
+      failures_.push_back(Failed{job.id, Kind::DECODE, "coropool::ipc::DecodeError", e.what()});
       return;
     } catch (...) {
+      values_.resize(mark);
       fail(job.id, std::current_exception());
       return;
     }
     if (!inv.pending) {
-      results_.push_back(Outcome{job.id, true, Kind::EXCEPTION, std::move(out), {}});
+      succeeded(job.id);
       return;
     }
     // The worker owns the coroutine through running_: its completion removes it, and a
@@ -155,29 +167,36 @@ class WorkerState {
     running_.emplace(id, std::move(running));
     asio::co_spawn(io_, std::move(*inv.pending),
                    asio::bind_cancellation_slot(slot, [this, id](std::exception_ptr e, std::string out) {
-                     finish(id, e, std::move(out));
+                     finish(id, e, out);
                    }));
   }
 
-  void finish(std::uint64_t id, std::exception_ptr e, std::string out) {
+  void finish(std::uint64_t id, std::exception_ptr e, const std::string& out) {
     auto it = running_.find(id);
     if (it == running_.end()) return;
     running_.erase(it);
-    if (e)
+    if (e) {
       fail(id, e);
-    else
-      results_.push_back(Outcome{id, true, Kind::EXCEPTION, std::move(out), {}});
+    } else {
+      values_ += out;
+      succeeded(id);
+    }
     if (!queue_.empty()) schedule_drain();
     schedule_flush();
   }
 
+  void succeeded(std::uint64_t id) {
+    ids_.push_back(id);
+    ends_.push_back(static_cast<std::uint32_t>(values_.size()));
+  }
+
   void fail(std::uint64_t id, std::exception_ptr e) {
     auto [type, message] = describe_exception(e);
-    results_.push_back(Outcome{id, false, Kind::EXCEPTION, std::move(type), std::move(message)});
+    failures_.push_back(Failed{id, Kind::EXCEPTION, std::move(type), std::move(message)});
   }
 
   void schedule_flush() {
-    if (flush_posted_ || results_.empty()) return;
+    if (flush_posted_ || (ids_.empty() && failures_.empty())) return;
     flush_posted_ = true;
     asio::post(io_, [this] {
       flush_posted_ = false;
@@ -185,25 +204,33 @@ class WorkerState {
     });
   }
 
+  // Sends everything finished since the last flush as one ResultBatch.
   void flush() {
-    if (results_.empty()) return;
+    if (ids_.empty() && failures_.empty()) return;
     KJ_IF_MAYBE(sink, sink_) {
-      auto req = sink->doneRequest();
-      auto list = req.initResults(static_cast<unsigned>(results_.size()));
-      for (unsigned i = 0; i < results_.size(); ++i) {
-        auto& o = results_[i];
-        auto r = list[i];
-        r.setId(o.id);
-        if (o.ok) {
-          r.setValue(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(o.value.data()), o.value.size()));
-        } else {
-          auto f = r.initFailure();
-          f.setTypeName(o.value);
-          f.setMessage(o.message);
-          f.setKind(o.kind);
-        }
+      std::size_t words = ids_.size() + ends_.size() / 2 + values_.size() / 8 + failures_.size() * 16 + 64;
+      for (auto& f : failures_) words += (f.type_name.size() + f.message.size()) / 8 + 2;
+      auto req = sink->doneRequest(capnp::MessageSize{words, 0});
+      auto batch = req.initResults();
+      auto ids = batch.initIds(static_cast<unsigned>(ids_.size()));
+      auto ends = batch.initValueEnds(static_cast<unsigned>(ends_.size()));
+      for (unsigned i = 0; i < ids_.size(); ++i) {
+        ids.set(i, ids_[i]);
+        ends.set(i, ends_[i]);
       }
-      results_.clear();
+      batch.setValues(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(values_.data()), values_.size()));
+      auto fails = batch.initFailures(static_cast<unsigned>(failures_.size()));
+      for (unsigned i = 0; i < failures_.size(); ++i) {
+        auto f = fails[i];
+        f.setId(failures_[i].id);
+        f.setTypeName(failures_[i].type_name);
+        f.setMessage(failures_[i].message);
+        f.setKind(failures_[i].kind);
+      }
+      ids_.clear();
+      ends_.clear();
+      values_.clear();
+      failures_.clear();
       loop_.add_task(req.send().ignoreResult());
     }
   }
@@ -214,7 +241,11 @@ class WorkerState {
   kj::Maybe<rpc::ResultSink::Client> sink_;
   std::deque<QueuedJob> queue_;
   std::unordered_map<std::uint64_t, std::unique_ptr<RunningJob>> running_;
-  std::vector<Outcome> results_;
+  // What finished since the last flush.
+  std::vector<std::uint64_t> ids_;
+  std::vector<std::uint32_t> ends_;
+  std::string values_;
+  std::vector<Failed> failures_;
   bool drain_posted_ = false, flush_posted_ = false;
 };
 
@@ -228,7 +259,7 @@ class WorkerServer final : public rpc::Worker::Server {
     return kj::READY_NOW;
   }
   kj::Promise<void> submit(SubmitContext ctx) override {
-    state_.accept(ctx.getParams().getJobs());
+    state_.accept(ctx.getParams().getBatches());
     return kj::READY_NOW;
   }
   kj::Promise<void> cancel(CancelContext ctx) override {

@@ -1,0 +1,156 @@
+// The core runtime's benchmarks (B1-B5 of the README's table). One mode per run, one line of
+// output per run: "<name> <value> <unit>". bench/run.sh runs each several times beside its
+// peer and reports medians and ratios.
+//
+//   bench_pool map N            B1: pool.map of N trivial ints over 2 processes, jobs/s
+//   bench_pool apply N          B2: N sequential apply round trips, median us
+//   bench_pool pingpong N       B2 floor: 64-byte socketpair ping-pong between two processes, median us
+//   bench_pool async N          B3: N independent async_apply calls in flight, jobs/s
+//   bench_pool cpu P N          B4: N CPU jobs of ~20 ms on P processes, seconds
+//   bench_pool imap N           B5: imap_unordered over N lazy ints, peak RSS of this process, MiB
+
+#include <coropool/coropool.hpp>
+
+#include <asio/redirect_error.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ranges>
+#include <string>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vector>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int trivial(int x) { return x + 1; }
+asio::awaitable<int> trivial_async(int x) { co_return x + 1; }
+
+// About 20 ms of arithmetic on this class of machine; the result keeps it from being elided.
+double burn(int seed) {
+  double acc = seed;
+  for (int i = 0; i < 9'000'000; ++i) acc = acc * 1.0000001 + 1e-9 * (i & 7);
+  return acc;
+}
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+int bench_map(long n) {
+  coropool::Pool pool({.processes = 2});
+  std::vector<int> xs(static_cast<std::size_t>(n));
+  for (long i = 0; i < n; ++i) xs[static_cast<std::size_t>(i)] = static_cast<int>(i);
+  pool.map(trivial, std::vector<int>(10000, 1));  // warm up the windows
+  auto t = Clock::now();
+  auto ys = pool.map(trivial, xs);
+  double s = seconds_since(t);
+  if (ys.back() != n) return 1;
+  std::printf("map %.0f jobs/s\n", n / s);
+  return 0;
+}
+
+int bench_apply(long n) {
+  coropool::Pool pool({.processes = 2});
+  std::vector<double> us;
+  for (long i = 0; i < n; ++i) {
+    auto t = Clock::now();
+    if (pool.apply(trivial, 1) != 2) return 1;
+    us.push_back(seconds_since(t) * 1e6);
+  }
+  std::printf("apply %.1f us\n", median(us));
+  return 0;
+}
+
+int bench_pingpong(long n) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return 1;
+  pid_t child = ::fork();
+  char buf[64] = {};
+  if (child == 0) {
+    ::close(sv[0]);
+    while (::read(sv[1], buf, sizeof buf) == sizeof buf)
+      if (::write(sv[1], buf, sizeof buf) != sizeof buf) break;
+    ::_exit(0);
+  }
+  ::close(sv[1]);
+  std::vector<double> us;
+  for (long i = 0; i < n; ++i) {
+    auto t = Clock::now();
+    if (::write(sv[0], buf, sizeof buf) != sizeof buf || ::read(sv[0], buf, sizeof buf) != sizeof buf) return 1;
+    us.push_back(seconds_since(t) * 1e6);
+  }
+  ::close(sv[0]);
+  ::waitpid(child, nullptr, 0);
+  std::printf("pingpong %.1f us\n", median(us));
+  return 0;
+}
+
+int bench_async(long n) {
+  coropool::Pool pool({.processes = 2});
+  pool.map(trivial, std::vector<int>(10000, 1));
+  double s = pool.run([&]() -> asio::awaitable<double> {
+    asio::steady_timer done(co_await asio::this_coro::executor, std::chrono::minutes(5));
+    long left = n;
+    auto t = Clock::now();
+    for (long i = 0; i < n; ++i)
+      pool.async_apply(trivial_async, static_cast<int>(i), [&](std::exception_ptr, int) {
+        if (--left == 0) done.cancel();
+      });
+    asio::error_code ec;
+    co_await done.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_return seconds_since(t);
+  }());
+  std::printf("async %.0f jobs/s\n", n / s);
+  return 0;
+}
+
+int bench_cpu(unsigned processes, long n) {
+  coropool::Pool pool({.processes = processes});
+  auto t = Clock::now();
+  auto r = pool.map(burn, std::views::iota(0, static_cast<int>(n)));
+  double s = seconds_since(t);
+  std::printf("cpu%u %.3f s (%zu)\n", processes, s, r.size());
+  return 0;
+}
+
+int bench_imap(long n) {
+  coropool::Pool pool({.processes = 2});
+  long sum = 0;
+  for (int v : pool.imap_unordered(trivial, std::views::iota(0, static_cast<int>(n)))) sum += v;
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  std::printf("imap_rss %.1f MiB (sum %ld)\n", ru.ru_maxrss / 1024.0, sum);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 3) {
+    std::fprintf(stderr, "usage: bench_pool map|apply|pingpong|async|imap N | cpu P N\n");
+    return 2;
+  }
+  std::string mode = argv[1];
+  long n = std::atol(argv[argc - 1]);
+  if (mode == "map") return bench_map(n);
+  if (mode == "apply") return bench_apply(n);
+  if (mode == "pingpong") return bench_pingpong(n);
+  if (mode == "async") return bench_async(n);
+  if (mode == "cpu") return bench_cpu(static_cast<unsigned>(std::atoi(argv[2])), n);
+  if (mode == "imap") return bench_imap(n);
+  std::fprintf(stderr, "unknown mode %s\n", mode.c_str());
+  return 2;
+}
