@@ -42,9 +42,11 @@ interface ResultSink {
 
 interface Worker {
   hello @0 (sink :ResultSink) -> (pid :Int32);
-  # Queues the jobs and returns. The supervisor never has more jobs outstanding on one worker
-  # than its window, and the worker runs at most child_concurrency of them at once.
-  submit @1 (batches :List(JobBatch)) -> ();
+  # Queues the jobs and starts what it may; returns the results of the jobs that finished
+  # right away (plain-R tasks), so a quick job costs one round trip. The rest arrive through
+  # the ResultSink. The supervisor never has more jobs outstanding on one worker than its
+  # window, and the worker runs at most child_concurrency of them at once.
+  submit @1 (batches :List(JobBatch)) -> (results :ResultBatch);
   # Drops queued jobs and cancels running ones; each still gets a Failure (kind cancelled)
   # unless it had already finished.
   cancel @2 (ids :List(UInt64)) -> ();

@@ -1,5 +1,7 @@
 #include "coropool/ipc/asio_stream.hpp"
 
+#include "coropool/ipc/kj_loop.hpp"
+
 #include <asio/buffer.hpp>
 #include <asio/post.hpp>
 #include <asio/write.hpp>
@@ -96,9 +98,11 @@ struct AsioStream::State : std::enable_shared_from_this<State> {
     if (pr.got >= pr.min || eof) {
       pr.fulfiller->fulfill(kj::cp(pr.got));
       pending_read.reset();
+      KjLoop::run_here();
     } else if (read_error) {
       pr.fulfiller->reject(kj::cp(*read_error));
       pending_read.reset();
+      KjLoop::run_here();
     } else {
       start_read();
     }
@@ -107,12 +111,15 @@ struct AsioStream::State : std::enable_shared_from_this<State> {
   void schedule_flush() {
     if (flush_posted || writing) return;
     flush_posted = true;
-    asio::post(socket.get_executor(), [self = shared_from_this()]() {
+    KjLoop::at_run_end(socket.get_executor(), [self = shared_from_this()]() {
       self->flush_posted = false;
       self->start_write();
     });
   }
 
+  // Sends what is queued: first straight away with a non-blocking send (the common case: all
+  // of it fits in the socket buffer, and no completion handler is needed), the rest, if any,
+  // with async_write.
   void start_write() {
     if (writing || write_error) return;
     if (wbuf.empty()) {
@@ -122,12 +129,31 @@ struct AsioStream::State : std::enable_shared_from_this<State> {
       }
       return;
     }
-    std::swap(wbuf, wflight);
+    asio::error_code ec;
+    std::size_t sent = socket.send(asio::buffer(wbuf), 0, ec);
+    if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+      on_written(ec);
+      return;
+    }
+    if (sent == wbuf.size()) {
+      wbuf.clear();
+      release_writers();
+      if (shutdown_requested) start_write();
+      return;
+    }
+    wflight.assign(wbuf.begin() + static_cast<std::ptrdiff_t>(sent), wbuf.end());
+    wbuf.clear();
     writing = true;
     asio::async_write(socket, asio::buffer(wflight),
                       [self = shared_from_this()](const asio::error_code& ec, std::size_t) {
                         self->on_written(ec);
                       });
+  }
+
+  void release_writers() {
+    if (wbuf.size() + wflight.size() >= high_water) return;
+    for (auto& f : blocked_writers) f->fulfill();
+    blocked_writers.clear();
   }
 
   void on_written(const asio::error_code& ec) {
@@ -141,10 +167,7 @@ struct AsioStream::State : std::enable_shared_from_this<State> {
       fire_disconnect();
       return;
     }
-    if (wbuf.size() < high_water) {
-      for (auto& f : blocked_writers) f->fulfill();
-      blocked_writers.clear();
-    }
+    release_writers();
     start_write();
   }
 
@@ -166,7 +189,9 @@ struct AsioStream::State : std::enable_shared_from_this<State> {
 };
 
 AsioStream::AsioStream(asio::local::stream_protocol::socket socket, std::size_t high_water)
-    : state_(std::make_shared<State>(std::move(socket), high_water)) {}
+    : state_(std::make_shared<State>(std::move(socket), high_water)) {
+  state_->socket.non_blocking(true);
+}
 
 AsioStream::~AsioStream() noexcept(false) {
   // Drop every fulfiller while the KJ loop is alive, then cancel the socket's operations;

@@ -12,6 +12,7 @@ namespace coropool::ipc {
 
 namespace {
 thread_local std::weak_ptr<ThreadLoop> this_thread_loop;
+thread_local ThreadLoop* running_loop = nullptr;  // set while run() is on the stack
 }  // namespace
 
 struct KjLoop::Target {
@@ -48,6 +49,8 @@ class ThreadLoop final : public kj::EventPort, private kj::TaskSet::ErrorHandler
 
   kj::WaitScope& wait_scope() { return scope_; }
   void add_task(kj::Promise<void> p) { tasks_.add(kj::mv(p)); }
+  void at_run_end(std::function<void()> fn) { run_end_.push_back(std::move(fn)); }
+  void run_now() { run_some(); }
 
  private:
   void schedule() {
@@ -61,15 +64,22 @@ class ThreadLoop final : public kj::EventPort, private kj::TaskSet::ErrorHandler
     }
   }
   void run_some() {
-    if (running_) return;  // never re-entered; the outer run re-schedules
+    if (running_ || !loop_.isRunnable()) return;  // never re-entered; the outer run re-schedules
     running_ = true;
+    running_loop = this;
     try {
       loop_.run(512);
     } catch (...) {
       running_ = false;
+      running_loop = nullptr;
       throw;
     }
     running_ = false;
+    running_loop = nullptr;
+    // Hooks may queue KJ work (and more hooks through a later run).
+    auto hooks = std::move(run_end_);
+    run_end_.clear();
+    for (auto& fn : hooks) fn();
     if (loop_.isRunnable()) schedule();
   }
   void taskFailed(kj::Exception&& e) override {
@@ -83,6 +93,7 @@ class ThreadLoop final : public kj::EventPort, private kj::TaskSet::ErrorHandler
   kj::TaskSet tasks_;
   bool running_ = false;
   std::vector<std::shared_ptr<KjLoop::Target>> targets_;
+  std::vector<std::function<void()>> run_end_;
 };
 
 KjLoop::KjLoop(asio::any_io_executor executor) {
@@ -104,6 +115,18 @@ KjLoop::~KjLoop() {
 }
 
 bool KjLoop::exists_on_this_thread() { return !this_thread_loop.expired(); }
+
+void KjLoop::at_run_end(const asio::any_io_executor& fallback, std::function<void()> fn) {
+  if (running_loop)
+    running_loop->at_run_end(std::move(fn));
+  else
+    asio::post(fallback, std::move(fn));
+}
+
+void KjLoop::run_here() {
+  if (running_loop) return;
+  if (auto loop = this_thread_loop.lock()) loop->run_now();
+}
 
 kj::WaitScope& KjLoop::wait_scope() { return loop_->wait_scope(); }
 void KjLoop::add_task(kj::Promise<void> p) { loop_->add_task(kj::mv(p)); }

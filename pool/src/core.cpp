@@ -45,7 +45,7 @@ constexpr double prefetch_seconds = 0.002;
 
 class PoolCore;
 
-struct WorkerConn final : kj::TaskSet::ErrorHandler {
+struct WorkerConn final : kj::TaskSet::ErrorHandler, std::enable_shared_from_this<WorkerConn> {
   enum class State { running, retiring, lost, closing };
 
   WorkerConn(PoolCore& c, pid_t p) : core(c), pid(p) {}
@@ -181,6 +181,7 @@ class PoolCore final : public Core {
     if (io_->get_executor().running_in_this_thread())
       throw std::logic_error(
           "coropool: a blocking call was made from inside the pool's own loop; use the async_* form");
+    if (dispatch_posted_) dispatch();  // no need to wait for the posted turn
     while (!done()) {
       if (io_->stopped()) io_->restart();
       io_->run_one();
@@ -474,17 +475,22 @@ class PoolCore final : public Core {
     dispatch_posted_ = true;
     std::weak_ptr<bool> alive = alive_;
     asio::post(ex_, [this, alive] {
-      if (alive.expired()) return;
-      dispatch_posted_ = false;
-      dispatch();
+      if (!alive.expired() && dispatch_posted_) dispatch();
     });
   }
 
   // Hands ready jobs to workers with room in their window, one batch (one RPC) per worker.
+  // The least loaded workers go first, and among equals the same one each time: a lone
+  // stream of quick calls stays on one warm worker instead of waking a cold one per call.
   void dispatch() {
-    const std::size_t n = workers_.size();
-    for (std::size_t k = 0; k < n && !ready_.empty(); ++k) {
-      WorkerConn& w = *workers_[(next_worker_ + k) % n];
+    dispatch_posted_ = false;
+    order_.clear();
+    for (auto& w : workers_) order_.push_back(w.get());
+    std::stable_sort(order_.begin(), order_.end(),
+                     [](const WorkerConn* a, const WorkerConn* b) { return a->outstanding < b->outstanding; });
+    for (WorkerConn* wp : order_) {
+      if (ready_.empty()) break;
+      WorkerConn& w = *wp;
       if (w.state != WorkerConn::State::running) continue;
       std::size_t min_window = ready_.front()->task().is_async ? opts_.child_concurrency : 2;
       std::size_t window = std::clamp<std::size_t>(static_cast<std::size_t>(w.rate * prefetch_seconds),
@@ -496,7 +502,6 @@ class PoolCore final : public Core {
       if (opts_.max_tasks_per_child) room = std::min<std::size_t>(room, opts_.max_tasks_per_child - w.sent_total);
       send_batch(w, room);
     }
-    next_worker_ = n ? (next_worker_ + 1) % n : 0;
   }
 
   void send_batch(WorkerConn& w, std::size_t room) {
@@ -561,7 +566,10 @@ class PoolCore final : public Core {
     }
     w.sent_total += staged_.size();
     staged_.clear();
-    w.tasks->add(req.send().ignoreResult());
+    std::weak_ptr<WorkerConn> weak = w.weak_from_this();
+    w.tasks->add(req.send().then([this, weak](capnp::Response<rpc::Worker::SubmitResults> r) {
+      if (auto c = weak.lock()) on_results(*c, r.getResults());
+    }));
     if (opts_.max_tasks_per_child && w.sent_total >= opts_.max_tasks_per_child) start_retiring(w);
   }
 
@@ -620,7 +628,7 @@ class PoolCore final : public Core {
   std::deque<Ref<Op>> ready_;
   std::vector<Staged> staged_;
   std::string arena_;
-  std::size_t next_worker_ = 0;
+  std::vector<WorkerConn*> order_;
   unsigned pending_spawns_ = 0;
   bool dispatch_posted_ = false, closed_ = false, shutting_down_ = false, joined_ = false;
   mutable std::mutex pids_mutex_;

@@ -99,7 +99,14 @@ class WorkerState {
         begin = end;
       }
     }
-    schedule_drain();
+    // Start right here, in the KJ turn that delivered the jobs: plain-R results then go back
+    // in the submit's Return; coroutine jobs start from posted handlers.
+    run_queued();
+  }
+
+  // Answers a submit with every result not yet sent.
+  void answer(capnp::CallContext<rpc::Worker::SubmitParams, rpc::Worker::SubmitResults>& ctx) {
+    fill(ctx.initResults(capnp::MessageSize{pending_words(), 0}).initResults());
   }
 
   void cancel(capnp::List<std::uint64_t>::Reader ids) {
@@ -124,9 +131,14 @@ class WorkerState {
     });
   }
 
+  void drain() {
+    run_queued();
+    flush();
+  }
+
   // Starts queued jobs while fewer than child_concurrency run; plain-R jobs finish here.
   // Yields to the loop after about a millisecond so I/O and cancellations get in.
-  void drain() {
+  void run_queued() {
     auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(1);
     unsigned n = 0;
     while (!queue_.empty() && running_.size() < cfg_.child_concurrency) {
@@ -135,7 +147,6 @@ class WorkerState {
       if ((++n & 63) == 0 && std::chrono::steady_clock::now() > until) break;
     }
     if (!queue_.empty() && running_.size() < cfg_.child_concurrency) schedule_drain();
-    schedule_flush();
   }
 
   void start(const QueuedJob& job) {
@@ -204,33 +215,41 @@ class WorkerState {
     });
   }
 
-  // Sends everything finished since the last flush as one ResultBatch.
+  std::size_t pending_words() const {
+    std::size_t words = ids_.size() + ends_.size() / 2 + values_.size() / 8 + failures_.size() * 16 + 64;
+    for (auto& f : failures_) words += (f.type_name.size() + f.message.size()) / 8 + 2;
+    return words;
+  }
+
+  // Moves everything finished since the last send into `batch`.
+  void fill(rpc::ResultBatch::Builder batch) {
+    auto ids = batch.initIds(static_cast<unsigned>(ids_.size()));
+    auto ends = batch.initValueEnds(static_cast<unsigned>(ends_.size()));
+    for (unsigned i = 0; i < ids_.size(); ++i) {
+      ids.set(i, ids_[i]);
+      ends.set(i, ends_[i]);
+    }
+    batch.setValues(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(values_.data()), values_.size()));
+    auto fails = batch.initFailures(static_cast<unsigned>(failures_.size()));
+    for (unsigned i = 0; i < failures_.size(); ++i) {
+      auto f = fails[i];
+      f.setId(failures_[i].id);
+      f.setTypeName(failures_[i].type_name);
+      f.setMessage(failures_[i].message);
+      f.setKind(failures_[i].kind);
+    }
+    ids_.clear();
+    ends_.clear();
+    values_.clear();
+    failures_.clear();
+  }
+
+  // Sends everything finished since the last send as one ResultBatch through the sink.
   void flush() {
     if (ids_.empty() && failures_.empty()) return;
     KJ_IF_MAYBE(sink, sink_) {
-      std::size_t words = ids_.size() + ends_.size() / 2 + values_.size() / 8 + failures_.size() * 16 + 64;
-      for (auto& f : failures_) words += (f.type_name.size() + f.message.size()) / 8 + 2;
-      auto req = sink->doneRequest(capnp::MessageSize{words, 0});
-      auto batch = req.initResults();
-      auto ids = batch.initIds(static_cast<unsigned>(ids_.size()));
-      auto ends = batch.initValueEnds(static_cast<unsigned>(ends_.size()));
-      for (unsigned i = 0; i < ids_.size(); ++i) {
-        ids.set(i, ids_[i]);
-        ends.set(i, ends_[i]);
-      }
-      batch.setValues(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(values_.data()), values_.size()));
-      auto fails = batch.initFailures(static_cast<unsigned>(failures_.size()));
-      for (unsigned i = 0; i < failures_.size(); ++i) {
-        auto f = fails[i];
-        f.setId(failures_[i].id);
-        f.setTypeName(failures_[i].type_name);
-        f.setMessage(failures_[i].message);
-        f.setKind(failures_[i].kind);
-      }
-      ids_.clear();
-      ends_.clear();
-      values_.clear();
-      failures_.clear();
+      auto req = sink->doneRequest(capnp::MessageSize{pending_words(), 0});
+      fill(req.initResults());
       loop_.add_task(req.send().ignoreResult());
     }
   }
@@ -260,6 +279,8 @@ class WorkerServer final : public rpc::Worker::Server {
   }
   kj::Promise<void> submit(SubmitContext ctx) override {
     state_.accept(ctx.getParams().getBatches());
+    ctx.releaseParams();
+    state_.answer(ctx);
     return kj::READY_NOW;
   }
   kj::Promise<void> cancel(CancelContext ctx) override {

@@ -11,6 +11,7 @@
 #include <asio/any_io_executor.hpp>
 #include <kj/async.h>
 
+#include <functional>
 #include <memory>
 
 namespace coropool::ipc {
@@ -33,6 +34,16 @@ class KjLoop {
   kj::WaitScope& wait_scope();
   // Owns background KJ work until the loop ends; a failure is printed to stderr.
   void add_task(kj::Promise<void> p);
+
+  // Runs fn once the KJ run() in progress on this thread returns, in the same Asio handler
+  // and outside any KJ turn (so the writes of a whole run leave in one syscall). Outside of
+  // a KJ run, fn is posted to `fallback`.
+  static void at_run_end(const asio::any_io_executor& fallback, std::function<void()> fn);
+
+  // From an Asio handler that just completed KJ fulfillers: runs this thread's KJ loop now
+  // instead of one posted turn later (saving a trip through the scheduler). Does nothing
+  // inside a KJ run.
+  static void run_here();
 
   struct Target;  // an executor that runs the loop (internal)
 
