@@ -24,6 +24,20 @@ TEST(KjLoop, RunsKjWorkFromAsio) {
   EXPECT_TRUE(ran);
 }
 
+TEST(KjLoop, WorkAfterADroppedEventStillRuns) {
+  // KJ does not report runnable -> empty when an armed event is dropped unrun; the port must
+  // still hear about the next piece of work.
+  asio::io_context io;
+  KjLoop loop(io.get_executor());
+  { auto dropped = kj::evalLater([] {}).eagerlyEvaluate(nullptr); }
+  io.run_for(std::chrono::seconds(5));
+  bool ran = false;
+  loop.add_task(kj::evalLater([&] { ran = true; }));
+  io.restart();
+  io.run_for(std::chrono::seconds(5));
+  EXPECT_TRUE(ran);
+}
+
 TEST(KjLoop, TwoUsersOnOneThreadShareOneLoop) {
   asio::io_context a, b;
   KjLoop la(a.get_executor());

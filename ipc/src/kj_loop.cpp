@@ -64,7 +64,10 @@ class ThreadLoop final : public kj::EventPort, private kj::TaskSet::ErrorHandler
     }
   }
   void run_some() {
-    if (running_ || !loop_.isRunnable()) return;  // never re-entered; the outer run re-schedules
+    // Never re-entered; the outer run re-schedules. An idle loop is still run: KJ forgets to
+    // report runnable -> empty when an armed event is dropped unrun, and only run()
+    // resynchronizes it (otherwise the next setRunnable(true) would never come).
+    if (running_) return;
     running_ = true;
     running_loop = this;
     try {
