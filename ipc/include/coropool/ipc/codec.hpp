@@ -43,7 +43,9 @@ class DecodeError : public std::runtime_error {
 class Writer {
  public:
   explicit Writer(std::string& out) noexcept : out_(out) {}
-  void bytes(const void* p, std::size_t n) { out_.append(static_cast<const char*>(p), n); }
+  void bytes(const void* p, std::size_t n) {
+    if (n) out_.append(static_cast<const char*>(p), n);
+  }
   void varint(std::uint64_t v) {
     char buf[10];
     std::size_t n = 0;
@@ -68,7 +70,7 @@ class Reader {
   std::size_t remaining() const noexcept { return static_cast<std::size_t>(end_ - p_); }
   void bytes(void* out, std::size_t n) {
     need(n);
-    std::memcpy(out, p_, n);
+    if (n) std::memcpy(out, p_, n);  // an empty vector's data() may be null
     p_ += n;
   }
   std::string_view view(std::size_t n) {
