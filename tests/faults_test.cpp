@@ -92,9 +92,11 @@ TEST(WorkerLoss, SigkillMidJobFailsThatJobAndThePoolGoesOn) {
   if (killer.joinable()) killer.join();
   EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
 
-  // A replacement with a new pid serves the next jobs.
+  // A replacement with a new pid joins (its spawn races with the jobs below, so keep the
+  // pool busy until it is there) and serves the next jobs.
   auto pids = pool.map(worker_pid, std::vector<int>(2000, 0));
   EXPECT_EQ(std::count(pids.begin(), pids.end(), killed), 0);
+  for (int i = 0; i < 200000 && pool.worker_pids().size() < 2; ++i) pool.apply(twice, i);
   auto now = pool.worker_pids();
   EXPECT_EQ(now.size(), 2u);
   EXPECT_EQ(std::count(now.begin(), now.end(), killed), 0);
