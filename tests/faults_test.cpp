@@ -163,6 +163,32 @@ TEST(WorkerLoss, KillingEveryWorkerDuringAMapNeverKillsTheSupervisor) {
   EXPECT_EQ(pool.apply(twice, 3), 6);
 }
 
+void failing_initializer() { throw std::runtime_error("no database here"); }
+
+TEST(WorkerLoss, WorkersThatCannotStartFailTheWorkInsteadOfLooping) {
+  coropool::Pool pool({.processes = 2, .initializer = failing_initializer});
+  // Jobs already handed to a dying worker fail with WorkerLost; after a few workers died
+  // before serving, the pool gives up with an error that says why, for new work too.
+  std::string last;
+  for (int i = 0; i < 10 && last.find("before they serve") == std::string::npos; ++i) {
+    try {
+      pool.apply(twice, i);
+      ADD_FAILURE() << "apply should fail";
+    } catch (const coropool::Error& e) {
+      last = e.what();
+    }
+  }
+  EXPECT_NE(last.find("before they serve"), std::string::npos) << last;
+  EXPECT_NE(last.find("exited with status 70"), std::string::npos) << last;
+  try {
+    pool.apply(twice, 2);
+    ADD_FAILURE() << "apply should fail";
+  } catch (const coropool::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("before they serve"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(pool.worker_pids().empty());
+}
+
 TEST(Shutdown, NoChildLeftAfterJoin) {
   std::vector<pid_t> pids;
   {

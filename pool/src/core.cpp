@@ -41,6 +41,7 @@ constexpr std::size_t max_window = 8192;
 // Work a worker holds beyond what it runs: enough to hide a round trip, small enough that
 // no worker hoards while another idles.
 constexpr double prefetch_seconds = 0.002;
+constexpr unsigned max_failed_starts = 3;
 }  // namespace
 
 class PoolCore;
@@ -72,6 +73,7 @@ struct WorkerConn final : kj::TaskSet::ErrorHandler, std::enable_shared_from_thi
   std::vector<std::uint32_t> free_slots;
   std::size_t outstanding = 0;
   std::uint64_t sent_total = 0;
+  bool started = false;  // answered hello: its initializer ran and it serves
   double rate = 0;  // jobs/s, smoothed
   Clock::time_point last_result{};
   std::optional<asio::steady_timer> lost_timer;
@@ -160,6 +162,10 @@ class PoolCore final : public Core {
 
   void submit(Ref<Op> op) override {
     if (op->queued_) return;
+    if (broken_) {
+      op->abort(broken_);
+      return;
+    }
     if (closed_ && !op->admitted_) {
       op->abort(std::make_exception_ptr(PoolClosed()));
       return;
@@ -306,7 +312,10 @@ class PoolCore final : public Core {
     w->tasks = std::make_unique<kj::TaskSet>(*w);
     auto hello = w->client->helloRequest();
     hello.setSink(kj::heap<SinkServer>(*this, w));
-    w->tasks->add(hello.send().ignoreResult());
+    std::weak_ptr<WorkerConn> started = w;
+    w->tasks->add(hello.send().then([started](auto) {
+      if (auto c = started.lock()) c->started = true;
+    }));
     std::weak_ptr<WorkerConn> weak = w;
     std::weak_ptr<bool> alive = alive_;
     w->tasks->add(w->network->onDisconnect().then([this, weak, alive] {
@@ -329,7 +338,7 @@ class PoolCore final : public Core {
       try {
         read_spawner();
       } catch (const std::exception& e) {
-        spawner_failed(e.what());
+        spawner_failed((std::string("lost the spawner: ") + e.what()).c_str());
         return;
       }
       watch_spawner();
@@ -356,13 +365,15 @@ class PoolCore final : public Core {
     }
   }
 
+  // The pool cannot get workers any more: fail everything and take no more work.
   void spawner_failed(const char* why) {
-    std::fprintf(stderr, "coropool: lost the spawner (%s); failing outstanding jobs\n", why);
+    std::fprintf(stderr, "coropool: the pool cannot run jobs any more: %s\n", why);
     shutting_down_ = true;
     closed_ = true;
     auto ready = std::move(ready_);
     ready_.clear();
-    auto err = std::make_exception_ptr(Error(std::string("coropool: the spawner failed: ") + why));
+    auto err = std::make_exception_ptr(Error(std::string("coropool: the pool cannot run jobs any more: ") + why));
+    broken_ = err;
     for (auto& op : ready) {
       op->queued_ = false;
       op->abort(err);
@@ -401,6 +412,14 @@ class PoolCore final : public Core {
     });
     w->lost_timer.reset();
     w->disconnect();
+    // A worker that dies before it serves (its initializer threw, say) would die again:
+    // after a few in a row, stop replacing them and fail the work instead of looping.
+    failed_starts_ = w->started ? 0 : failed_starts_ + 1;
+    if (failed_starts_ >= max_failed_starts) {
+      spawner_failed(("workers keep exiting before they serve (last: " +
+                      WorkerLost(pid, status, "startup", 0).reason() + "); see their stderr").c_str());
+      return;
+    }
     if (!expected && !shutting_down_) spawn_one();
     schedule_dispatch();
   }
@@ -630,6 +649,8 @@ class PoolCore final : public Core {
   std::string arena_;
   std::vector<WorkerConn*> order_;
   unsigned pending_spawns_ = 0;
+  unsigned failed_starts_ = 0;
+  std::exception_ptr broken_;  // why the pool cannot run jobs, once it cannot
   bool dispatch_posted_ = false, closed_ = false, shutting_down_ = false, joined_ = false;
   mutable std::mutex pids_mutex_;
   std::vector<pid_t> pids_;

@@ -18,19 +18,19 @@ std::string remote_what(const std::string& type, const std::string& message, pid
   return s;
 }
 
-std::string lost_what(pid_t pid, int status, const std::string& task, std::uint64_t index) {
-  std::string s = "coropool: worker " + std::to_string(pid);
+std::string reason_of(int status) {
   if (WIFSIGNALED(status)) {
     int sig = WTERMSIG(status);
     const char* name = sigabbrev_np(sig);
-    s += " was killed by signal " + std::to_string(sig);
-    if (name) s += std::string(" (SIG") + name + ")";
-  } else if (WIFEXITED(status)) {
-    s += " exited with status " + std::to_string(WEXITSTATUS(status));
-  } else {
-    s += " was lost";
+    return "was killed by signal " + std::to_string(sig) + (name ? std::string(" (SIG") + name + ")" : "");
   }
-  return s + " while running task " + task + " #" + std::to_string(index);
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  return "was lost";
+}
+
+std::string lost_what(pid_t pid, int status, const std::string& task, std::uint64_t index) {
+  return "coropool: worker " + std::to_string(pid) + " " + reason_of(status) + " while running task " + task +
+         " #" + std::to_string(index);
 }
 }  // namespace
 
@@ -46,10 +46,13 @@ RemoteError::RemoteError(std::string type_name, std::string message, pid_t worke
 WorkerLost::WorkerLost(pid_t worker_pid, int wait_status, std::string task, std::uint64_t index)
     : Error(lost_what(worker_pid, wait_status, task, index)),
       worker_pid_(worker_pid),
+      wait_status_(wait_status),
       signal_(WIFSIGNALED(wait_status) ? WTERMSIG(wait_status) : 0),
       exit_status_(WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : -1),
       task_(std::move(task)),
       index_(index) {}
+
+std::string WorkerLost::reason() const { return reason_of(wait_status_); }
 
 namespace detail {
 

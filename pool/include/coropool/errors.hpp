@@ -44,10 +44,12 @@ class WorkerLost : public Error {
   int exit_status() const noexcept { return exit_status_; }
   const std::string& task() const noexcept { return task_; }
   std::uint64_t index() const noexcept { return index_; }
+  // "was killed by signal 9 (SIGKILL)" or "exited with status 70".
+  std::string reason() const;
 
  private:
   pid_t worker_pid_;
-  int signal_, exit_status_;
+  int wait_status_, signal_, exit_status_;
   std::string task_;
   std::uint64_t index_;
 };
