@@ -2,6 +2,7 @@
 
 #include <coropool/coropool.hpp>
 
+#include <asio/experimental/awaitable_operators.hpp>
 #include <asio/experimental/deferred.hpp>
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
@@ -17,6 +18,7 @@
 #include <stdexcept>
 #include <string>
 #include <unistd.h>
+#include <thread>
 #include <vector>
 
 // External linkage, so that errors can name it (see RemoteError::task).
@@ -228,6 +230,47 @@ asio::awaitable<int> count_concurrency(int) {
   co_await t.async_wait(asio::use_awaitable);
   --running_now;
   co_return now;
+}
+
+pid_t slow_pid(int) {
+  std::this_thread::sleep_for(5ms);  // the job's own work: 5 ms of wall time in a worker
+  return ::getpid();
+}
+
+TEST(PoolLimits, SlowJobsAreSharedNotHoarded) {
+  coropool::Pool pool({.processes = 2});
+  auto pids = pool.map(slow_pid, std::vector<int>(60, 0));
+  std::map<pid_t, int> per_worker;
+  for (pid_t p : pids) ++per_worker[p];
+  ASSERT_EQ(per_worker.size(), 2u);
+  for (auto& [pid, n] : per_worker) EXPECT_GE(n, 20) << "worker " << pid << " ran only " << n << " of 60";
+}
+
+TEST(PoolLimits, AnApplyIsNotStuckBehindALongMap) {
+  coropool::Pool pool({.processes = 1});
+  // 200 slow jobs take a second; the apply submitted after them must not wait for all.
+  std::chrono::steady_clock::duration apply_took{};
+  pool.run([&]() -> asio::awaitable<void> {
+    auto map = pool.async_map(slow_pid, std::vector<int>(200, 0), asio::experimental::deferred);
+    auto both = [&]() -> asio::awaitable<void> {
+      auto t = std::chrono::steady_clock::now();
+      co_await pool.async_apply(twice, 1, asio::use_awaitable);
+      apply_took = std::chrono::steady_clock::now() - t;
+    };
+    using namespace asio::experimental::awaitable_operators;
+    co_await (std::move(map)(asio::use_awaitable) && both());
+  }());
+  EXPECT_LT(apply_took, 500ms);
+}
+
+TEST(PoolErrors, AnInputRangeThatThrowsEndsTheMapWithItsError) {
+  coropool::Pool pool({.processes = 2});
+  auto items = std::views::iota(0, 100) | std::views::transform([](int i) {
+                 if (i == 50) throw std::invalid_argument("bad input line 50");
+                 return i;
+               });
+  EXPECT_THROW(pool.map(twice, items), std::invalid_argument);
+  EXPECT_EQ(pool.apply(twice, 2), 4);
 }
 
 TEST(PoolLimits, AWorkerNeverRunsMoreThanChildConcurrency) {

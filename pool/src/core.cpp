@@ -555,6 +555,11 @@ class PoolCore final : public Core {
       staged_.push_back(Staged{op, index, before, len});
     }
     if (staged_.empty()) return;
+    // Ops take turns batch by batch: a lone apply is not stuck behind a long map.
+    if (ready_.size() > 1 && ready_.front().get() == staged_.back().op.get()) {
+      ready_.push_back(std::move(ready_.front()));
+      ready_.pop_front();
+    }
     if (w.outstanding == 0) w.last_result = Clock::now();
     // Consecutive jobs of one op share a task: one JobBatch per run of them.
     unsigned groups = 1;
