@@ -70,14 +70,34 @@ bool wait_gone(pid_t pid, std::chrono::milliseconds limit) {
   return n == 1;
 }
 
+// From another thread, SIGKILLs the worker of each of the next `count` jobs that reach the
+// beacon; join() waits for all of them and gives the last pid killed.
+class Killer {
+ public:
+  Killer(Beacon& beacon, int count) : thread_([this, &beacon, count] {
+      for (int i = 0; i < count; ++i) {
+        pid_t p = beacon.wait();
+        if (p <= 0) return;
+        killed_ = p;
+        ::kill(p, SIGKILL);
+      }
+    }) {}
+  ~Killer() { join(); }
+  pid_t join() {
+    if (thread_.joinable()) thread_.join();
+    return killed_;
+  }
+
+ private:
+  pid_t killed_ = -1;
+  std::thread thread_;
+};
+
 TEST(WorkerLoss, SigkillMidJobFailsThatJobAndThePoolGoesOn) {
   coropool::Pool pool({.processes = 2});
   Beacon beacon;
+  Killer killer(beacon, 1);
   pid_t killed = -1;
-  std::thread killer([&] {
-    killed = beacon.wait();
-    if (killed > 0) ::kill(killed, SIGKILL);
-  });
   auto start = std::chrono::steady_clock::now();
   try {
     pool.apply(report_and_hang, beacon.name());
@@ -86,10 +106,9 @@ TEST(WorkerLoss, SigkillMidJobFailsThatJobAndThePoolGoesOn) {
     EXPECT_EQ(e.signal(), SIGKILL);
     EXPECT_EQ(e.exit_status(), -1);
     EXPECT_NE(std::string(e.what()).find("signal 9"), std::string::npos) << e.what();
-    killer.join();
+    killed = killer.join();
     EXPECT_EQ(e.worker_pid(), killed);
   }
-  if (killer.joinable()) killer.join();
   EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
 
   // A replacement with a new pid joins (its spawn races with the jobs below, so keep the
@@ -106,60 +125,43 @@ TEST(WorkerLoss, SigkillMidJobFailsThatJobAndThePoolGoesOn) {
 TEST(WorkerLoss, OnlyTheJobsOnTheKilledWorkerFail) {
   coropool::Pool pool({.processes = 2});
   Beacon beacon;
+  Killer killer(beacon, 1);
   pid_t killed = -1;
-  std::thread killer([&] {
-    killed = beacon.wait();
-    if (killed > 0) ::kill(killed, SIGKILL);
-  });
   // Jobs batched onto the killed worker are in flight there too: every job that fails must
   // name the killed worker, and every other job must succeed on another one.
-  int lost_on_killed = 0, lost_elsewhere = 0, ok_elsewhere = 0, ok_on_killed = 0;
+  std::vector<pid_t> lost_on, ok_on;  // worker pids, per outcome
   pool.run([&]() -> asio::awaitable<void> {
     Done done(co_await asio::this_coro::executor);
     int pending = 201;
-    auto settle = [&] {
-      if (--pending == 0) done.signal();
-    };
-    pool.async_apply(report_and_hang, beacon.name(), [&](std::exception_ptr e, int) {
+    auto settle = [&](std::exception_ptr e, pid_t pid) {
       try {
         if (e) std::rethrow_exception(e);
+        ok_on.push_back(pid);
       } catch (const coropool::WorkerLost& l) {
-        (l.worker_pid() == killed ? lost_on_killed : lost_elsewhere)++;
+        lost_on.push_back(l.worker_pid());
       }
-      settle();
-    });
+      if (--pending == 0) done.signal();
+    };
+    pool.async_apply(report_and_hang, beacon.name(), [&](std::exception_ptr e, int) { settle(e, -1); });
     for (int i = 0; i < 200; ++i)
-      pool.async_apply(worker_pid, i, [&](std::exception_ptr e, pid_t pid) {
-        try {
-          if (e) std::rethrow_exception(e);
-          (pid == killed ? ok_on_killed : ok_elsewhere)++;
-        } catch (const coropool::WorkerLost& l) {
-          (l.worker_pid() == killed ? lost_on_killed : lost_elsewhere)++;
-        }
-        settle();
-      });
+      pool.async_apply(worker_pid, i, [&](std::exception_ptr e, pid_t pid) { settle(e, pid); });
     co_await done.wait();
   }());
-  killer.join();
-  EXPECT_GE(lost_on_killed, 1);  // at least the hanging job
-  EXPECT_EQ(lost_elsewhere, 0);
-  EXPECT_EQ(lost_on_killed + ok_elsewhere + ok_on_killed, 201);
-  EXPECT_GT(ok_elsewhere, 0);
+  killed = killer.join();
+  ASSERT_GT(killed, 0);
+  EXPECT_GE(lost_on.size(), 1u);  // at least the hanging job
+  EXPECT_EQ(std::count(lost_on.begin(), lost_on.end(), killed), static_cast<long>(lost_on.size()));
+  EXPECT_EQ(lost_on.size() + ok_on.size(), 201u);
+  EXPECT_GT(std::count_if(ok_on.begin(), ok_on.end(), [&](pid_t p) { return p != killed; }), 0);
 }
 
 TEST(WorkerLoss, KillingEveryWorkerDuringAMapNeverKillsTheSupervisor) {
   ASSERT_EQ(std::signal(SIGPIPE, SIG_DFL), SIG_DFL);  // SIGPIPE would end this process
   coropool::Pool pool({.processes = 2});
   Beacon beacon;
-  std::thread killer([&] {
-    for (int i = 0; i < 2; ++i) {
-      pid_t p = beacon.wait();
-      if (p > 0) ::kill(p, SIGKILL);
-    }
-  });
+  Killer killer(beacon, 2);
   // Both workers report their first job and are killed while it runs.
   EXPECT_THROW(pool.map(report_and_hang, std::vector<std::string>(4, beacon.name())), coropool::WorkerLost);
-  killer.join();
   EXPECT_EQ(pool.apply(twice, 3), 6);
 }
 
