@@ -68,6 +68,8 @@ struct WorkerConn final : kj::TaskSet::ErrorHandler, std::enable_shared_from_thi
     Ref<Op> op;
     std::uint64_t index = 0;
     std::uint32_t generation = 0;
+    unsigned attempt = 0;  // runs before this one that were lost with their worker
+    std::string args;      // kept only when jobs may be retried
   };
   std::vector<Slot> slots;
   std::vector<std::uint32_t> free_slots;
@@ -206,7 +208,7 @@ class PoolCore final : public Core {
   void join() override {
     if (joined_) return;
     close();
-    drive([this] { return ready_.empty() && outstanding() == 0; });
+    drive([this] { return ready_.empty() && retry_.empty() && outstanding() == 0; });
     finish();
   }
 
@@ -215,14 +217,8 @@ class PoolCore final : public Core {
     closed_ = true;
     shutting_down_ = true;
     auto err = std::make_exception_ptr(PoolClosed());
-    auto ready = std::move(ready_);
-    ready_.clear();
-    for (auto& op : ready) {
-      op->queued_ = false;
-      op->abort(err);
-    }
+    fail_everything(err);
     for (auto& w : workers_) {
-      fail_outstanding(*w, [&](Op&, std::uint64_t) { return err; });
       w->state = WorkerConn::State::closing;
       ::kill(w->pid, SIGKILL);
     }
@@ -370,16 +366,10 @@ class PoolCore final : public Core {
     std::fprintf(stderr, "coropool: the pool cannot run jobs any more: %s\n", why);
     shutting_down_ = true;
     closed_ = true;
-    auto ready = std::move(ready_);
-    ready_.clear();
     auto err = std::make_exception_ptr(Error(std::string("coropool: the pool cannot run jobs any more: ") + why));
     broken_ = err;
-    for (auto& op : ready) {
-      op->queued_ = false;
-      op->abort(err);
-    }
+    fail_everything(err);
     for (auto& w : workers_) {
-      fail_outstanding(*w, [&](Op&, std::uint64_t) { return err; });
       ::kill(w->pid, SIGKILL);
       w->disconnect();
     }
@@ -388,15 +378,29 @@ class PoolCore final : public Core {
     publish_pids();
   }
 
-  template <class MakeError>
-  void fail_outstanding(WorkerConn& w, MakeError make_error) {
+  // Every job not finished yet fails with `err`: queued ops, jobs awaiting a retry, and the
+  // jobs out on workers.
+  void fail_everything(const std::exception_ptr& err) {
+    auto ready = std::move(ready_);
+    ready_.clear();
+    for (auto& op : ready) {
+      op->queued_ = false;
+      op->abort(err);
+    }
+    auto retry = std::move(retry_);
+    retry_.clear();
+    for (auto& r : retry) r.op->fail(r.index, err);
+    for (auto& w : workers_) fail_outstanding(*w, err);
+  }
+
+  void fail_outstanding(WorkerConn& w, const std::exception_ptr& err) {
     for (std::uint32_t i = 0; i < w.slots.size(); ++i) {
       auto& slot = w.slots[i];
       if (!slot.op) continue;
       Ref<Op> op = std::move(slot.op);
       std::uint64_t index = slot.index;
       release_slot(w, i);
-      op->fail(index, make_error(*op, index));
+      op->fail(index, err);
     }
   }
 
@@ -407,9 +411,19 @@ class PoolCore final : public Core {
     workers_.erase(it);
     publish_pids();
     bool expected = w->state == WorkerConn::State::closing;
-    fail_outstanding(*w, [&](Op& op, std::uint64_t index) {
-      return std::make_exception_ptr(WorkerLost(pid, status, describe_task(op.task()), index));
-    });
+    for (std::uint32_t i = 0; i < w->slots.size(); ++i) {
+      auto& slot = w->slots[i];
+      if (!slot.op) continue;
+      if (slot.attempt < opts_.retries_on_worker_loss && !shutting_down_) {
+        retry_.push_back(Retry{std::move(slot.op), slot.index, std::move(slot.args), slot.attempt + 1});
+        release_slot(*w, i);
+        continue;
+      }
+      Ref<Op> op = std::move(slot.op);
+      std::uint64_t index = slot.index;
+      release_slot(*w, i);
+      op->fail(index, std::make_exception_ptr(WorkerLost(pid, status, describe_task(op->task()), index)));
+    }
     w->lost_timer.reset();
     w->disconnect();
     // A worker that dies before it serves (its initializer threw, say) would die again:
@@ -453,7 +467,8 @@ class PoolCore final : public Core {
     });
   }
 
-  std::uint64_t acquire_slot(WorkerConn& w, Ref<Op> op, std::uint64_t index) {
+  std::uint64_t acquire_slot(WorkerConn& w, Ref<Op> op, std::uint64_t index, unsigned attempt,
+                             std::string_view args) {
     std::uint32_t i;
     if (!w.free_slots.empty()) {
       i = w.free_slots.back();
@@ -465,6 +480,8 @@ class PoolCore final : public Core {
     auto& s = w.slots[i];
     s.op = std::move(op);
     s.index = index;
+    s.attempt = attempt;
+    if (opts_.retries_on_worker_loss) s.args.assign(args);
     ++w.outstanding;
     return (static_cast<std::uint64_t>(s.generation) << 32) | i;
   }
@@ -484,13 +501,14 @@ class PoolCore final : public Core {
   void release_slot(WorkerConn& w, std::uint32_t i) {
     auto& s = w.slots[i];
     s.op = Ref<Op>();
+    s.args.clear();
     ++s.generation;
     w.free_slots.push_back(i);
     --w.outstanding;
   }
 
   void schedule_dispatch() {
-    if (dispatch_posted_ || ready_.empty()) return;
+    if (dispatch_posted_ || (ready_.empty() && retry_.empty())) return;
     dispatch_posted_ = true;
     std::weak_ptr<bool> alive = alive_;
     asio::post(ex_, [this, alive] {
@@ -508,10 +526,11 @@ class PoolCore final : public Core {
     std::stable_sort(order_.begin(), order_.end(),
                      [](const WorkerConn* a, const WorkerConn* b) { return a->outstanding < b->outstanding; });
     for (WorkerConn* wp : order_) {
-      if (ready_.empty()) break;
+      if (ready_.empty() && retry_.empty()) break;
       WorkerConn& w = *wp;
       if (w.state != WorkerConn::State::running) continue;
-      std::size_t min_window = ready_.front()->task().is_async ? opts_.child_concurrency : 2;
+      const Op& head = retry_.empty() ? *ready_.front() : *retry_.front().op;
+      std::size_t min_window = head.task().is_async ? opts_.child_concurrency : 2;
       std::size_t window = std::clamp<std::size_t>(static_cast<std::size_t>(w.rate * prefetch_seconds),
                                                    min_window, std::max(min_window, max_window));
       if (w.outstanding >= window) continue;
@@ -526,6 +545,14 @@ class PoolCore final : public Core {
   void send_batch(WorkerConn& w, std::size_t room) {
     staged_.clear();
     arena_.clear();
+    // Jobs lost with a worker go first, with the arguments they were sent with.
+    while (staged_.size() < room && !retry_.empty()) {
+      Retry& r = retry_.front();
+      std::size_t before = arena_.size();
+      arena_ += r.args;
+      staged_.push_back(Staged{std::move(r.op), r.index, before, r.args.size(), r.attempt});
+      retry_.pop_front();
+    }
     while (staged_.size() < room && !ready_.empty()) {
       Ref<Op>& op = ready_.front();
       std::size_t before = arena_.size();
@@ -552,11 +579,11 @@ class PoolCore final : public Core {
                                                       std::to_string(ipc::max_value_bytes))));
         continue;
       }
-      staged_.push_back(Staged{op, index, before, len});
+      staged_.push_back(Staged{op, index, before, len, 0});
     }
     if (staged_.empty()) return;
     // Ops take turns batch by batch: a lone apply is not stuck behind a long map.
-    if (ready_.size() > 1 && ready_.front().get() == staged_.back().op.get()) {
+    if (ready_.size() > 1 && staged_.back().attempt == 0 && ready_.front().get() == staged_.back().op.get()) {
       ready_.push_back(std::move(ready_.front()));
       ready_.pop_front();
     }
@@ -584,7 +611,8 @@ class PoolCore final : public Core {
       for (std::size_t k = i; k < j; ++k) {
         auto& s = staged_[k];
         ends.set(static_cast<unsigned>(k - i), static_cast<std::uint32_t>(s.offset + s.size - first));
-        ids.set(static_cast<unsigned>(k - i), acquire_slot(w, std::move(s.op), s.index));
+        ids.set(static_cast<unsigned>(k - i),
+                acquire_slot(w, std::move(s.op), s.index, s.attempt, std::string_view(arena_).substr(s.offset, s.size)));
       }
       i = j;
     }
@@ -625,11 +653,8 @@ class PoolCore final : public Core {
   void shut_down_now() {
     shutting_down_ = true;
     closed_ = true;
-    auto err = std::make_exception_ptr(PoolClosed());
-    for (auto& w : workers_) {
-      fail_outstanding(*w, [&](Op&, std::uint64_t) { return err; });
-      ::kill(w->pid, SIGKILL);
-    }
+    fail_everything(std::make_exception_ptr(PoolClosed()));
+    for (auto& w : workers_) ::kill(w->pid, SIGKILL);
     joined_ = true;
   }
 
@@ -637,6 +662,13 @@ class PoolCore final : public Core {
     Ref<Op> op;
     std::uint64_t index;
     std::size_t offset, size;
+    unsigned attempt;
+  };
+  struct Retry {
+    Ref<Op> op;
+    std::uint64_t index;
+    std::string args;
+    unsigned attempt;
   };
 
   PoolOptions opts_;
@@ -650,6 +682,7 @@ class PoolCore final : public Core {
   std::optional<asio::posix::stream_descriptor> spawner_;
   std::vector<std::shared_ptr<WorkerConn>> workers_;
   std::deque<Ref<Op>> ready_;
+  std::deque<Retry> retry_;  // jobs to run again after their worker was lost
   std::vector<Staged> staged_;
   std::string arena_;
   std::vector<WorkerConn*> order_;
