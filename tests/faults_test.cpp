@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <poll.h>
 #include <ranges>
+#include <set>
 #include <spawn.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -70,14 +71,16 @@ bool wait_gone(pid_t pid, std::chrono::milliseconds limit) {
   return n == 1;
 }
 
-// From another thread, SIGKILLs the worker of each of the next `count` jobs that reach the
-// beacon; join() waits for all of them and gives the last pid killed.
+// From another thread, SIGKILLs the workers of the jobs that reach the beacon until `count`
+// distinct workers are dead; join() waits for that and gives the last pid killed.
 class Killer {
  public:
   Killer(Beacon& beacon, int count) : thread_([this, &beacon, count] {
-      for (int i = 0; i < count; ++i) {
+      std::set<pid_t> dead;
+      while (static_cast<int>(dead.size()) < count) {
         pid_t p = beacon.wait();
         if (p <= 0) return;
+        if (!dead.insert(p).second) continue;
         killed_ = p;
         ::kill(p, SIGKILL);
       }
@@ -160,8 +163,9 @@ TEST(WorkerLoss, KillingEveryWorkerDuringAMapNeverKillsTheSupervisor) {
   coropool::Pool pool({.processes = 2});
   Beacon beacon;
   Killer killer(beacon, 2);
-  // Both workers report their first job and are killed while it runs.
-  EXPECT_THROW(pool.map(report_and_hang, std::vector<std::string>(4, beacon.name())), coropool::WorkerLost);
+  // More hanging jobs than one worker's window, so both workers get some; each is killed
+  // while they run.
+  EXPECT_THROW(pool.map(report_and_hang, std::vector<std::string>(40, beacon.name())), coropool::WorkerLost);
   EXPECT_EQ(pool.apply(twice, 3), 6);
 }
 

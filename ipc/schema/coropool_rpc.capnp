@@ -14,6 +14,7 @@ struct JobBatch {
   ids @2 :List(UInt64);        # supervisor's in-flight slot ids, echoed back with the results
   argEnds @3 :List(UInt32);    # job i's encoded argument tuple is args[argEnds[i-1], argEnds[i])
   args @4 :Data;
+  timeoutMs @5 :UInt32;        # deadline of each job once it runs; 0: none
 }
 
 struct Failure {
@@ -25,6 +26,7 @@ struct Failure {
     exception @0;       # the task threw
     decode @1;          # the arguments did not decode in the worker
     cancelled @2;       # the job was cancelled before or while running
+    timeout @3;         # the job ran past its deadline and was cancelled
   }
 }
 

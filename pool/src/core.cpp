@@ -29,6 +29,7 @@
 #include <mutex>
 #include <optional>
 #include <stdexcept>
+#include <system_error>
 #include <vector>
 
 namespace coropool::detail {
@@ -182,6 +183,37 @@ class PoolCore final : public Core {
     schedule_dispatch();
   }
 
+  void cancel(Op& op) override {
+    auto err = cancelled_error();
+    op.abort(err);
+    if (op.queued_) {
+      op.queued_ = false;
+      ready_.erase(std::remove_if(ready_.begin(), ready_.end(), [&](const Ref<Op>& r) { return r.get() == &op; }),
+                   ready_.end());
+    }
+    for (auto it = retry_.begin(); it != retry_.end();) {
+      if (it->op.get() != &op) {
+        ++it;
+        continue;
+      }
+      Ref<Op> keep = std::move(it->op);
+      std::uint64_t index = it->index;
+      it = retry_.erase(it);
+      keep->fail(index, err);
+    }
+    for (auto& w : workers_) {
+      if (w->state == WorkerConn::State::lost || !w->client) continue;
+      std::vector<std::uint64_t> ids;
+      for (std::uint32_t i = 0; i < w->slots.size(); ++i)
+        if (w->slots[i].op.get() == &op) ids.push_back((static_cast<std::uint64_t>(w->slots[i].generation) << 32) | i);
+      if (ids.empty()) continue;
+      auto req = w->client->cancelRequest();
+      auto list = req.initIds(static_cast<unsigned>(ids.size()));
+      for (unsigned i = 0; i < ids.size(); ++i) list.set(i, ids[i]);
+      w->tasks->add(req.send().ignoreResult());
+    }
+  }
+
   asio::any_io_executor executor() const override { return ex_; }
 
   void drive(const std::function<bool()>& done) override {
@@ -246,8 +278,17 @@ class PoolCore final : public Core {
       Ref<Op> op;
       std::uint64_t index;
       if (!take_slot(w, f.getId(), op, index)) continue;
-      op->fail(index, std::make_exception_ptr(RemoteError(f.getTypeName().cStr(), f.getMessage().cStr(), w.pid,
-                                                          describe_task(op->task()), index)));
+      switch (f.getKind()) {
+        case rpc::Failure::Kind::CANCELLED:
+          op->fail(index, cancelled_error());
+          break;
+        case rpc::Failure::Kind::TIMEOUT:
+          op->fail(index, std::make_exception_ptr(Timeout(describe_task(op->task()), index, w.pid)));
+          break;
+        default:
+          op->fail(index, std::make_exception_ptr(RemoteError(f.getTypeName().cStr(), f.getMessage().cStr(), w.pid,
+                                                              describe_task(op->task()), index)));
+      }
     }
     std::size_t n = ids.size() + batch.getFailures().size();
     double dt = std::chrono::duration<double>(now - w.last_result).count();
@@ -280,6 +321,20 @@ class PoolCore final : public Core {
     c.child_concurrency = opts_.child_concurrency;
     c.initializer = opts_.initializer;
     return c;
+  }
+
+  static std::exception_ptr cancelled_error() {
+    return std::make_exception_ptr(
+        std::system_error(asio::error::operation_aborted, "coropool: the operation was cancelled"));
+  }
+
+  unsigned retries_for(const Op& op) const {
+    return op.call().retries_on_worker_loss.value_or(opts_.retries_on_worker_loss);
+  }
+
+  std::uint32_t timeout_ms_for(const Op& op) const {
+    auto t = op.call().task_timeout.value_or(opts_.task_timeout).count();
+    return t <= 0 ? 0 : static_cast<std::uint32_t>(std::min<long long>(t, UINT32_MAX));
   }
 
   std::size_t outstanding() const {
@@ -414,7 +469,7 @@ class PoolCore final : public Core {
     for (std::uint32_t i = 0; i < w->slots.size(); ++i) {
       auto& slot = w->slots[i];
       if (!slot.op) continue;
-      if (slot.attempt < opts_.retries_on_worker_loss && !shutting_down_) {
+      if (slot.attempt < retries_for(*slot.op) && !shutting_down_) {
         retry_.push_back(Retry{std::move(slot.op), slot.index, std::move(slot.args), slot.attempt + 1});
         release_slot(*w, i);
         continue;
@@ -481,7 +536,7 @@ class PoolCore final : public Core {
     s.op = std::move(op);
     s.index = index;
     s.attempt = attempt;
-    if (opts_.retries_on_worker_loss) s.args.assign(args);
+    if (retries_for(*s.op)) s.args.assign(args);
     ++w.outstanding;
     return (static_cast<std::uint64_t>(s.generation) << 32) | i;
   }
@@ -603,6 +658,7 @@ class PoolCore final : public Core {
       const TaskInfo& t = staged_[i].op->task();
       b.setInvoker(reinterpret_cast<std::uint64_t>(t.invoker));
       b.setTarget(t.target);
+      b.setTimeoutMs(timeout_ms_for(*staged_[i].op));
       auto ids = b.initIds(static_cast<unsigned>(j - i));
       auto ends = b.initArgEnds(static_cast<unsigned>(j - i));
       std::size_t first = staged_[i].offset;

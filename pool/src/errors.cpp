@@ -52,6 +52,13 @@ WorkerLost::WorkerLost(pid_t worker_pid, int wait_status, std::string task, std:
       task_(std::move(task)),
       index_(index) {}
 
+Timeout::Timeout(std::string task, std::uint64_t index, pid_t worker_pid)
+    : Error("coropool: task " + task + " #" + std::to_string(index) + " ran past its deadline on worker " +
+            std::to_string(worker_pid)),
+      task_(std::move(task)),
+      index_(index),
+      worker_pid_(worker_pid) {}
+
 std::string WorkerLost::reason() const { return reason_of(wait_status_); }
 
 namespace detail {

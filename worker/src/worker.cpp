@@ -11,6 +11,7 @@
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
 #include <capnp/rpc-twoparty.h>
 #include <cxxabi.h>
 #include <kj/debug.h>
@@ -25,6 +26,7 @@
 #include <typeinfo>
 #include <unistd.h>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace coropool::worker {
@@ -66,11 +68,15 @@ struct QueuedJob {
   std::uintptr_t target;
   std::shared_ptr<const std::string> blob;  // the batch's packed arguments
   std::uint32_t begin, end;
+  std::uint32_t timeout_ms;
 };
 
 // A job whose coroutine is still running.
 struct RunningJob {
+  explicit RunningJob(asio::io_context& io) : deadline(io) {}
   asio::cancellation_signal cancel;
+  asio::steady_timer deadline;
+  Kind stopped_for = Kind::EXCEPTION;  // CANCELLED or TIMEOUT once we asked it to stop
 };
 
 class WorkerState {
@@ -87,6 +93,7 @@ class WorkerState {
       auto ids = b.getIds();
       auto ends = b.getArgEnds();
       auto invoker = reinterpret_cast<Invoker>(b.getInvoker());
+      std::uint32_t timeout_ms = b.getTimeoutMs();
       auto target = static_cast<std::uintptr_t>(b.getTarget());
       std::uint32_t begin = 0;
       for (unsigned i = 0; i < ids.size() && i < ends.size(); ++i) {
@@ -95,7 +102,7 @@ class WorkerState {
           failures_.push_back(Failed{ids[i], Kind::DECODE, "coropool::ipc::DecodeError", "malformed job batch"});
           continue;
         }
-        queue_.push_back(QueuedJob{ids[i], invoker, target, blob, begin, end});
+        queue_.push_back(QueuedJob{ids[i], invoker, target, blob, begin, end, timeout_ms});
         begin = end;
       }
     }
@@ -109,15 +116,18 @@ class WorkerState {
     fill(ctx.initResults(capnp::MessageSize{pending_words(), 0}).initResults());
   }
 
+  // Queued jobs are dropped; running coroutines get a terminal cancellation and report when
+  // they end. Plain-R jobs run to completion once started.
   void cancel(capnp::List<std::uint64_t>::Reader ids) {
-    for (auto id : ids) {
-      auto q = std::find_if(queue_.begin(), queue_.end(), [&](const QueuedJob& j) { return j.id == id; });
-      if (q != queue_.end()) {
-        queue_.erase(q);
-        failures_.push_back(Failed{id, Kind::CANCELLED, "coropool::Cancelled", "job cancelled"});
-      }
-      if (auto r = running_.find(id); r != running_.end()) r->second->cancel.emit(asio::cancellation_type::terminal);
-    }
+    std::unordered_set<std::uint64_t> wanted(ids.begin(), ids.end());
+    auto kept = std::remove_if(queue_.begin(), queue_.end(), [&](const QueuedJob& j) {
+      if (!wanted.count(j.id)) return false;
+      failures_.push_back(Failed{j.id, Kind::CANCELLED, "coropool::Cancelled", "job cancelled"});
+      return true;
+    });
+    queue_.erase(kept, queue_.end());
+    for (auto id : ids)
+      if (auto r = running_.find(id); r != running_.end()) stop(*r->second, Kind::CANCELLED);
     schedule_flush();
   }
 
@@ -172,9 +182,16 @@ class WorkerState {
     }
     // The worker owns the coroutine through running_: its completion removes it, and a
     // cancel() emits its signal.
-    auto running = std::make_unique<RunningJob>();
+    auto running = std::make_unique<RunningJob>(io_);
     auto slot = running->cancel.slot();
     std::uint64_t id = job.id;
+    if (job.timeout_ms) {
+      running->deadline.expires_after(std::chrono::milliseconds(job.timeout_ms));
+      running->deadline.async_wait([this, id](const asio::error_code& ec) {
+        if (ec) return;
+        if (auto r = running_.find(id); r != running_.end()) stop(*r->second, Kind::TIMEOUT);
+      });
+    }
     running_.emplace(id, std::move(running));
     asio::co_spawn(io_, std::move(*inv.pending),
                    asio::bind_cancellation_slot(slot, [this, id](std::exception_ptr e, std::string out) {
@@ -182,11 +199,21 @@ class WorkerState {
                    }));
   }
 
+  void stop(RunningJob& r, Kind why) {
+    if (r.stopped_for != Kind::EXCEPTION) return;
+    r.stopped_for = why;
+    r.cancel.emit(asio::cancellation_type::terminal);
+  }
+
   void finish(std::uint64_t id, std::exception_ptr e, const std::string& out) {
     auto it = running_.find(id);
     if (it == running_.end()) return;
+    Kind stopped_for = it->second->stopped_for;
+    it->second->deadline.cancel();
     running_.erase(it);
-    if (e) {
+    if (e && stopped_for != Kind::EXCEPTION) {
+      failures_.push_back(Failed{id, stopped_for, "", stopped_for == Kind::TIMEOUT ? "deadline passed" : "cancelled"});
+    } else if (e) {
       fail(id, e);
     } else {
       values_ += out;

@@ -54,6 +54,21 @@ class WorkerLost : public Error {
   std::uint64_t index_;
 };
 
+// A job ran past its deadline (PoolOptions::task_timeout or CallOptions::task_timeout) and
+// was cancelled in its worker.
+class Timeout : public Error {
+ public:
+  Timeout(std::string task, std::uint64_t index, pid_t worker_pid);
+  const std::string& task() const noexcept { return task_; }
+  std::uint64_t index() const noexcept { return index_; }
+  pid_t worker_pid() const noexcept { return worker_pid_; }
+
+ private:
+  std::string task_;
+  std::uint64_t index_;
+  pid_t worker_pid_;
+};
+
 // A job was submitted to a pool that is closed or terminated, or was dropped by terminate().
 class PoolClosed : public Error {
  public:

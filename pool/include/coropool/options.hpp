@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 
 namespace coropool {
 
@@ -17,10 +18,19 @@ struct PoolOptions {
   // Runs once in each worker before its first job. A plain function: workers are forks, so
   // only code, not captured state, is shared with them.
   void (*initializer)() = nullptr;
-  // Times a job whose worker died is run again before it fails with WorkerLost.
+  // Times a job whose worker died is run again before it fails with WorkerLost (for
+  // idempotent tasks). Results still arrive once each, in input order.
   unsigned retries_on_worker_loss = 0;
-  // Deadline for one job; zero means none.
+  // Deadline for one job once it runs in a worker; zero means none. A coroutine task past it
+  // is cancelled in its worker and fails with coropool::Timeout.
   std::chrono::milliseconds task_timeout{0};
+};
+
+// Options for the jobs of one call, where they differ from the pool's:
+//     pool.with({.retries_on_worker_loss = 3}).map(fetch, urls);
+struct CallOptions {
+  std::optional<unsigned> retries_on_worker_loss = std::nullopt;
+  std::optional<std::chrono::milliseconds> task_timeout = std::nullopt;
 };
 
 }  // namespace coropool

@@ -28,18 +28,11 @@
 
 namespace coropool {
 
-class Pool {
+// Everything that submits work to a pool. Pool is one, with the pool's own options;
+// pool.with(CallOptions) gives another that applies its options to the jobs it submits
+// (a light handle: it must not outlive the pool).
+class PoolCalls {
  public:
-  // Forks the workers now: options.processes of them (0: one per usable CPU).
-  Pool() : Pool(PoolOptions{}) {}
-  explicit Pool(PoolOptions options);
-  // Runs the supervisor side on the caller's io_context instead of one of its own.
-  explicit Pool(asio::any_io_executor executor, PoolOptions options = {});
-  Pool(Pool&&) noexcept;
-  Pool& operator=(Pool&&) = delete;
-  // Closes the pool and joins it: waits for submitted jobs, then for the workers to exit.
-  ~Pool();
-
   // ---- blocking -------------------------------------------------------------------------
 
   // fn(item) for every item, results in input order. Throws the first failure (RemoteError,
@@ -138,20 +131,13 @@ class Pool {
     return stream<false>(fn, std::forward<R>(items), bound);
   }
 
-  // ---- lifetime --------------------------------------------------------------------------
-
   asio::any_io_executor executor() const { return core_->executor(); }
   unsigned processes() const noexcept { return core_->processes(); }
-  // Pids of the live workers. Safe from any thread.
-  std::vector<pid_t> worker_pids() const { return core_->worker_pids(); }
-  // Takes no more work; jobs already submitted still run.
-  void close() { core_->close(); }
-  // Waits (running the loop) until every submitted job settled and every worker exited.
-  void join() { core_->join(); }
-  // Kills the workers now; jobs not finished fail with PoolClosed. Then joins.
-  void terminate() { core_->terminate(); }
 
- private:
+ protected:
+  friend class Pool;
+  PoolCalls(detail::Core* core, CallOptions call) noexcept : core_(core), call_(call) {}
+
   template <bool Spread, class R>
   static auto range_source(R&& items) {
     auto view = std::views::all(std::forward<R>(items));
@@ -162,6 +148,7 @@ class Pool {
   auto collect(detail::TaskInfo task, Src src) {
     using V = detail::wire_t<Res>;
     auto op = detail::make_ref<detail::CollectOp<Src, V>>(task, std::move(src));
+    op->set_call(call_);
     core_->submit(op);
     core_->drive([&] { return op->done(); });
     if (op->error()) std::rethrow_exception(op->error());
@@ -175,10 +162,12 @@ class Pool {
                                    std::conditional_t<Single, void(std::exception_ptr, V),
                                                       void(std::exception_ptr, std::vector<V>)>>;
     return asio::async_initiate<Token, Sig>(
-        [core = core_.get(), task](auto handler, Src src) {
+        [core = core_, task, call = call_](auto handler, Src src) {
           using H = decltype(handler);
           using Op = detail::HandlerOp<Src, V, H, Single, std::is_void_v<Res>>;
-          core->submit(detail::Ref<detail::Op>(new Op(task, std::move(src), std::move(handler), core->executor())));
+          detail::Ref<detail::Op> op(new Op(task, std::move(src), std::move(handler), *core));
+          op->set_call(call);
+          core->submit(std::move(op));
         },
         token, std::move(src));
   }
@@ -191,11 +180,43 @@ class Pool {
     if (bound == 0) bound = std::size_t{4096} * core_->processes();
     detail::Ref<detail::StreamOp<V>> op(new detail::SourceStreamOp<V, decltype(src)>(
         detail::make_task<F, A>(fn), *core_, Ordered, bound, std::move(src)));
+    op->set_call(call_);
     core_->submit(op);
     return ResultStream<V>(std::move(op), *core_);
   }
 
-  std::unique_ptr<detail::Core> core_;
+  detail::Core* core_;
+  CallOptions call_;
+};
+
+class Pool : public PoolCalls {
+ public:
+  // Forks the workers now: options.processes of them (0: one per usable CPU).
+  Pool() : Pool(PoolOptions{}) {}
+  explicit Pool(PoolOptions options);
+  // Runs the supervisor side on the caller's io_context instead of one of its own.
+  explicit Pool(asio::any_io_executor executor, PoolOptions options = {});
+  Pool(Pool&& other) noexcept;
+  Pool& operator=(Pool&&) = delete;
+  // Closes the pool and joins it: waits for submitted jobs, then for the workers to exit.
+  ~Pool();
+
+  // Submits with these options instead of the pool's, e.g.
+  // pool.with({.retries_on_worker_loss = 3, .task_timeout = 5s}).map(fn, items).
+  PoolCalls with(CallOptions options) const noexcept { return PoolCalls(core_, options); }
+
+  // Pids of the live workers. Safe from any thread.
+  std::vector<pid_t> worker_pids() const { return core_->worker_pids(); }
+  // Takes no more work; jobs already submitted still run.
+  void close() { core_->close(); }
+  // Waits (running the loop) until every submitted job settled and every worker exited.
+  void join() { core_->join(); }
+  // Kills the workers now; jobs not finished fail with PoolClosed. Then joins.
+  void terminate() { core_->terminate(); }
+
+ private:
+  explicit Pool(std::unique_ptr<detail::Core> core) noexcept;
+  std::unique_ptr<detail::Core> owner_;
 };
 
 }  // namespace coropool

@@ -3,6 +3,7 @@
 // (a map, an apply, an imap stream) that produces jobs on demand and takes their outcomes.
 // Everything here runs on the pool's loop thread.
 
+#include "coropool/options.hpp"
 #include "coropool/worker/invocation.hpp"
 
 #include <asio/any_io_executor.hpp>
@@ -40,6 +41,8 @@ class Op {
   Op& operator=(const Op&) = delete;
 
   const TaskInfo& task() const noexcept { return task_; }
+  const CallOptions& call() const noexcept { return call_; }
+  void set_call(const CallOptions& c) noexcept { call_ = c; }
 
   // Appends the next job's encoded arguments to `args` and sets its index; false when the
   // op has no job to give now (exhausted, failed, or waiting for its consumer).
@@ -58,6 +61,7 @@ class Op {
  private:
   friend class PoolCore;
   TaskInfo task_;
+  CallOptions call_;
   std::size_t refs_ = 0;
   bool queued_ = false;    // in the ready list of the pool's core
   bool admitted_ = false;  // accepted once; may come back after close()
@@ -104,6 +108,9 @@ class Core {
   // The op has jobs to give: queue it for dispatch (idempotent). A pool that takes no more
   // work aborts the op with PoolClosed instead.
   virtual void submit(Ref<Op> op) = 0;
+  // Hands out no more of the op's jobs and cancels those running in workers; each settles
+  // (failing with operation_aborted unless it had finished) when its worker answers.
+  virtual void cancel(Op& op) = 0;
   virtual asio::any_io_executor executor() const = 0;
   // Runs the pool's loop on the calling thread until done() holds.
   virtual void drive(const std::function<bool()>& done) = 0;

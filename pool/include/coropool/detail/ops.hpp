@@ -5,6 +5,7 @@
 #include "coropool/detail/op.hpp"
 #include "coropool/ipc/codec.hpp"
 
+#include <asio/associated_cancellation_slot.hpp>
 #include <asio/associated_executor.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/experimental/append.hpp>
@@ -138,13 +139,23 @@ class CollectOp : public Op {
 template <class Src, class V, class Handler, bool Single, bool Void>
 class HandlerOp final : public CollectOp<Src, V> {
  public:
-  HandlerOp(TaskInfo task, Src src, Handler handler, asio::any_io_executor fallback)
+  // A cancellation emitted on the handler's slot cancels the operation's jobs, queued and
+  // running; it then completes with operation_aborted.
+  HandlerOp(TaskInfo task, Src src, Handler handler, Core& core)
       : CollectOp<Src, V>(task, std::move(src)),
         handler_(std::move(handler)),
-        work_(asio::make_work_guard(asio::get_associated_executor(handler_, fallback))) {}
+        work_(asio::make_work_guard(asio::get_associated_executor(handler_, core.executor()))) {
+    auto slot = asio::get_associated_cancellation_slot(handler_);
+    if (slot.is_connected())
+      slot.assign([this, &core](asio::cancellation_type type) {
+        if (type != asio::cancellation_type::none) core.cancel(*this);
+      });
+  }
 
  private:
   void on_done() override {
+    auto slot = asio::get_associated_cancellation_slot(handler_);
+    if (slot.is_connected()) slot.clear();
     auto e = this->error();
     auto ex = work_.get_executor();
     if constexpr (Void) {
@@ -242,12 +253,14 @@ class StreamOp : public Op {
     waiter_ = std::move(w);
     wake();
   }
-  // The consumer is gone: hand out no more jobs and drop what arrives.
-  void close() noexcept {
+  // The consumer is gone: hand out no more jobs, cancel those running, drop what arrives.
+  void close() {
+    if (closed_) return;
     closed_ = true;
     slots_.clear();
     arrived_.clear();
     waiter_.reset();
+    core_.cancel(*this);
   }
   std::size_t bound() const noexcept { return bound_; }
 

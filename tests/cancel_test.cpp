@@ -1,0 +1,118 @@
+// Cancellation and deadlines reach the job inside its worker.
+
+#include <coropool/coropool.hpp>
+
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <ranges>
+#include <system_error>
+
+// External linkage, so that errors can name it.
+asio::awaitable<int> sleep_for_an_hour(int x) {
+  asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::hours(1));
+  co_await t.async_wait(asio::use_awaitable);
+  co_return x;
+}
+
+namespace {
+
+using namespace std::chrono_literals;
+using namespace asio::experimental::awaitable_operators;
+asio::awaitable<int> twice(int x) { co_return 2 * x; }
+
+// Runs `op` (an awaitable) with a hang guard; true when it finished first.
+template <class Awaitable>
+asio::awaitable<bool> within(Awaitable op, std::chrono::milliseconds limit) {
+  asio::steady_timer guard(co_await asio::this_coro::executor, limit);
+  auto r = co_await (std::move(op) || guard.async_wait(asio::use_awaitable));
+  co_return r.index() == 0;
+}
+
+TEST(Cancel, ACancelledApplyStopsItsCoroutineInTheWorker) {
+  // One worker with one slot: the next job can only run if the sleeper was really stopped.
+  coropool::Pool pool({.processes = 1, .child_concurrency = 1});
+  std::error_code got;
+  bool next_ran = pool.run([&]() -> asio::awaitable<bool> {
+    auto ex = co_await asio::this_coro::executor;
+    asio::cancellation_signal signal;
+    asio::steady_timer done(ex, 10s);  // cancelled by the completion; expiry is a hang guard
+    pool.async_apply(sleep_for_an_hour, 1,
+                     asio::bind_cancellation_slot(signal.slot(), [&](std::exception_ptr e, int) {
+                       try {
+                         if (e) std::rethrow_exception(e);
+                       } catch (const std::system_error& se) {
+                         got = se.code();
+                       }
+                       done.cancel();
+                     }));
+    asio::steady_timer t(ex, 50ms);
+    co_await t.async_wait(asio::use_awaitable);  // the job is running by now
+    signal.emit(asio::cancellation_type::terminal);
+    asio::error_code ec;
+    co_await done.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_return co_await within(pool.async_apply(twice, 2, asio::use_awaitable), 5s);
+  }());
+  EXPECT_EQ(got, asio::error::operation_aborted);
+  EXPECT_TRUE(next_ran);
+}
+
+TEST(Cancel, AwaitableOperatorsCancelTheLosingApply) {
+  coropool::Pool pool({.processes = 1, .child_concurrency = 1});
+  bool next_ran = pool.run([&]() -> asio::awaitable<bool> {
+    asio::steady_timer t(co_await asio::this_coro::executor, 50ms);
+    auto r = co_await (pool.async_apply(sleep_for_an_hour, 1, asio::use_awaitable) || t.async_wait(asio::use_awaitable));
+    EXPECT_EQ(r.index(), 1u);  // the timer won
+    co_return co_await within(pool.async_apply(twice, 2, asio::use_awaitable), 5s);
+  }());
+  EXPECT_TRUE(next_ran);
+}
+
+TEST(Cancel, DestroyingAStreamCancelsItsRunningJobs) {
+  coropool::Pool pool({.processes = 1, .child_concurrency = 2});
+  bool next_ran = pool.run([&]() -> asio::awaitable<bool> {
+    {
+      auto stream = pool.imap_unordered(sleep_for_an_hour, std::views::iota(0, 100), 4);
+      asio::steady_timer t(co_await asio::this_coro::executor, 50ms);
+      co_await t.async_wait(asio::use_awaitable);  // let the first jobs start in the worker
+    }
+    co_return co_await within(pool.async_apply(twice, 2, asio::use_awaitable), 5s);
+  }());
+  EXPECT_TRUE(next_ran);
+}
+
+TEST(Timeout, ACoroutinePastItsDeadlineFailsWithTimeout) {
+  coropool::Pool pool({.processes = 1, .child_concurrency = 1});
+  auto start = std::chrono::steady_clock::now();
+  try {
+    pool.with({.task_timeout = 100ms}).apply(sleep_for_an_hour, 7);
+    FAIL() << "should time out";
+  } catch (const coropool::Timeout& e) {
+    EXPECT_EQ(e.index(), 0u);
+    EXPECT_NE(e.task().find("sleep_for_an_hour"), std::string::npos) << e.task();
+  }
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(took, 100ms);
+  EXPECT_LT(took, 2s);
+  EXPECT_EQ(pool.apply(twice, 3), 6);  // the only slot is free again
+}
+
+TEST(Timeout, PoolWideDeadlineAppliesToEveryJobAndPerCallOverridesIt) {
+  coropool::Pool pool({.processes = 2, .task_timeout = 100ms});
+  EXPECT_THROW(pool.map(sleep_for_an_hour, std::vector<int>{1, 2, 3}), coropool::Timeout);
+  EXPECT_EQ(pool.map(twice, std::vector<int>{1, 2}), (std::vector<int>{2, 4}));
+  // A per-call deadline of zero means none: this job may outlive the pool's 100 ms.
+  auto slow = [](int x) -> asio::awaitable<int> {
+    asio::steady_timer t(co_await asio::this_coro::executor, 300ms);
+    co_await t.async_wait(asio::use_awaitable);
+    co_return x;
+  };
+  EXPECT_EQ(pool.with({.task_timeout = 0ms}).apply(slow, 5), 5);
+}
+
+}  // namespace
