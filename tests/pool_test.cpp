@@ -414,3 +414,38 @@ TEST(PoolOptions, DefaultProcessesIsTheUsableCpuCount) {
 }
 
 }  // namespace
+
+// External linkage, so that errors can name them.
+std::string make_big(int mib) { return std::string(static_cast<std::size_t>(mib) << 20, 'x'); }
+std::size_t measure(std::string s) { return s.size(); }
+
+namespace {
+
+TEST(PoolErrors, AValueTooLargeToTravelFailsAloneAndNamesTheJob) {
+  coropool::Pool pool({.processes = 1});
+  // 60 MiB is over the 48 MiB limit for one value; the other jobs on the same worker and
+  // connection must not notice.
+  try {
+    pool.map(make_big, std::vector<int>{1, 60, 2});
+    FAIL() << "map should throw";
+  } catch (const coropool::Error& e) {
+    std::string what = e.what();
+    EXPECT_NE(what.find("make_big"), std::string::npos) << what;
+    EXPECT_NE(what.find("#1"), std::string::npos) << what;
+    EXPECT_NE(what.find("over the limit"), std::string::npos) << what;
+  }
+  auto ok = pool.map(make_big, std::vector<int>{1, 2, 3});
+  EXPECT_EQ(ok[2].size(), 3u << 20);
+  // The same for arguments, caught before they leave the supervisor.
+  try {
+    pool.apply(measure, std::string(50u << 20, 'y'));
+    FAIL() << "apply should throw";
+  } catch (const coropool::Error& e) {
+    std::string what = e.what();
+    EXPECT_NE(what.find("measure"), std::string::npos) << what;
+    EXPECT_NE(what.find("over the limit"), std::string::npos) << what;
+  }
+  EXPECT_EQ(pool.apply(measure, std::string(10u << 20, 'y')), 10u << 20);
+}
+
+}  // namespace

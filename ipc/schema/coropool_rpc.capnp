@@ -27,6 +27,7 @@ struct Failure {
     decode @1;          # the arguments did not decode in the worker
     cancelled @2;       # the job was cancelled before or while running
     timeout @3;         # the job ran past its deadline and was cancelled
+    tooLarge @4;        # the encoded result is over the size limit for one value
   }
 }
 

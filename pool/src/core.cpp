@@ -43,6 +43,7 @@ constexpr std::size_t max_window = 8192;
 // no worker hoards while another idles.
 constexpr double prefetch_seconds = 0.002;
 constexpr unsigned max_failed_starts = 3;
+constexpr std::size_t batch_bytes = 16u << 20;
 }  // namespace
 
 class PoolCore;
@@ -284,6 +285,10 @@ class PoolCore final : public Core {
           break;
         case rpc::Failure::Kind::TIMEOUT:
           op->fail(index, std::make_exception_ptr(Timeout(describe_task(op->task()), index, w.pid)));
+          break;
+        case rpc::Failure::Kind::TOO_LARGE:
+          op->fail(index, std::make_exception_ptr(Error("coropool: task " + describe_task(op->task()) + " #" +
+                                                        std::to_string(index) + ": " + f.getMessage().cStr())));
           break;
         default:
           op->fail(index, std::make_exception_ptr(RemoteError(f.getTypeName().cStr(), f.getMessage().cStr(), w.pid,
@@ -608,7 +613,9 @@ class PoolCore final : public Core {
       staged_.push_back(Staged{std::move(r.op), r.index, before, r.args.size(), r.attempt});
       retry_.pop_front();
     }
-    while (staged_.size() < room && !ready_.empty()) {
+    // A batch stops growing past batch_bytes (one job always goes), so a message stays far
+    // below the receiver's limit whatever the argument sizes.
+    while (staged_.size() < room && !ready_.empty() && (staged_.empty() || arena_.size() < batch_bytes)) {
       Ref<Op>& op = ready_.front();
       std::size_t before = arena_.size();
       std::uint64_t index = 0;

@@ -33,6 +33,11 @@ namespace coropool::worker {
 
 namespace rpc = ipc::rpc;
 
+namespace {
+// A result batch this large is sent at once rather than growing further.
+constexpr std::size_t flush_bytes = 16u << 20;
+}  // namespace
+
 std::string demangle(const char* name) {
   int status = 0;
   std::unique_ptr<char, void (*)(void*)> d(abi::__cxa_demangle(name, nullptr, nullptr, &status),
@@ -177,7 +182,7 @@ class WorkerState {
       return;
     }
     if (!inv.pending) {
-      succeeded(job.id);
+      succeeded(job.id, mark);
       return;
     }
     // The worker owns the coroutine through running_: its completion removes it, and a
@@ -216,16 +221,29 @@ class WorkerState {
     } else if (e) {
       fail(id, e);
     } else {
+      std::size_t mark = values_.size();
       values_ += out;
-      succeeded(id);
+      succeeded(id, mark);
     }
     if (!queue_.empty()) schedule_drain();
     schedule_flush();
   }
 
-  void succeeded(std::uint64_t id) {
+  // Records the result appended to values_ since `mark`. One too large to travel fails
+  // alone (it would take the connection, and every job on it, down), and a batch that grew
+  // large goes out early so that messages stay well under the limit.
+  void succeeded(std::uint64_t id, std::size_t mark) {
+    std::size_t size = values_.size() - mark;
+    if (size > ipc::max_value_bytes) {
+      values_.resize(mark);
+      failures_.push_back(Failed{id, Kind::TOO_LARGE, "coropool::Error",
+                                 "the result takes " + std::to_string(size) + " bytes, over the limit of " +
+                                     std::to_string(ipc::max_value_bytes)});
+      return;
+    }
     ids_.push_back(id);
     ends_.push_back(static_cast<std::uint32_t>(values_.size()));
+    if (values_.size() > flush_bytes) flush();
   }
 
   void fail(std::uint64_t id, std::exception_ptr e) {
