@@ -3,6 +3,7 @@
 #include <coropool/coropool.hpp>
 
 #include <asio/bind_cancellation_slot.hpp>
+#include <asio/experimental/deferred.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
@@ -10,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <csignal>
 #include <ranges>
 #include <system_error>
 
@@ -113,6 +115,55 @@ TEST(Timeout, PoolWideDeadlineAppliesToEveryJobAndPerCallOverridesIt) {
     co_return x;
   };
   EXPECT_EQ(pool.with({.task_timeout = 0ms}).apply(slow, 5), 5);
+}
+
+}  // namespace
+
+namespace {
+
+asio::awaitable<int> nap(int x) {
+  asio::steady_timer t(co_await asio::this_coro::executor, 20ms);
+  co_await t.async_wait(asio::use_awaitable);
+  co_return x;
+}
+
+TEST(Signals, FirstSignalClosesGracefullySecondTerminates) {
+  coropool::Pool pool({.processes = 2});
+  pool.close_on_signals({SIGUSR1});
+  std::vector<int> done;
+  bool refused = false, terminated = false;
+  pool.run([&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    asio::steady_timer ended(ex, 10s);  // cancelled when the sleeper fails; expiry is a hang guard
+    // Submitted before any signal: it runs on after the close, until the terminate.
+    pool.async_apply(sleep_for_an_hour, 1, [&](std::exception_ptr e, int) {
+      try {
+        if (e) std::rethrow_exception(e);
+      } catch (const coropool::PoolClosed&) {
+        terminated = true;
+      }
+      ended.cancel();
+    });
+    // A map in progress when the signal comes still completes, while new work is refused.
+    auto map = pool.async_map(nap, std::vector<int>(64, 1), asio::experimental::deferred);
+    auto signal_then_check = [&]() -> asio::awaitable<void> {
+      ::raise(SIGUSR1);
+      asio::steady_timer t(ex, 10ms);
+      co_await t.async_wait(asio::use_awaitable);  // the signal is handled on this loop meanwhile
+      try {
+        co_await pool.async_apply(nap, 1, asio::use_awaitable);
+      } catch (const coropool::PoolClosed&) {
+        refused = true;
+      }
+    };
+    done = co_await (std::move(map)(asio::use_awaitable) && signal_then_check());
+    ::raise(SIGUSR1);  // the second signal terminates
+    asio::error_code ec;
+    co_await ended.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }());
+  EXPECT_EQ(done.size(), 64u);
+  EXPECT_TRUE(refused);
+  EXPECT_TRUE(terminated);
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 
 #include <asio/io_context.hpp>
 #include <asio/posix/stream_descriptor.hpp>
+#include <asio/signal_set.hpp>
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <capnp/message.h>
@@ -125,20 +126,23 @@ class PoolCore final : public Core {
     ipc::UniqueFd spawner = open_spawner();
     for (unsigned i = 0; i < processes_; ++i) send_spawn_request(spawner.get(), worker_config());
     std::vector<std::pair<pid_t, ipc::UniqueFd>> started;
+    std::vector<std::pair<pid_t, int>> exited;  // a worker may die before the others exist
     while (started.size() < processes_) {
       SpawnerMessage m;
       ipc::UniqueFd fd;
       receive_spawner_message(spawner.get(), m, fd, true);
-      if (m.kind == SpawnerMessage::spawned && fd) {
+      if (m.kind == SpawnerMessage::spawned && fd)
         started.emplace_back(m.pid, std::move(fd));
-      } else if (m.pid < 0) {
+      else if (m.pid < 0)
         throw std::system_error(m.wait_status, std::generic_category(), "coropool: fork of a worker");
-      }
+      else
+        exited.emplace_back(m.pid, m.wait_status);
     }
     alive_ = std::make_shared<bool>(true);
     kj_.emplace(ex_);
     spawner_.emplace(ex_, spawner.release());
     for (auto& [pid, fd] : started) attach_worker(pid, std::move(fd));
+    for (auto [pid, status] : exited) on_worker_exit(pid, status);
     watch_spawner();
   }
 
@@ -154,6 +158,7 @@ class PoolCore final : public Core {
       std::fprintf(stderr, "coropool: while closing the pool: %s\n", e.what());
       shut_down_now();
     }
+    signals_.reset();
     alive_.reset();
     for (auto& w : workers_) w->disconnect();
     workers_.clear();
@@ -237,6 +242,12 @@ class PoolCore final : public Core {
   }
 
   void close() override { closed_ = true; }
+
+  void close_on_signals(std::vector<int> signals) override {
+    signals_.emplace(ex_);
+    for (int s : signals) signals_->add(s);
+    watch_signals();
+  }
 
   void join() override {
     if (joined_) return;
@@ -387,6 +398,19 @@ class PoolCore final : public Core {
     schedule_dispatch();
   }
 
+  void watch_signals() {
+    std::weak_ptr<bool> alive = alive_;
+    signals_->async_wait([this, alive](const asio::error_code& ec, int) {
+      if (ec || alive.expired()) return;
+      if (!closed_) {
+        close();
+        watch_signals();
+      } else {
+        terminate();
+      }
+    });
+  }
+
   void watch_spawner() {
     std::weak_ptr<bool> alive = alive_;
     spawner_->async_wait(asio::posix::descriptor_base::wait_read, [this, alive](const asio::error_code& ec) {
@@ -394,7 +418,7 @@ class PoolCore final : public Core {
       try {
         read_spawner();
       } catch (const std::exception& e) {
-        spawner_failed((std::string("lost the spawner: ") + e.what()).c_str());
+        spawner_failed((std::string("lost the spawner: ") + e.what()).c_str(), true);
         return;
       }
       watch_spawner();
@@ -406,13 +430,13 @@ class PoolCore final : public Core {
     ipc::UniqueFd fd;
     while (spawner_ && receive_spawner_message(spawner_->native_handle(), m, fd, false)) {
       if (m.kind == SpawnerMessage::spawned) {
-        --pending_spawns_;
+        if (pending_spawns_) --pending_spawns_;
         if (shutting_down_ || !fd)
           ::kill(m.pid, SIGKILL);  // not wanted any more; its socket closes with fd
         else
           attach_worker(m.pid, std::move(fd));
       } else if (m.pid < 0) {
-        --pending_spawns_;
+        if (pending_spawns_) --pending_spawns_;
         std::fprintf(stderr, "coropool: could not fork a worker: %s\n", std::strerror(m.wait_status));
       } else {
         on_worker_exit(m.pid, m.wait_status);
@@ -422,7 +446,8 @@ class PoolCore final : public Core {
   }
 
   // The pool cannot get workers any more: fail everything and take no more work.
-  void spawner_failed(const char* why) {
+  // `spawner_gone`: its socket failed, so no spawn or exit report will come any more.
+  void spawner_failed(const char* why, bool spawner_gone) {
     std::fprintf(stderr, "coropool: the pool cannot run jobs any more: %s\n", why);
     shutting_down_ = true;
     closed_ = true;
@@ -434,7 +459,10 @@ class PoolCore final : public Core {
       w->disconnect();
     }
     workers_.clear();
-    pending_spawns_ = 0;
+    if (spawner_gone) {
+      pending_spawns_ = 0;
+      spawner_.reset();
+    }
     publish_pids();
   }
 
@@ -491,7 +519,8 @@ class PoolCore final : public Core {
     failed_starts_ = w->started ? 0 : failed_starts_ + 1;
     if (failed_starts_ >= max_failed_starts) {
       spawner_failed(("workers keep exiting before they serve (last: " +
-                      WorkerLost(pid, status, "startup", 0).reason() + "); see their stderr").c_str());
+                      WorkerLost(pid, status, "startup", 0).reason() + "); see their stderr").c_str(),
+                     false);
       return;
     }
     if (!expected && !shutting_down_) spawn_one();
@@ -499,12 +528,13 @@ class PoolCore final : public Core {
   }
 
   void spawn_one() {
+    if (!spawner_) return;
     ++pending_spawns_;
     try {
       send_spawn_request(spawner_->native_handle(), worker_config());
     } catch (const std::exception& e) {
       --pending_spawns_;
-      spawner_failed(e.what());
+      spawner_failed(e.what(), true);
     }
   }
 
@@ -743,6 +773,7 @@ class PoolCore final : public Core {
   std::shared_ptr<bool> alive_;  // posted handlers check it; reset when the core goes
   std::optional<ipc::KjLoop> kj_;
   std::optional<asio::posix::stream_descriptor> spawner_;
+  std::optional<asio::signal_set> signals_;
   std::vector<std::shared_ptr<WorkerConn>> workers_;
   std::deque<Ref<Op>> ready_;
   std::deque<Retry> retry_;  // jobs to run again after their worker was lost

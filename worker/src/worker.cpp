@@ -343,6 +343,9 @@ void run_worker(int fd, const WorkerConfig& config) {
   int code = 0;
   try {
     std::signal(SIGPIPE, SIG_IGN);
+    // A terminal's Ctrl-C goes to the whole process group: leave it to the supervisor, which
+    // may close gracefully (Pool::close_on_signals) or die, and then so do we.
+    std::signal(SIGINT, SIG_IGN);
     if (config.initializer) config.initializer();
     asio::io_context io(1);
     ipc::KjLoop loop(io.get_executor());

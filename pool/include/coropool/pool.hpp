@@ -18,6 +18,7 @@
 #include <asio/awaitable.hpp>
 #include <asio/co_spawn.hpp>
 
+#include <csignal>
 #include <memory>
 #include <optional>
 #include <ranges>
@@ -213,6 +214,12 @@ class Pool : public PoolCalls {
   void join() { core_->join(); }
   // Kills the workers now; jobs not finished fail with PoolClosed. Then joins.
   void terminate() { core_->terminate(); }
+
+  // Graceful shutdown on signals, handled on the pool's loop (while it runs): the first of
+  // `signals` closes the pool (jobs already submitted finish, new ones fail with PoolClosed),
+  // a second one terminates it (jobs not finished fail with PoolClosed). Workers ignore
+  // SIGINT, so a Ctrl-C in a terminal reaches only the supervisor's handling.
+  void close_on_signals(std::vector<int> signals = {SIGINT, SIGTERM}) { core_->close_on_signals(std::move(signals)); }
 
  private:
   explicit Pool(std::unique_ptr<detail::Core> core) noexcept;

@@ -119,6 +119,7 @@ class Core {
   virtual void close() = 0;
   virtual void join() = 0;
   virtual void terminate() = 0;
+  virtual void close_on_signals(std::vector<int> signals) = 0;
 };
 
 }  // namespace coropool::detail
