@@ -22,6 +22,12 @@ asio::awaitable<int> sleep_for_an_hour(int x) {
   co_return x;
 }
 
+// A plain-R job that never ends on its own.
+int spin_forever(int x) {
+  volatile long n = 0;
+  for (;;) n = n + x;
+}
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -102,6 +108,24 @@ TEST(Timeout, ACoroutinePastItsDeadlineFailsWithTimeout) {
   EXPECT_GE(took, 100ms);
   EXPECT_LT(took, 2s);
   EXPECT_EQ(pool.apply(twice, 3), 6);  // the only slot is free again
+}
+
+TEST(Timeout, APlainJobPastItsDeadlineFailsWithTimeoutAndItsWorkerIsReplaced) {
+  coropool::Pool pool({.processes = 1});
+  auto before = pool.worker_pids();
+  auto start = std::chrono::steady_clock::now();
+  try {
+    pool.with({.task_timeout = 100ms}).apply(spin_forever, 1);
+    FAIL() << "should time out";
+  } catch (const coropool::Timeout& e) {
+    EXPECT_NE(e.task().find("spin_forever"), std::string::npos) << e.task();
+    EXPECT_EQ(e.worker_pid(), before.at(0));
+  }
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(took, 100ms);
+  EXPECT_LT(took, 2s);
+  EXPECT_EQ(pool.apply(twice, 4), 8);  // served by the replacement
+  EXPECT_NE(pool.worker_pids(), before);
 }
 
 TEST(Timeout, PoolWideDeadlineAppliesToEveryJobAndPerCallOverridesIt) {

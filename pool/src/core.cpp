@@ -30,6 +30,7 @@
 #include <mutex>
 #include <optional>
 #include <stdexcept>
+#include <sys/wait.h>
 #include <system_error>
 #include <vector>
 
@@ -70,7 +71,7 @@ struct WorkerConn final : kj::TaskSet::ErrorHandler, std::enable_shared_from_thi
   struct Slot {
     Ref<Op> op;
     std::uint64_t index = 0;
-    std::uint32_t generation = 0;
+    std::uint32_t generation = 1;  // never 0, so no job id is 0 ("none" to a worker)
     unsigned attempt = 0;  // runs before this one that were lost with their worker
     std::string args;      // kept only when jobs may be retried
   };
@@ -126,7 +127,7 @@ class PoolCore final : public Core {
     ipc::UniqueFd spawner = open_spawner();
     for (unsigned i = 0; i < processes_; ++i) send_spawn_request(spawner.get(), worker_config());
     std::vector<std::pair<pid_t, ipc::UniqueFd>> started;
-    std::vector<std::pair<pid_t, int>> exited;  // a worker may die before the others exist
+    std::vector<SpawnerMessage> exited;  // a worker may die before the others exist
     while (started.size() < processes_) {
       SpawnerMessage m;
       ipc::UniqueFd fd;
@@ -136,13 +137,13 @@ class PoolCore final : public Core {
       else if (m.pid < 0)
         throw std::system_error(m.wait_status, std::generic_category(), "coropool: fork of a worker");
       else
-        exited.emplace_back(m.pid, m.wait_status);
+        exited.push_back(m);
     }
     alive_ = std::make_shared<bool>(true);
     kj_.emplace(ex_);
     spawner_.emplace(ex_, spawner.release());
     for (auto& [pid, fd] : started) attach_worker(pid, std::move(fd));
-    for (auto [pid, status] : exited) on_worker_exit(pid, status);
+    for (auto& m : exited) on_worker_exit(m.pid, m.wait_status, m.running_job);
     watch_spawner();
   }
 
@@ -439,7 +440,7 @@ class PoolCore final : public Core {
         if (pending_spawns_) --pending_spawns_;
         std::fprintf(stderr, "coropool: could not fork a worker: %s\n", std::strerror(m.wait_status));
       } else {
-        on_worker_exit(m.pid, m.wait_status);
+        on_worker_exit(m.pid, m.wait_status, m.running_job);
       }
       fd = ipc::UniqueFd();
     }
@@ -492,7 +493,10 @@ class PoolCore final : public Core {
     }
   }
 
-  void on_worker_exit(pid_t pid, int status) {
+  // `running_job`: the id of the job the worker was running with a deadline, if any; when the
+  // worker ended itself for overrunning it, that job fails with Timeout.
+  void on_worker_exit(pid_t pid, int status, std::uint64_t running_job) {
+    bool overran = WIFEXITED(status) && WEXITSTATUS(status) == worker::timeout_exit_status && running_job;
     auto it = std::find_if(workers_.begin(), workers_.end(), [&](auto& w) { return w->pid == pid; });
     if (it == workers_.end()) return;
     std::shared_ptr<WorkerConn> w = *it;
@@ -502,6 +506,13 @@ class PoolCore final : public Core {
     for (std::uint32_t i = 0; i < w->slots.size(); ++i) {
       auto& slot = w->slots[i];
       if (!slot.op) continue;
+      if (overran && running_job == ((static_cast<std::uint64_t>(slot.generation) << 32) | i)) {
+        Ref<Op> op = std::move(slot.op);
+        std::uint64_t index = slot.index;
+        release_slot(*w, i);
+        op->fail(index, std::make_exception_ptr(Timeout(describe_task(op->task()), index, pid)));
+        continue;
+      }
       if (slot.attempt < retries_for(*slot.op) && !shutting_down_) {
         retry_.push_back(Retry{std::move(slot.op), slot.index, std::move(slot.args), slot.attempt + 1});
         release_slot(*w, i);
@@ -516,7 +527,12 @@ class PoolCore final : public Core {
     w->disconnect();
     // A worker that dies before it serves (its initializer threw, say) would die again:
     // after a few in a row, stop replacing them and fail the work instead of looping.
-    failed_starts_ = w->started ? 0 : failed_starts_ + 1;
+    // (A worker killed from outside, by SIGKILL or SIGTERM, says nothing about the next one.)
+    bool killed = WIFSIGNALED(status) && (WTERMSIG(status) == SIGKILL || WTERMSIG(status) == SIGTERM);
+    if (w->started)
+      failed_starts_ = 0;
+    else if (!killed)
+      ++failed_starts_;
     if (failed_starts_ >= max_failed_starts) {
       spawner_failed(("workers keep exiting before they serve (last: " +
                       WorkerLost(pid, status, "startup", 0).reason() + "); see their stderr").c_str(),

@@ -8,7 +8,10 @@
 #include <mutex>
 #include <poll.h>
 #include <sched.h>
+#include <map>
+#include <new>
 #include <set>
+#include <sys/mman.h>
 #include <stdexcept>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -90,13 +93,14 @@ void drain_signalfd(int sfd) {
   }
 }
 
-[[noreturn]] void worker_child(int fd, const SpawnRequest& req) {
+[[noreturn]] void worker_child(int fd, const SpawnRequest& req, std::atomic<std::uint64_t>* running_job) {
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   worker::WorkerConfig cfg;
   cfg.child_concurrency = req.child_concurrency ? req.child_concurrency : 1;
   cfg.initializer = reinterpret_cast<void (*)()>(req.initializer);
+  cfg.running_job = running_job;
   worker::run_worker(fd, cfg);
 }
 
@@ -104,7 +108,8 @@ void drain_signalfd(int sfd) {
 // closed its socket and every worker is gone (killing stragglers after a grace period).
 [[noreturn]] void spawner_main(int sock, int sfd) {
   const pid_t self = ::getpid();
-  std::set<pid_t> children;
+  // Each worker's shared word (see WorkerConfig::running_job), by pid.
+  std::map<pid_t, std::atomic<std::uint64_t>*> children;
   bool closing = false;
   auto deadline = std::chrono::steady_clock::time_point::max();
   for (;;) {
@@ -121,16 +126,21 @@ void drain_signalfd(int sfd) {
       int status;
       pid_t pid;
       while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
-        children.erase(pid);
+        std::uint64_t running = 0;
+        if (auto c = children.find(pid); c != children.end()) {
+          running = c->second->load();
+          ::munmap(c->second, sizeof(std::atomic<std::uint64_t>));
+          children.erase(c);
+        }
         if (!closing) {
-          SpawnerMessage m{SpawnerMessage::exited, pid, status};
+          SpawnerMessage m{SpawnerMessage::exited, pid, status, running};
           ::send(sock, &m, sizeof m, MSG_NOSIGNAL);
         }
       }
     }
     if (closing && children.empty()) ::_exit(0);
     if (closing && std::chrono::steady_clock::now() >= deadline) {
-      for (pid_t c : children) ::kill(c, SIGKILL);
+      for (auto& c : children) ::kill(c.first, SIGKILL);
       deadline = std::chrono::steady_clock::time_point::max();
     }
     if (!closing && fds[1].revents) {
@@ -145,23 +155,29 @@ void drain_signalfd(int sfd) {
       }
       int sv[2];
       if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) ::_exit(1);
+      void* word = ::mmap(nullptr, sizeof(std::atomic<std::uint64_t>), PROT_READ | PROT_WRITE,
+                          MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+      if (word == MAP_FAILED) ::_exit(1);
+      auto* running_job = new (word) std::atomic<std::uint64_t>(0);
       pid_t pid = ::fork();
       if (pid == 0) {
         ::close(sock);
         ::close(sfd);
         ::close(sv[0]);
         die_with_parent(self);
-        worker_child(sv[1], req);
+        worker_child(sv[1], req, running_job);
       }
       ::close(sv[1]);
       if (pid < 0) {
+        int err = errno;
         ::close(sv[0]);
-        SpawnerMessage m{SpawnerMessage::exited, -1, errno};
+        ::munmap(word, sizeof(std::atomic<std::uint64_t>));
+        SpawnerMessage m{SpawnerMessage::exited, -1, err, 0};
         ::send(sock, &m, sizeof m, MSG_NOSIGNAL);
         continue;
       }
-      children.insert(pid);
-      SpawnerMessage m{SpawnerMessage::spawned, pid, 0};
+      children.emplace(pid, running_job);
+      SpawnerMessage m{SpawnerMessage::spawned, pid, 0, 0};
       try {
         send_with_fd(sock, &m, sizeof m, sv[0]);
       } catch (...) {

@@ -31,7 +31,8 @@ struct SpawnerMessage {
   enum Kind : std::uint32_t { spawned = 1, exited = 2 };
   Kind kind;
   pid_t pid;
-  int wait_status;  // exited: as from waitpid
+  int wait_status;           // exited: as from waitpid
+  std::uint64_t running_job;  // exited: the job id in the worker's shared word (0: none)
 };
 
 // A socket to a new spawner of the caller's own. Thread-safe; forks the zygote the first

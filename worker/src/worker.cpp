@@ -18,6 +18,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
+#include <signal.h>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -165,6 +167,7 @@ class WorkerState {
   }
 
   void start(const QueuedJob& job) {
+    Deadline deadline(*this, job);
     Invocation inv;
     inv.target = job.target;
     inv.args = std::string_view(*job.blob).substr(job.begin, job.end - job.begin);
@@ -204,6 +207,47 @@ class WorkerState {
                    }));
   }
 
+  // While a job with a deadline is in its invoker (where a plain-R task does all its work),
+  // a timer ends the process at the deadline and the shared word names the job. A coroutine
+  // task leaves the invoker at once and gets a timer of its own instead.
+  class Deadline {
+   public:
+    Deadline(WorkerState& w, const QueuedJob& job) : w_(w), armed_(job.timeout_ms && w.timer_ok_) {
+      if (!armed_) return;
+      if (w_.cfg_.running_job) w_.cfg_.running_job->store(job.id, std::memory_order_relaxed);
+      itimerspec t{};
+      t.it_value.tv_sec = job.timeout_ms / 1000;
+      t.it_value.tv_nsec = static_cast<long>(job.timeout_ms % 1000) * 1000000L;
+      ::timer_settime(w_.timer_, 0, &t, nullptr);
+    }
+    ~Deadline() {
+      if (!armed_) return;
+      itimerspec off{};
+      ::timer_settime(w_.timer_, 0, &off, nullptr);
+      if (w_.cfg_.running_job) w_.cfg_.running_job->store(0, std::memory_order_relaxed);
+    }
+    Deadline(const Deadline&) = delete;
+    Deadline& operator=(const Deadline&) = delete;
+
+   private:
+    WorkerState& w_;
+    bool armed_;
+  };
+
+  static void on_deadline(int) { ::_exit(timeout_exit_status); }
+
+ public:
+  void init_deadlines() {
+    struct sigaction sa {};
+    sa.sa_handler = &WorkerState::on_deadline;
+    ::sigaction(SIGALRM, &sa, nullptr);
+    sigevent sev{};
+    sev.sigev_notify = SIGEV_SIGNAL;
+    sev.sigev_signo = SIGALRM;
+    timer_ok_ = ::timer_create(CLOCK_MONOTONIC, &sev, &timer_) == 0;
+  }
+
+ private:
   void stop(RunningJob& r, Kind why) {
     if (r.stopped_for != Kind::EXCEPTION) return;
     r.stopped_for = why;
@@ -311,6 +355,8 @@ class WorkerState {
   std::string values_;
   std::vector<Failed> failures_;
   bool drain_posted_ = false, flush_posted_ = false;
+  timer_t timer_{};
+  bool timer_ok_ = false;
 };
 
 class WorkerServer final : public rpc::Worker::Server {
@@ -350,6 +396,7 @@ void run_worker(int fd, const WorkerConfig& config) {
     asio::io_context io(1);
     ipc::KjLoop loop(io.get_executor());
     WorkerState state(io, loop, config);
+    state.init_deadlines();
     asio::local::stream_protocol::socket sock(io, asio::local::stream_protocol(), fd);
     ipc::AsioStream stream(std::move(sock));
     capnp::TwoPartyVatNetwork network(stream, capnp::rpc::twoparty::Side::SERVER,

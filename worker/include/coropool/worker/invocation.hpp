@@ -6,6 +6,7 @@
 
 #include <asio/awaitable.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -30,7 +31,14 @@ using Invoker = void (*)(Invocation&);
 struct WorkerConfig {
   std::uint32_t child_concurrency = 16;
   void (*initializer)() = nullptr;  // runs once before the first job
+  // A word shared with the worker's parent (the spawner): the id of the job running with a
+  // deadline, 0 when none, so that a worker ended for overrunning one names its job.
+  std::atomic<std::uint64_t>* running_job = nullptr;
 };
+
+// The exit status of a worker that ended itself because a plain-R job ran past its deadline
+// (such a job cannot be cancelled; the worker is replaced).
+inline constexpr int timeout_exit_status = 124;
 
 // Serves the Worker RPC interface on `fd` (a connected AF_UNIX stream socket) until the
 // supervisor disconnects, then leaves the process with _exit. Call it only in a freshly
