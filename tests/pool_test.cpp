@@ -449,3 +449,47 @@ TEST(PoolErrors, AValueTooLargeToTravelFailsAloneAndNamesTheJob) {
 }
 
 }  // namespace
+
+// A type whose decoding fails on purpose in the supervisor: its encoding is fine, but values
+// over 100 are rejected when read back (a stand-in for a result that cannot be decoded).
+struct Picky {
+  int v = 0;
+};
+namespace coropool::ipc {
+template <>
+struct Codec<Picky> {
+  static constexpr bool supported = true;
+  static constexpr std::size_t min_size = sizeof(int);
+  static void encode(Writer& w, const Picky& p) { Codec<int>::encode(w, p.v); }
+  static Picky decode(Reader& r) {
+    Picky p{Codec<int>::decode(r)};
+    if (p.v > 100) throw DecodeError("value over 100");
+    return p;
+  }
+};
+}  // namespace coropool::ipc
+Picky make_picky(int v) { return Picky{v}; }
+
+namespace {
+
+TEST(PoolErrors, AResultThatDoesNotDecodeFailsItsJobByName) {
+  coropool::Pool pool({.processes = 1});
+  auto stream = pool.imap(make_picky, std::vector<int>{1, 500, 2});
+  std::vector<int> got;
+  std::string error;
+  for (;;) {
+    try {
+      auto p = stream.get();
+      if (!p) break;
+      got.push_back(p->v);
+    } catch (const coropool::Error& e) {
+      error = e.what();
+    }
+  }
+  EXPECT_EQ(got, (std::vector<int>{1, 2}));  // the others are unaffected
+  EXPECT_NE(error.find("make_picky"), std::string::npos) << error;
+  EXPECT_NE(error.find("#1"), std::string::npos) << error;
+  EXPECT_NE(error.find("does not decode"), std::string::npos) << error;
+}
+
+}  // namespace

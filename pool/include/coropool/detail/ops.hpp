@@ -3,6 +3,7 @@
 // and ops that collect outcomes (all at once, or as a bounded stream).
 
 #include "coropool/detail/op.hpp"
+#include "coropool/errors.hpp"
 #include "coropool/ipc/codec.hpp"
 
 #include <asio/associated_cancellation_slot.hpp>
@@ -20,6 +21,17 @@
 #include <vector>
 
 namespace coropool::detail {
+
+// A result that does not decode fails its own job, with an error that names it.
+template <class V>
+V decode_result(const Op& op, std::uint64_t index, std::string_view value) {
+  try {
+    return ipc::decode_all<V>(value.data(), value.size());
+  } catch (const ipc::DecodeError& e) {
+    throw Error("coropool: the result of task " + describe_task(op.task()) + " #" + std::to_string(index) +
+                " does not decode: " + e.what());
+  }
+}
 
 // Each element of a range is one job: map passes the element as the only argument
 // (Spread = false), starmap spreads a tuple-like element over the parameters.
@@ -94,7 +106,7 @@ class CollectOp : public Op {
   }
   void complete(std::uint64_t index, std::string_view value) override {
     try {
-      results_[index] = ipc::decode_all<V>(value.data(), value.size());
+      results_[index] = decode_result<V>(*this, index, value);
     } catch (...) {
       if (!error_) error_ = std::current_exception();
     }
@@ -210,7 +222,7 @@ class StreamOp : public Op {
   void complete(std::uint64_t index, std::string_view value) override {
     if (closed_) return;
     try {
-      settle(index, Outcome(std::in_place_index<0>, ipc::decode_all<V>(value.data(), value.size())));
+      settle(index, Outcome(std::in_place_index<0>, decode_result<V>(*this, index, value)));
     } catch (...) {
       settle(index, Outcome(std::in_place_index<1>, std::current_exception()));
     }
