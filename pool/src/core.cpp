@@ -77,6 +77,8 @@ struct WorkerConn final : kj::TaskSet::ErrorHandler, std::enable_shared_from_thi
   };
   std::vector<Slot> slots;
   std::vector<std::uint32_t> free_slots;
+  // A job's wire id: the slot's generation over its index.
+  std::uint64_t slot_id(std::uint32_t i) const { return (static_cast<std::uint64_t>(slots[i].generation) << 32) | i; }
   std::size_t outstanding = 0;
   std::uint64_t sent_total = 0;
   bool started = false;  // answered hello: its initializer ran and it serves
@@ -212,7 +214,7 @@ class PoolCore final : public Core {
       if (w->state == WorkerConn::State::lost || !w->client) continue;
       std::vector<std::uint64_t> ids;
       for (std::uint32_t i = 0; i < w->slots.size(); ++i)
-        if (w->slots[i].op.get() == &op) ids.push_back((static_cast<std::uint64_t>(w->slots[i].generation) << 32) | i);
+        if (w->slots[i].op.get() == &op) ids.push_back(w->slot_id(i));
       if (ids.empty()) continue;
       auto req = w->client->cancelRequest();
       auto list = req.initIds(static_cast<unsigned>(ids.size()));
@@ -506,7 +508,7 @@ class PoolCore final : public Core {
     for (std::uint32_t i = 0; i < w->slots.size(); ++i) {
       auto& slot = w->slots[i];
       if (!slot.op) continue;
-      if (overran && running_job == ((static_cast<std::uint64_t>(slot.generation) << 32) | i)) {
+      if (overran && running_job == w->slot_id(i)) {
         Ref<Op> op = std::move(slot.op);
         std::uint64_t index = slot.index;
         release_slot(*w, i);
@@ -589,7 +591,7 @@ class PoolCore final : public Core {
     s.attempt = attempt;
     if (retries_for(*s.op)) s.args.assign(args);
     ++w.outstanding;
-    return (static_cast<std::uint64_t>(s.generation) << 32) | i;
+    return w.slot_id(i);
   }
 
   // The op and index of an in-flight job by its wire id; false for an unknown or stale id.

@@ -1,7 +1,8 @@
 #pragma once
 // ResultStream: what imap and imap_unordered return. Iterate it with range-for in blocking
 // code, or `while (auto r = co_await stream.next())` in a coroutine on the pool's loop.
-// Destroying it stops feeding jobs from the input and drops results still to come.
+// Destroying it stops feeding jobs from the input, cancels the jobs running in workers and
+// drops results still to come. A stream must not outlive its pool.
 
 #include "coropool/detail/ops.hpp"
 
