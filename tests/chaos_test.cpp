@@ -134,6 +134,19 @@ TEST(Chaos, WithoutRetriesOnlyJobsOnKilledWorkersFail) {
   for (pid_t p : lost_on) EXPECT_TRUE(killed.count(p)) << "a job failed on worker " << p << ", which was not killed";
 }
 
+TEST(Chaos, PerCallRetriesOverrideThePool) {
+  coropool::Pool pool({.processes = 2});  // no retries by default
+  Chaos chaos(pool, 100ms);
+  auto calls = pool.with({.retries_on_worker_loss = 1000});
+  for (int round = 0; round < 50 && chaos.killed().size() < 2; ++round) {
+    auto r = calls.map(spin, std::views::iota(0L, n));
+    ASSERT_EQ(r.size(), static_cast<std::size_t>(n));
+    for (long i = 0; i < n; ++i) ASSERT_EQ(r[static_cast<std::size_t>(i)], i * 3 + 1) << i;
+  }
+  chaos.stop();
+  EXPECT_GE(chaos.killed().size(), 1u);
+}
+
 TEST(Chaos, MapWithoutRetriesFailsWithWorkerLost) {
   coropool::Pool pool({.processes = 2});
   Chaos chaos(pool, 100ms);
