@@ -1,0 +1,113 @@
+// worker::run_command: one command line as a child process of an event loop.
+
+#include "coropool/worker/command.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <csignal>
+#include <string>
+
+namespace {
+
+using namespace std::chrono_literals;
+using coropool::worker::CommandOptions;
+using coropool::worker::CommandResult;
+using coropool::worker::needs_shell;
+using coropool::worker::run_command;
+
+// Runs one command on a fresh loop; run_for is only a hang guard.
+CommandResult run(std::string line, CommandOptions opts = {}) {
+  asio::io_context io;
+  CommandResult r;
+  std::exception_ptr error;
+  asio::co_spawn(io, run_command(std::move(line), std::move(opts)), [&](std::exception_ptr e, CommandResult v) {
+    error = e;
+    r = std::move(v);
+  });
+  io.run_for(30s);
+  if (error) std::rethrow_exception(error);
+  return r;
+}
+
+TEST(Command, PlainLinesSkipTheShell) {
+  EXPECT_FALSE(needs_shell("echo hello world"));
+  EXPECT_FALSE(needs_shell("/usr/bin/true"));
+  EXPECT_TRUE(needs_shell("echo a | wc -l"));
+  EXPECT_TRUE(needs_shell("echo $HOME"));
+  EXPECT_TRUE(needs_shell("echo 'quoted'"));
+  EXPECT_TRUE(needs_shell("ls *.txt"));
+  EXPECT_TRUE(needs_shell("cd /tmp"));
+  EXPECT_TRUE(needs_shell("X=1 env"));
+}
+
+TEST(Command, CapturesOutputAndExitStatus) {
+  auto r = run("echo hello world");
+  EXPECT_FALSE(r.via_shell);
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out, "hello world\n");
+  auto s = run("echo out; echo err >&2; exit 3");
+  EXPECT_TRUE(s.via_shell);
+  EXPECT_EQ(s.exit_code, 3);
+  EXPECT_EQ(s.out, "out\n");
+  EXPECT_EQ(s.err, "err\n");
+}
+
+TEST(Command, MissingProgramIs127AndStdinIsEmpty) {
+  auto r = run("no-such-program-coropool --flag");
+  EXPECT_EQ(r.exit_code, 127);
+  EXPECT_NE(r.err.find("no-such-program-coropool"), std::string::npos) << r.err;
+  auto c = run("cat");  // stdin is /dev/null: cat ends at once
+  EXPECT_EQ(c.exit_code, 0);
+  EXPECT_EQ(c.out, "");
+}
+
+TEST(Command, ASignalIsReportedAsShellsDo) {
+  auto r = run("kill -TERM $$");
+  EXPECT_EQ(r.signal, SIGTERM);
+  EXPECT_EQ(r.exit_code, 128 + SIGTERM);
+}
+
+TEST(Command, TimeoutKillsTheWholeProcessGroup) {
+  CommandOptions o;
+  o.timeout = 200ms;
+  o.grace = 200ms;
+  auto start = std::chrono::steady_clock::now();
+  // A child that ignores SIGTERM, and a grandchild that holds the output pipe open.
+  auto r = run("trap '' TERM; sleep 30 & sleep 30; wait", o);
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_TRUE(r.timed_out);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_LT(took, 5s);
+}
+
+TEST(Command, EnvironmentEntriesReachTheCommand) {
+  CommandOptions o;
+  o.env = {"COROPOOL_SEQ=7"};
+  auto r = run("printenv COROPOOL_SEQ", o);
+  EXPECT_EQ(r.out, "7\n");
+}
+
+TEST(Command, CancellingTheJobKillsTheCommand) {
+  asio::io_context io;
+  bool cancelled = false;
+  auto start = std::chrono::steady_clock::now();
+  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+    using namespace asio::experimental::awaitable_operators;
+    asio::steady_timer t(co_await asio::this_coro::executor, 100ms);
+    auto r = co_await (run_command("sleep 30") || t.async_wait(asio::use_awaitable));
+    cancelled = r.index() == 1;
+  }, [](std::exception_ptr e) { if (e) std::rethrow_exception(e); });
+  io.run_for(30s);
+  EXPECT_TRUE(cancelled);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  errno = 0;
+  EXPECT_EQ(::waitpid(-1, nullptr, WNOHANG), -1);  // nothing left to reap: it was reaped
+  EXPECT_EQ(errno, ECHILD);
+}
+
+}  // namespace

@@ -1,0 +1,47 @@
+#pragma once
+// Running one shell command line as a child process from a worker's event loop: the
+// building block of `coropool run` (issue 4). The child is started with posix_spawn (glibc
+// starts it with clone(CLONE_VM|CLONE_VFORK): no copy of the worker's address space), in a
+// process group of its own, with stdin from /dev/null and stdout/stderr captured through
+// pipes. A line with no shell syntax is exec'd directly (its program looked up in PATH once
+// and cached); anything else goes through /bin/sh -c. The child is reaped through a pidfd,
+// so the worker's loop never blocks.
+
+#include <asio/any_io_executor.hpp>
+#include <asio/awaitable.hpp>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace coropool::worker {
+
+struct CommandOptions {
+  // Past this, SIGTERM goes to the command's process group, then SIGKILL after `grace`.
+  std::chrono::milliseconds timeout{0};  // 0: none
+  std::chrono::milliseconds grace{2000};
+  // Extra environment entries ("NAME=value"), added to the worker's own.
+  std::vector<std::string> env;
+};
+
+struct CommandResult {
+  int exit_code = 0;    // the exit status, or 128 + signal when a signal ended it
+  int signal = 0;       // the signal that ended it, or 0
+  bool timed_out = false;
+  bool via_shell = false;
+  std::string out, err;  // everything it wrote, grouped per job
+  std::chrono::steady_clock::duration runtime{};
+};
+
+// True when `line` needs /bin/sh (quotes, redirections, variables, globs, pipes...).
+bool needs_shell(std::string_view line);
+
+// Runs `line` to its end. Never throws for what the command does (a missing program is exit
+// status 127, as in a shell); throws std::system_error when the worker cannot make pipes or
+// spawn at all. Cancelling the awaiting operation kills the command's process group.
+asio::awaitable<CommandResult> run_command(std::string line, CommandOptions options = {});
+
+}  // namespace coropool::worker
