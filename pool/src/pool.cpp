@@ -1,8 +1,11 @@
 #include "coropool/pool.hpp"
 
 #include "core.hpp"
+#include "spawn.hpp"
 
 namespace coropool {
+
+unsigned usable_cpus() { return detail::usable_cpus(); }
 
 Pool::Pool(std::unique_ptr<detail::Core> core) noexcept : PoolCalls(core.get(), {}), owner_(std::move(core)) {}
 Pool::Pool(PoolOptions options) : Pool(detail::make_core({}, options)) {}

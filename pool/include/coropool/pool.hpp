@@ -29,6 +29,9 @@
 
 namespace coropool {
 
+// The CPUs this process may run on (sched_getaffinity): the default number of workers.
+unsigned usable_cpus();
+
 // Everything that submits work to a pool. Pool is one, with the pool's own options;
 // pool.with(CallOptions) gives another that applies its options to the jobs it submits
 // (a light handle: it must not outlive the pool).
