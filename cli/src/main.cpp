@@ -20,6 +20,9 @@ int main(int argc, char** argv) {
   cmd->add_option("--timeout", run.timeout_seconds, "Seconds a job may run: then SIGTERM to its process group, SIGKILL after 2 s");
   cmd->add_option("--joblog", run.joblog, "Write GNU parallel's tab-separated job log to this file");
   cmd->add_flag("-k,--keep-order", run.keep_order, "Print the jobs' output in input order");
+  cmd->add_option("--retries", run.retries, "Run a failed job again, up to this many times");
+  cmd->add_flag("--tag", run.tag, "Start each output line with the job's command and a tab");
+  cmd->add_flag("--dry-run", run.dry_run, "Print the commands that would run, and run none");
 
   try {
     app.parse(argc, argv);

@@ -21,8 +21,9 @@ struct RunJob {
   std::uint64_t seq = 0;
   std::string command;
   std::int64_t timeout_ms = 0;
+  std::uint32_t retries = 0;
 };
-auto coropool_fields(RunJob& j) { return std::tie(j.seq, j.command, j.timeout_ms); }
+auto coropool_fields(RunJob& j) { return std::tie(j.seq, j.command, j.timeout_ms, j.retries); }
 
 struct RunOutcome {
   std::uint64_t seq = 0;
@@ -46,7 +47,12 @@ asio::awaitable<coropool::cli::RunOutcome> coropool_run_job(coropool::cli::RunJo
   opts.timeout = std::chrono::milliseconds(job.timeout_ms);
   opts.env = {"COROPOOL_SEQ=" + std::to_string(job.seq)};
   auto wall = std::chrono::system_clock::now();
+  // A failed job runs again, up to job.retries times; the last run is the one reported.
   auto r = co_await coropool::worker::run_command(job.command, opts);
+  for (std::uint32_t i = 0; i < job.retries && r.exit_code != 0; ++i) {
+    wall = std::chrono::system_clock::now();
+    r = co_await coropool::worker::run_command(job.command, opts);
+  }
   coropool::cli::RunOutcome o;
   o.seq = job.seq;
   o.command = std::move(job.command);
@@ -67,7 +73,8 @@ namespace {
 // The jobs of an input stream, read lazily: blank lines are skipped, the rest numbered from 1.
 class JobLines : public std::ranges::view_interface<JobLines> {
  public:
-  JobLines(std::istream& in, std::int64_t timeout_ms) : in_(&in), timeout_ms_(timeout_ms) {}
+  JobLines(std::istream& in, std::int64_t timeout_ms, std::uint32_t retries)
+      : in_(&in), timeout_ms_(timeout_ms), retries_(retries) {}
   class iterator {
    public:
     using value_type = RunJob;
@@ -80,7 +87,7 @@ class JobLines : public std::ranges::view_interface<JobLines> {
       while (std::getline(*src_->in_, line)) {
         if (!line.empty() && line.back() == '\r') line.pop_back();
         if (line.find_first_not_of(" \t") == std::string::npos) continue;
-        job_ = RunJob{++src_->seq_, std::move(line), src_->timeout_ms_};
+        job_ = RunJob{++src_->seq_, std::move(line), src_->timeout_ms_, src_->retries_};
         return *this;
       }
       src_ = nullptr;
@@ -99,10 +106,26 @@ class JobLines : public std::ranges::view_interface<JobLines> {
  private:
   std::istream* in_;
   std::int64_t timeout_ms_;
+  std::uint32_t retries_;
   std::uint64_t seq_ = 0;
 };
 
 }  // namespace
+
+// With --tag, each line of output starts with the job's command and a tab.
+std::string tagged(const std::string& text, const std::string& tag) {
+  std::string r;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    std::size_t nl = text.find('\n', i);
+    std::size_t end = nl == std::string::npos ? text.size() : nl + 1;
+    r += tag;
+    r += '\t';
+    r.append(text, i, end - i);
+    i = end;
+  }
+  return r;
+}
 
 void write_joblog_row(std::ostream& log, const RunOutcome& r) {
   char times[64];
@@ -131,17 +154,25 @@ int run_main(const RunOptions& o) {
     }
     joblog << "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n";
   }
+  JobLines jobs(*in, static_cast<std::int64_t>(o.timeout_seconds * 1000), o.retries);
+  if (o.dry_run) {
+    for (const RunJob& j : jobs) std::printf("%s\n", j.command.c_str());
+    return 0;
+  }
   // -j slots in all: one worker per CPU (at most one per slot), the slots shared among them.
   unsigned slots = o.jobs ? o.jobs : coropool::usable_cpus();
   unsigned procs = std::min(slots, coropool::usable_cpus());
   coropool::Pool pool({.processes = procs, .child_concurrency = (slots + procs - 1) / procs});
 
-  JobLines jobs(*in, static_cast<std::int64_t>(o.timeout_seconds * 1000));
-  std::size_t failed = 0;
+  std::size_t failed = 0, done = 0;
+  auto started = std::chrono::steady_clock::now();
   auto handle = [&](const RunOutcome& r) {
-    std::fwrite(r.out.data(), 1, r.out.size(), stdout);
+    const std::string& out = o.tag ? tagged(r.out, r.command) : r.out;
+    const std::string& err = o.tag ? tagged(r.err, r.command) : r.err;
+    std::fwrite(out.data(), 1, out.size(), stdout);
     std::fflush(stdout);
-    std::fwrite(r.err.data(), 1, r.err.size(), stderr);
+    std::fwrite(err.data(), 1, err.size(), stderr);
+    ++done;
     if (joblog) {
       write_joblog_row(joblog, r);
       joblog.flush();
@@ -166,6 +197,9 @@ int run_main(const RunOptions& o) {
     drain(pool.imap(coropool_run_job, jobs, bound));
   else
     drain(pool.imap_unordered(coropool_run_job, jobs, bound));
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::fprintf(stderr, "coropool run: %zu jobs, %zu failed, %.2f s (%.0f jobs/s)\n", done, failed, secs,
+               secs > 0 ? static_cast<double>(done) / secs : 0.0);
   return static_cast<int>(std::min<std::size_t>(failed, 101));
 }
 

@@ -39,5 +39,19 @@ check "the other job still runs" grep -q fast "$dir/slow_out.txt"
 "$bin" --version | grep -q "coropool 0.1.0"
 check "--version" test $? -eq 0
 
-echo "$(( 12 - fails )) passed, $fails failed"
+printf 'echo a\necho b\n' | "$bin" run --tag -k - > "$dir/tag.txt" 2>/dev/null
+check "--tag prefixes output lines with the command" test "$(cat "$dir/tag.txt")" = "$(printf 'echo a\ta\necho b\tb')"
+
+printf 'touch %s/ran\n\necho b\n' "$dir" | "$bin" run --dry-run - > "$dir/dry.txt"
+check "--dry-run prints the commands" test "$(cat "$dir/dry.txt")" = "$(printf 'touch %s/ran\necho b' "$dir")"
+check "and runs none" test ! -e "$dir/ran"
+
+printf 'test -e %s/flag || { touch %s/flag; exit 1; }\n' "$dir" "$dir" > "$dir/retry.txt"
+"$bin" run --retries 1 "$dir/retry.txt" 2>/dev/null
+check "--retries runs a failed job again" test $? -eq 0
+
+"$bin" run "$dir/jobs.txt" > /dev/null 2> "$dir/summary.txt"
+check "a summary on stderr" grep -q "coropool run: 4 jobs, 2 failed" "$dir/summary.txt"
+
+echo "$(( 17 - fails )) passed, $fails failed"
 test "$fails" -eq 0
