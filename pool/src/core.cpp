@@ -740,9 +740,7 @@ class PoolCore final : public Core {
   void finish() {
     shutting_down_ = true;
     for (auto& w : workers_) {
-      if (w->state != WorkerConn::State::closing) {
-        w->state = WorkerConn::State::closing;
-      }
+      w->state = WorkerConn::State::closing;
       w->disconnect();
     }
     if (!io_->get_executor().running_in_this_thread()) {

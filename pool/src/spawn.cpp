@@ -10,7 +10,6 @@
 #include <sched.h>
 #include <map>
 #include <new>
-#include <set>
 #include <sys/mman.h>
 #include <stdexcept>
 #include <sys/prctl.h>
