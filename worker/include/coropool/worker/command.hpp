@@ -1,9 +1,9 @@
 #pragma once
 // Running one shell command line as a child process from a worker's event loop: the
-// building block of `coropool run` (issue 4). The child is started with posix_spawn (glibc
-// starts it with clone(CLONE_VM|CLONE_VFORK): no copy of the worker's address space), in a
-// process group of its own, with stdin from /dev/null and stdout/stderr captured through
-// pipes. A line with no shell syntax is exec'd directly (its program looked up in PATH once
+// building block of `coropool run`. The child is started with clone(CLONE_VM|CLONE_VFORK):
+// no copy of the worker's address space and far fewer syscalls than glibc's posix_spawn. It
+// runs in a process group of its own, dies with its worker (PR_SET_PDEATHSIG), reads stdin
+// from /dev/null, and its stdout/stderr are captured through pipes. A line with no shell syntax is exec'd directly (its program looked up in PATH once
 // and cached); anything else goes through /bin/sh -c. The child is reaped through a pidfd,
 // so the worker's loop never blocks.
 
