@@ -94,6 +94,44 @@ TEST(Cancel, DestroyingAStreamCancelsItsRunningJobs) {
   EXPECT_TRUE(next_ran);
 }
 
+TEST(Cancel, CancellingAStreamEndsItWithItsRunningJobsCancelled) {
+  coropool::Pool pool({.processes = 1, .child_concurrency = 2});
+  auto stream = pool.imap_unordered(sleep_for_an_hour, std::views::iota(0, 100), 4);
+  bool ended = pool.run([&]() -> asio::awaitable<bool> {
+    stream.cancel();
+    co_return co_await within(
+        [&]() -> asio::awaitable<void> {
+          std::size_t outcomes = 0;
+          for (;;) {
+            try {
+              auto r = co_await stream.next();
+              if (!r) break;
+              ADD_FAILURE() << "a job that sleeps an hour gave a result";
+            } catch (const std::system_error& e) {
+              EXPECT_EQ(e.code(), asio::error::operation_aborted);
+            }
+            ++outcomes;
+          }
+          EXPECT_LE(outcomes, 4u);  // never more than were handed out
+        }(),
+        5s);
+  }());
+  EXPECT_TRUE(ended);
+  EXPECT_EQ(pool.apply(twice, 5), 10);  // both slots are free again
+}
+
+TEST(Cancel, AStoppedStreamDeliversWhatWasHandedOutThenEnds) {
+  coropool::Pool pool({.processes = 2});
+  auto stream = pool.imap(twice, std::views::iota(0, 1'000'000), 64);
+  int expect = 0;
+  for (auto v : stream) {
+    EXPECT_EQ(v, 2 * expect);
+    if (++expect == 10) stream.stop();
+  }
+  EXPECT_GE(expect, 10);
+  EXPECT_LE(expect, 10 + 64);  // what was in flight when it stopped, in order, and no more
+}
+
 TEST(Timeout, ACoroutinePastItsDeadlineFailsWithTimeout) {
   coropool::Pool pool({.processes = 1, .child_concurrency = 1});
   auto start = std::chrono::steady_clock::now();

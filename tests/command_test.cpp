@@ -60,7 +60,7 @@ TEST(Command, CapturesOutputAndExitStatus) {
 TEST(Command, MissingProgramIs127AndStdinIsEmpty) {
   auto r = run("no-such-program-coropool --flag");
   EXPECT_EQ(r.exit_code, 127);
-  EXPECT_NE(r.err.find("no-such-program-coropool"), std::string::npos) << r.err;
+  EXPECT_NE(r.error.find("no-such-program-coropool: command not found"), std::string::npos) << r.error;
   auto c = run("cat");  // stdin is /dev/null: cat ends at once
   EXPECT_EQ(c.exit_code, 0);
   EXPECT_EQ(c.out, "");
@@ -108,6 +108,40 @@ TEST(Command, CancellingTheJobKillsTheCommand) {
   errno = 0;
   EXPECT_EQ(::waitpid(-1, nullptr, WNOHANG), -1);  // nothing left to reap: it was reaped
   EXPECT_EQ(errno, ECHILD);
+}
+
+TEST(Command, ALineThatCannotBeExecutedIsAnErrorNotACrash) {
+  auto nul = run(std::string("echo a\0b", 8));
+  EXPECT_EQ(nul.exit_code, 126);
+  EXPECT_EQ(nul.error, "the command holds a NUL byte");
+  // One argument longer than the kernel's MAX_ARG_STRLEN (128 KiB): sh -c cannot take it.
+  auto big = run("echo '" + std::string(1 << 20, 'x') + "'");
+  EXPECT_EQ(big.exit_code, 126);
+  EXPECT_NE(big.error.find("Argument list too long"), std::string::npos) << big.error;
+  // Invalid UTF-8 is only bytes to a command: it runs.
+  auto bytes = run("printf '%s' \xff\xfe");
+  EXPECT_EQ(bytes.exit_code, 0);
+  EXPECT_EQ(bytes.out, "\xff\xfe");
+}
+
+TEST(Command, OnLineHandsOverWholeLinesAsTheyCome) {
+  CommandOptions o;
+  std::vector<std::pair<int, std::string>> lines;
+  o.on_line = [&](int stream, std::string_view line) { lines.emplace_back(stream, std::string(line)); };
+  auto r = run("printf 'a\\nb'; printf 'c\\nd\\n'; echo e >&2; printf tail", o);
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.out_bytes, 11u);
+  EXPECT_EQ(r.err_bytes, 2u);
+  std::vector<std::pair<int, std::string>> out, err;
+  for (auto& l : lines) (l.first == 1 ? out : err).push_back(l);
+  ASSERT_EQ(out.size(), 4u);
+  EXPECT_EQ(out[0].second, "a\n");
+  EXPECT_EQ(out[1].second, "bc\n");
+  EXPECT_EQ(out[2].second, "d\n");
+  EXPECT_EQ(out[3].second, "tail");
+  ASSERT_EQ(err.size(), 1u);
+  EXPECT_EQ(err[0].second, "e\n");
 }
 
 }  // namespace

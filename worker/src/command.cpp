@@ -74,11 +74,25 @@ std::string resolve(const std::string& name) {
   return found;
 }
 
-asio::awaitable<void> read_all(Descriptor& d, std::string& into) {
+// Reads a pipe to its end, collecting into `into` or handing whole lines to `on_line`.
+asio::awaitable<void> read_all(Descriptor& d, std::string& into, std::size_t& bytes, int stream,
+                               const CommandOptions& opts) {
   std::array<char, 65536> buf;
+  std::size_t sent = 0;  // with on_line: how much of `into` was handed over
   for (;;) {
     auto [ec, n] = co_await d.async_read_some(asio::buffer(buf), asio::experimental::as_tuple(asio::use_awaitable));
     into.append(buf.data(), n);
+    bytes += n;
+    if (opts.on_line) {
+      std::size_t nl;
+      while ((nl = into.find('\n', sent)) != std::string::npos) {
+        opts.on_line(stream, std::string_view(into).substr(sent, nl + 1 - sent));
+        sent = nl + 1;
+      }
+      if (ec && sent < into.size()) opts.on_line(stream, std::string_view(into).substr(sent));
+      into.erase(0, ec ? into.size() : sent);
+      sent = 0;
+    }
     if (ec) co_return;  // EOF: the command and everything it started closed the pipe
   }
 }
@@ -220,7 +234,7 @@ asio::awaitable<CommandResult> run_command(std::string line, CommandOptions opti
 
   if (line.find('\0') != std::string::npos) {  // exec takes C strings: it cannot be passed on
     result.exit_code = 126;
-    result.err = "coropool: the command holds a NUL byte and cannot be run\n";
+    result.error = "the command holds a NUL byte";
     co_return result;
   }
   std::vector<std::string> argv_s;
@@ -234,7 +248,7 @@ asio::awaitable<CommandResult> run_command(std::string line, CommandOptions opti
     program = resolve(argv_s.front());
     if (program.empty()) {
       result.exit_code = 127;
-      result.err = "coropool: " + argv_s.front() + ": command not found\n";
+      result.error = argv_s.front() + ": command not found";
       co_return result;
     }
   }
@@ -252,7 +266,7 @@ asio::awaitable<CommandResult> run_command(std::string line, CommandOptions opti
   err.write.reset();
   if (child.error != 0) {
     result.exit_code = child.error == ENOENT ? 127 : 126;
-    result.err = "coropool: " + argv_s.front() + ": " + std::strerror(child.error) + "\n";
+    result.error = (result.via_shell ? program : argv_s.front()) + ": " + std::strerror(child.error);
     co_return result;
   }
   pid_t pid = child.pid;
@@ -260,7 +274,8 @@ asio::awaitable<CommandResult> run_command(std::string line, CommandOptions opti
   Descriptor exited(ex, pidfd), out_d(ex, out.read.release()), err_d(ex, err.read.release());
   int status = 0;
   try {
-    co_await ((wait_exit(exited, pid, status) && read_all(out_d, result.out) && read_all(err_d, result.err)) ||
+    co_await ((wait_exit(exited, pid, status) && read_all(out_d, result.out, result.out_bytes, 1, options) &&
+               read_all(err_d, result.err, result.err_bytes, 2, options)) ||
               watchdog(pid, options, result.timed_out));
   } catch (...) {
     // Cancelled (or failed) while the command runs: it must not outlive the job. After

@@ -52,6 +52,14 @@ class ResultStream {
     return op_->take();
   }
 
+  // Takes no more items from the input; the jobs already handed out run to their end and
+  // their results are still delivered, then the stream ends. Call it on the pool's loop
+  // thread (from a handler or coroutine there, or between blocking calls).
+  void stop() { op_->stop(false); }
+  // As stop(), and the jobs already handed out are cancelled in their workers: each completes
+  // with std::system_error(asio::error::operation_aborted) unless its result was already in.
+  void cancel() { op_->stop(true); }
+
   // The most items this stream keeps between its input and its consumer.
   std::size_t bound() const noexcept { return op_->bound(); }
 

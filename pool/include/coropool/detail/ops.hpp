@@ -265,6 +265,15 @@ class StreamOp : public Op {
     waiter_ = std::move(w);
     wake();
   }
+  // Hands out no more jobs; with cancel_running, the jobs already handed out are cancelled too
+  // and complete with a cancellation error. What arrives is still delivered, then the end.
+  void stop(bool cancel_running) {
+    if (closed_) return;
+    exhausted_ = true;  // before cancel(): abort() must not add an outcome of its own
+    starved_ = false;
+    if (cancel_running) core_.cancel(*this);
+    wake();
+  }
   // The consumer is gone: hand out no more jobs, cancel those running, drop what arrives.
   void close() {
     if (closed_) return;

@@ -11,6 +11,7 @@
 #include <asio/awaitable.hpp>
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -25,6 +26,10 @@ struct CommandOptions {
   std::chrono::milliseconds grace{2000};
   // Extra environment entries ("NAME=value"), added to the worker's own.
   std::vector<std::string> env;
+  // When set, output is handed over line by line as it arrives (stream 1: stdout, 2:
+  // stderr; each line with its newline, a last unterminated line at the end) instead of being
+  // collected in CommandResult::out/err.
+  std::function<void(int stream, std::string_view line)> on_line;
 };
 
 struct CommandResult {
@@ -32,7 +37,11 @@ struct CommandResult {
   int signal = 0;       // the signal that ended it, or 0
   bool timed_out = false;
   bool via_shell = false;
-  std::string out, err;  // everything it wrote, grouped per job
+  std::string out, err;  // everything it wrote, grouped per job (empty with on_line)
+  std::size_t out_bytes = 0, err_bytes = 0;
+  // Why the command could not be started (no such program, a NUL byte, too long for exec),
+  // or empty. exit_code is then 126 or 127, as in a shell.
+  std::string error;
   std::chrono::steady_clock::duration runtime{};
 };
 
