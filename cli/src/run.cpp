@@ -1,67 +1,152 @@
-// `coropool run`: each line of a file is a shell command, run across all cores.
+// `coropool run`: each line of a file is a shell command (or fills a template), run across
+// all cores with a job log that a later run resumes from.
 
 #include "run.hpp"
+
+#include "joblog.hpp"
+#include "slots.hpp"
+#include "template.hpp"
 
 #include <coropool/coropool.hpp>
 #include <coropool/worker/command.hpp>
 
+#include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
+
 #include <algorithm>
+#include <charconv>
 #include <chrono>
+#include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
-#include <iterator>
+#include <optional>
+#include <poll.h>
 #include <ranges>
 #include <string>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <unordered_map>
+#include <unordered_set>
 
-// What travels to a worker, and back; coropool_fields is found by argument-dependent lookup.
+// What travels to a worker and back; coropool_fields is found by argument-dependent lookup.
 namespace coropool::cli {
 
 struct RunJob {
-  std::uint64_t seq = 0;
-  std::string command;
+  std::uint64_t index = 0;  // position in the stream, echoed back
+  std::uint64_t seq = 0;    // GNU parallel's job number: the n-th job of the input
+  std::string text;         // the command line, or with a template the argument
+  std::string templ;        // empty: `text` is the command
   std::int64_t timeout_ms = 0;
   std::uint32_t retries = 0;
+  bool line_buffer = false;
+  bool tag = false;
 };
-auto coropool_fields(RunJob& j) { return std::tie(j.seq, j.command, j.timeout_ms, j.retries); }
+auto coropool_fields(RunJob& j) {
+  return std::tie(j.index, j.seq, j.text, j.templ, j.timeout_ms, j.retries, j.line_buffer, j.tag);
+}
 
 struct RunOutcome {
-  std::uint64_t seq = 0;
-  std::string command;
+  std::uint64_t index = 0, seq = 0;
+  std::string command;  // as run, the template filled in
   int exit_code = 0;
   int signal = 0;
   bool timed_out = false;
   std::string out, err;
+  std::string error;  // why it could not be started, or empty
+  std::uint64_t out_bytes = 0;
   double start = 0;    // seconds since the epoch
   double runtime = 0;  // seconds
 };
 auto coropool_fields(RunOutcome& o) {
-  return std::tie(o.seq, o.command, o.exit_code, o.signal, o.timed_out, o.out, o.err, o.start, o.runtime);
+  return std::tie(o.index, o.seq, o.command, o.exit_code, o.signal, o.timed_out, o.out, o.err, o.error, o.out_bytes,
+                  o.start, o.runtime);
 }
+
+// Made before the pool, so every worker shares it (see slots.hpp).
+SlotTable* g_slots = nullptr;
+
+namespace {
+
+// Writes all of `data` to `fd`, waiting when it is a full non-blocking pipe.
+void write_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n >= 0) {
+      data.remove_prefix(static_cast<std::size_t>(n));
+    } else if (errno == EAGAIN) {
+      pollfd p{fd, POLLOUT, 0};
+      ::poll(&p, 1, -1);
+    } else if (errno != EINTR) {
+      return;  // a closed stdout: the output is lost, the job and its log row are not
+    }
+  }
+}
+
+// With --tag, each line of output starts with the job's command and a tab.
+std::string tagged(std::string_view text, std::string_view tag) {
+  std::string r;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    std::size_t nl = text.find('\n', i);
+    std::size_t end = nl == std::string_view::npos ? text.size() : nl + 1;
+    r.append(tag);
+    r += '\t';
+    r.append(text, i, end - i);
+    i = end;
+  }
+  return r;
+}
+
+double epoch_seconds(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration<double>(t.time_since_epoch()).count();
+}
+
+}  // namespace
 
 }  // namespace coropool::cli
 
-// The task: runs in a worker.
+// The task: runs in a worker. External linkage, so that errors can name it.
 asio::awaitable<coropool::cli::RunOutcome> coropool_run_job(coropool::cli::RunJob job) {
+  using namespace coropool::cli;
+  struct Slot {
+    unsigned n = g_slots ? g_slots->acquire() : 0;
+    ~Slot() {
+      if (g_slots) g_slots->release(n);
+    }
+  } slot;
+  RunOutcome o;
+  o.index = job.index;
+  o.seq = job.seq;
+  o.command = job.templ.empty() ? std::move(job.text) : fill_template(job.templ, job.text, job.seq, slot.n);
   coropool::worker::CommandOptions opts;
   opts.timeout = std::chrono::milliseconds(job.timeout_ms);
-  opts.env = {"COROPOOL_SEQ=" + std::to_string(job.seq)};
-  auto wall = std::chrono::system_clock::now();
-  // A failed job runs again, up to job.retries times; the last run is the one reported.
-  auto r = co_await coropool::worker::run_command(job.command, opts);
-  for (std::uint32_t i = 0; i < job.retries && r.exit_code != 0; ++i) {
-    wall = std::chrono::system_clock::now();
-    r = co_await coropool::worker::run_command(job.command, opts);
+  opts.env = {"COROPOOL_SEQ=" + std::to_string(job.seq), "COROPOOL_SLOT=" + std::to_string(slot.n)};
+  if (job.line_buffer) {
+    // Each whole line goes out on its own with one write, so lines of jobs never mix.
+    opts.on_line = [tag = job.tag ? o.command : std::string()](int stream, std::string_view line) {
+      std::string l = tag.empty() ? std::string(line) : tagged(line, tag);
+      if (l.back() != '\n') l += '\n';
+      write_all(stream, l);
+    };
   }
-  coropool::cli::RunOutcome o;
-  o.seq = job.seq;
-  o.command = std::move(job.command);
+  // A failed job runs again, up to job.retries times; the last run is the one reported.
+  coropool::worker::CommandResult r;
+  auto wall = std::chrono::system_clock::now();
+  for (std::uint32_t attempt = 0;; ++attempt) {
+    wall = std::chrono::system_clock::now();
+    r = co_await coropool::worker::run_command(o.command, opts);
+    if (r.exit_code == 0 || !r.error.empty() || attempt >= job.retries) break;
+  }
   o.exit_code = r.exit_code;
   o.signal = r.signal;
   o.timed_out = r.timed_out;
   o.out = std::move(r.out);
   o.err = std::move(r.err);
-  o.start = std::chrono::duration<double>(wall.time_since_epoch()).count();
+  o.error = std::move(r.error);
+  o.out_bytes = r.out_bytes;
+  o.start = epoch_seconds(wall);
   o.runtime = std::chrono::duration<double>(r.runtime).count();
   co_return o;
 }
@@ -70,137 +155,351 @@ namespace coropool::cli {
 
 namespace {
 
-// The jobs of an input stream, read lazily: blank lines are skipped, the rest numbered from 1.
-class JobLines : public std::ranges::view_interface<JobLines> {
+// --halt: when to stop, and how.
+struct Halt {
+  enum class When { never, soon, now } when = When::never;
+  enum class On { fail, success, done } on = On::fail;
+  double threshold = 0;
+  bool percent = false;
+
+  bool reached(std::size_t failed, std::size_t succeeded) const {
+    if (when == When::never) return false;
+    std::size_t finished = failed + succeeded;
+    std::size_t count = on == On::fail ? failed : on == On::success ? succeeded : finished;
+    if (!percent) return static_cast<double>(count) >= threshold;
+    return finished >= 3 && 100.0 * static_cast<double>(count) / static_cast<double>(finished) >= threshold;
+  }
+};
+
+std::optional<Halt> parse_halt(std::string_view s) {
+  Halt h;
+  if (s == "never") return h;
+  auto comma = s.find(',');
+  if (comma == std::string_view::npos) return std::nullopt;
+  auto when = s.substr(0, comma), cond = s.substr(comma + 1);
+  if (when == "now")
+    h.when = Halt::When::now;
+  else if (when == "soon")
+    h.when = Halt::When::soon;
+  else
+    return std::nullopt;
+  auto eq = cond.find('=');
+  if (eq == std::string_view::npos) return std::nullopt;
+  auto on = cond.substr(0, eq), value = cond.substr(eq + 1);
+  if (on == "fail")
+    h.on = Halt::On::fail;
+  else if (on == "success")
+    h.on = Halt::On::success;
+  else if (on == "done")
+    h.on = Halt::On::done;
+  else
+    return std::nullopt;
+  if (value.ends_with('%')) {
+    h.percent = true;
+    value.remove_suffix(1);
+  }
+  auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), h.threshold);
+  if (ec != std::errc() || p != value.data() + value.size() || h.threshold <= 0 ||
+      (h.percent && h.threshold > 100))
+    return std::nullopt;
+  return h;
+}
+
+bool blank(std::string_view line) { return line.find_first_not_of(" \t\r") == std::string_view::npos; }
+
+// The input, shared between the lazy view the pool pulls from and the loop that records
+// outcomes: which line each job in flight came from, to name it in messages.
+struct Input {
+  std::istream* in = nullptr;
+  std::string name;  // for messages: the file, or "stdin"
+  std::string templ;
+  std::int64_t timeout_ms = 0;
+  std::uint32_t retries = 0;
+  bool line_buffer = false, tag = false;
+  const std::unordered_set<std::uint64_t>* skip = nullptr;  // --resume
+  std::uint64_t line_no = 0, seq = 0, index = 0, skipped = 0;
+  struct Pending {
+    std::uint64_t seq, line_no;
+    std::string text;
+  };
+  std::unordered_map<std::uint64_t, Pending> pending;  // by index
+
+  // The next job, or false at the end of the input.
+  bool next(RunJob& job) {
+    std::string line;
+    while (std::getline(*in, line)) {
+      ++line_no;
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (blank(line)) continue;
+      ++seq;
+      if (skip && skip->contains(seq)) {
+        ++skipped;
+        continue;
+      }
+      pending.emplace(index, Pending{seq, line_no, line});
+      job = RunJob{index++, seq, std::move(line), templ, timeout_ms, retries, line_buffer, tag};
+      return true;
+    }
+    return false;
+  }
+};
+
+// The input as a range for imap: read one job at a time, as the pool asks for them.
+class JobView : public std::ranges::view_interface<JobView> {
  public:
-  JobLines(std::istream& in, std::int64_t timeout_ms, std::uint32_t retries)
-      : in_(&in), timeout_ms_(timeout_ms), retries_(retries) {}
+  explicit JobView(Input* input) : input_(input) {}
   class iterator {
    public:
     using value_type = RunJob;
     using difference_type = std::ptrdiff_t;
     iterator() = default;
-    explicit iterator(JobLines* src) : src_(src) { ++*this; }
+    explicit iterator(Input* in) : in_(in) { ++*this; }
     const RunJob& operator*() const { return job_; }
     iterator& operator++() {
-      std::string line;
-      while (std::getline(*src_->in_, line)) {
-        if (!line.empty() && line.back() == '\r') line.pop_back();
-        if (line.find_first_not_of(" \t") == std::string::npos) continue;
-        job_ = RunJob{++src_->seq_, std::move(line), src_->timeout_ms_, src_->retries_};
-        return *this;
-      }
-      src_ = nullptr;
+      if (!in_->next(job_)) in_ = nullptr;
       return *this;
     }
     void operator++(int) { ++*this; }
-    bool operator==(std::default_sentinel_t) const { return src_ == nullptr; }
+    bool operator==(std::default_sentinel_t) const { return in_ == nullptr; }
 
    private:
-    JobLines* src_ = nullptr;
+    Input* in_ = nullptr;
     RunJob job_;
   };
-  iterator begin() { return iterator(this); }
+  iterator begin() { return iterator(input_); }
   std::default_sentinel_t end() { return {}; }
 
  private:
-  std::istream* in_;
-  std::int64_t timeout_ms_;
-  std::uint32_t retries_;
-  std::uint64_t seq_ = 0;
+  Input* input_;
+};
+
+// Jobs in a regular file (for --progress's total and ETA); nullopt for a pipe or terminal.
+std::optional<std::uint64_t> count_jobs(const std::string& path) {
+  struct stat st {};
+  if (path == "-" || ::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+  std::ifstream in(path, std::ios::binary);
+  std::uint64_t n = 0;
+  std::string line;
+  while (std::getline(in, line))
+    if (!blank(line)) ++n;
+  return n;
+}
+
+// -j slots over worker processes: as many workers as CPUs, each running the same number of
+// jobs, so the total is exactly -j (a divisor of -j, at most the CPU count).
+unsigned worker_count(unsigned slots) {
+  unsigned procs = std::min(slots, coropool::usable_cpus());
+  while (slots % procs != 0) --procs;
+  return procs;
+}
+
+std::string printable(std::string s) {
+  for (std::size_t i = 0; (i = s.find('\0', i)) != std::string::npos;) s.replace(i, 1, "\\0");
+  return s;
+}
+
+// The running tally, and the progress line on stderr.
+struct Tally {
+  std::size_t succeeded = 0, failed = 0, cancelled = 0;
+  std::optional<std::uint64_t> total;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  bool progress = false;
+
+  double elapsed() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  }
+  void paint() const {
+    if (!progress) return;
+    std::size_t done = succeeded + failed;
+    double secs = elapsed(), rate = secs > 0 ? static_cast<double>(done) / secs : 0;
+    char line[200];
+    if (total && *total > 0) {
+      double left = rate > 0 ? static_cast<double>(*total - std::min<std::uint64_t>(done, *total)) / rate : 0;
+      std::snprintf(line, sizeof line, "\r\033[Kcoropool run: %zu/%llu done (%.0f%%), %zu failed, %.0f jobs/s, ETA %.0f s",
+                    done, static_cast<unsigned long long>(*total), 100.0 * static_cast<double>(done) / static_cast<double>(*total),
+                    failed, rate, std::ceil(left));
+    } else {
+      std::snprintf(line, sizeof line, "\r\033[Kcoropool run: %zu done, %zu failed, %.0f jobs/s", done, failed, rate);
+    }
+    std::fputs(line, stderr);
+    std::fflush(stderr);
+  }
 };
 
 }  // namespace
 
-// With --tag, each line of output starts with the job's command and a tab.
-std::string tagged(const std::string& text, const std::string& tag) {
-  std::string r;
-  std::size_t i = 0;
-  while (i < text.size()) {
-    std::size_t nl = text.find('\n', i);
-    std::size_t end = nl == std::string::npos ? text.size() : nl + 1;
-    r += tag;
-    r += '\t';
-    r.append(text, i, end - i);
-    i = end;
-  }
-  return r;
-}
-
-void write_joblog_row(std::ostream& log, const RunOutcome& r) {
-  char times[64];
-  std::snprintf(times, sizeof times, "%.3f\t%.3f", r.start, r.runtime);
-  log << r.seq << "\t:\t" << times << "\t0\t" << r.out.size() << "\t" << r.exit_code << "\t" << r.signal << "\t"
-      << r.command << "\n";
-}
-
 int run_main(const RunOptions& o) {
+  auto usage = [](const std::string& msg) {
+    std::fprintf(stderr, "coropool run: %s\n", msg.c_str());
+    return 2;
+  };
+  auto halt = parse_halt(o.halt);
+  if (!halt) return usage("--halt takes never, now,fail=N, soon,fail=N, fail=X%, success=..., done=...: " + o.halt);
+  if ((o.resume || o.resume_failed) && o.joblog.empty()) return usage("--resume and --resume-failed need --joblog");
+  std::string input_path = o.arg_file.empty() ? (o.positional.empty() ? "-" : o.positional[0]) : o.arg_file;
+  std::string templ;
+  if (o.arg_file.empty()) {
+    if (o.positional.size() > 1) return usage("one input file at most; a template needs -a ARGFILE");
+  } else {
+    for (const auto& w : o.positional) templ += (templ.empty() ? "" : " ") + w;
+    if (templ.empty()) templ = "{}";  // each argument line is the command
+  }
+
   std::ifstream file;
-  std::istream* in = &std::cin;
-  if (o.input != "-") {
-    file.open(o.input);
-    if (!file) {
-      std::fprintf(stderr, "coropool run: cannot read %s\n", o.input.c_str());
-      return 2;
-    }
-    in = &file;
+  Input input;
+  input.in = &std::cin;
+  input.name = input_path == "-" ? "stdin" : input_path;
+  if (input_path != "-") {
+    file.open(input_path, std::ios::binary);
+    if (!file) return usage("cannot read " + input_path);
+    input.in = &file;
   }
-  std::ofstream joblog;
-  if (!o.joblog.empty()) {
-    joblog.open(o.joblog, std::ios::out | std::ios::trunc);
-    if (!joblog) {
-      std::fprintf(stderr, "coropool run: cannot write the joblog %s\n", o.joblog.c_str());
-      return 2;
-    }
-    joblog << "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n";
+  unsigned slots = o.jobs ? o.jobs : coropool::usable_cpus();
+  input.templ = templ;
+  input.timeout_ms = static_cast<std::int64_t>(o.timeout_seconds * 1000);
+  input.retries = o.retries;
+  input.line_buffer = o.line_buffer;
+  input.tag = o.tag;
+
+  std::unordered_set<std::uint64_t> skip;
+  if (o.resume || o.resume_failed) {
+    skip = finished_jobs(o.joblog, o.resume_failed);
+    input.skip = &skip;
   }
-  JobLines jobs(*in, static_cast<std::int64_t>(o.timeout_seconds * 1000), o.retries);
   if (o.dry_run) {
-    for (const RunJob& j : jobs) std::printf("%s\n", j.command.c_str());
+    RunJob j;
+    while (input.next(j)) {
+      unsigned slot = static_cast<unsigned>((j.seq - 1) % slots) + 1;
+      std::string cmd = templ.empty() ? j.text : fill_template(templ, j.text, j.seq, slot);
+      std::printf("%s\n", printable(cmd).c_str());
+    }
     return 0;
   }
-  // -j slots in all: one worker per CPU (at most one per slot), the slots shared among them.
-  unsigned slots = o.jobs ? o.jobs : coropool::usable_cpus();
-  unsigned procs = std::min(slots, coropool::usable_cpus());
-  coropool::Pool pool({.processes = procs, .child_concurrency = (slots + procs - 1) / procs});
+  std::optional<Joblog> joblog;
+  if (!o.joblog.empty()) {
+    try {
+      joblog.emplace(o.joblog, o.resume || o.resume_failed);
+    } catch (const std::system_error& e) {
+      return usage(e.what());
+    }
+  }
 
-  std::size_t failed = 0, done = 0;
-  auto started = std::chrono::steady_clock::now();
-  auto handle = [&](const RunOutcome& r) {
-    const std::string& out = o.tag ? tagged(r.out, r.command) : r.out;
-    const std::string& err = o.tag ? tagged(r.err, r.command) : r.err;
-    std::fwrite(out.data(), 1, out.size(), stdout);
-    std::fflush(stdout);
-    std::fwrite(err.data(), 1, err.size(), stderr);
-    ++done;
-    if (joblog) {
-      write_joblog_row(joblog, r);
-      joblog.flush();
-    }
-    if (r.exit_code != 0) ++failed;
-  };
-  auto drain = [&](auto stream) {
-    for (;;) {
-      try {
-        auto r = stream.get();
-        if (!r) break;
-        handle(*r);
-      } catch (const coropool::Error& e) {
-        std::fprintf(stderr, "coropool run: %s\n", e.what());
-        ++failed;
-      }
-    }
-  };
+  Tally tally;
+  tally.progress = o.progress == 2 ? ::isatty(2) != 0 : o.progress > 0;
+  if (tally.progress) {
+    tally.total = count_jobs(input_path);
+    if (tally.total) *tally.total -= std::min<std::uint64_t>(*tally.total, skip.size());
+  }
+
+  SlotTable slot_table(slots);
+  g_slots = &slot_table;
+  unsigned procs = worker_count(slots);
+  coropool::Pool pool({.processes = procs, .child_concurrency = slots / procs, .retries_on_worker_loss = o.retries});
   // At most 4 jobs per slot wait between the input and the output.
   std::size_t bound = std::size_t{4} * slots;
-  if (o.keep_order)
-    drain(pool.imap(coropool_run_job, jobs, bound));
-  else
-    drain(pool.imap_unordered(coropool_run_job, jobs, bound));
-  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  std::fprintf(stderr, "coropool run: %zu jobs, %zu failed, %.2f s (%.0f jobs/s)\n", done, failed, secs,
+  auto stream = o.keep_order ? pool.imap(coropool_run_job, JobView(&input), bound)
+                             : pool.imap_unordered(coropool_run_job, JobView(&input), bound);
+
+  // SIGINT / SIGTERM: no more jobs; the running ones are cancelled in their workers, which
+  // kill their process groups; what finished is still logged.
+  int interrupted = 0;
+  asio::signal_set signals(pool.executor(), SIGINT, SIGTERM);
+  signals.async_wait([&](std::error_code ec, int sig) {
+    if (ec) return;
+    interrupted = sig;
+    stream.cancel();
+  });
+  asio::steady_timer repaint(pool.executor());
+  std::function<void()> schedule_paint = [&] {
+    repaint.expires_after(std::chrono::milliseconds(200));
+    repaint.async_wait([&](std::error_code ec) {
+      if (ec) return;
+      tally.paint();
+      schedule_paint();
+    });
+  };
+  if (tally.progress) schedule_paint();
+
+  bool halted = false;
+  // A message on stderr, on a line of its own under the progress line.
+  auto note = [&](const std::string& msg) {
+    if (tally.progress) std::fputs("\r\033[K", stderr);
+    std::fprintf(stderr, "coropool run: %s\n", msg.c_str());
+  };
+  auto where = [&](std::uint64_t index) {
+    auto it = input.pending.find(index);
+    if (it == input.pending.end()) return input.name;
+    return input.name + ":" + std::to_string(it->second.line_no);
+  };
+  auto record = [&](const RunOutcome& r) {
+    if (!o.line_buffer) {
+      write_all(1, o.tag ? tagged(r.out, r.command) : r.out);
+      write_all(2, o.tag ? tagged(r.err, r.command) : r.err);
+    }
+    if (!r.error.empty())
+      note(where(r.index) + ": not run: " + r.error);
+    else if (r.timed_out)
+    {
+      char secs[32];
+      std::snprintf(secs, sizeof secs, "%g", o.timeout_seconds);
+      note(where(r.index) + ": timed out after " + secs + " s: " + printable(r.command));
+    }
+    if (joblog)
+      joblog->write({r.seq, r.start, r.runtime, r.out_bytes, r.exit_code, r.signal, printable(r.command)});
+    (r.exit_code == 0 ? tally.succeeded : tally.failed)++;
+    input.pending.erase(r.index);
+  };
+  // A job that failed as a whole (its worker was lost, even after --retries).
+  auto record_error = [&](const coropool::Error& e, std::uint64_t index) {
+    note(where(index) + ": " + e.what());
+    if (auto it = input.pending.find(index); joblog && it != input.pending.end()) {
+      joblog->write({it->second.seq, epoch_seconds(std::chrono::system_clock::now()), 0, 0, -1, 0,
+                     printable(it->second.text)});
+    }
+    ++tally.failed;
+    input.pending.erase(index);
+  };
+  for (;;) {
+    try {
+      auto r = stream.get();
+      if (!r) break;
+      record(*r);
+    } catch (const coropool::RemoteError& e) {
+      record_error(e, e.index());
+    } catch (const coropool::WorkerLost& e) {
+      record_error(e, e.index());
+    } catch (const coropool::Timeout& e) {
+      record_error(e, e.index());
+    } catch (const std::system_error& e) {
+      if (e.code() != asio::error::operation_aborted) throw;
+      ++tally.cancelled;  // interrupted, or --halt now
+    }
+    if (!halted && halt->reached(tally.failed, tally.succeeded)) {
+      halted = true;
+      note("--halt " + o.halt + " reached: " +
+           (halt->when == Halt::When::now ? "killing the running jobs" : "waiting for the running jobs"));
+      if (halt->when == Halt::When::now)
+        stream.cancel();
+      else
+        stream.stop();
+    }
+  }
+  repaint.cancel();
+  signals.cancel();
+  if (tally.progress) {
+    tally.paint();
+    std::fputc('\n', stderr);
+  }
+  std::size_t done = tally.succeeded + tally.failed;
+  double secs = tally.elapsed();
+  std::fprintf(stderr, "coropool run: %zu jobs, %zu failed, %.2f s (%.0f jobs/s)", done, tally.failed, secs,
                secs > 0 ? static_cast<double>(done) / secs : 0.0);
-  return static_cast<int>(std::min<std::size_t>(failed, 101));
+  if (input.skipped) std::fprintf(stderr, ", %llu skipped as done before", static_cast<unsigned long long>(input.skipped));
+  if (tally.cancelled) std::fprintf(stderr, ", %zu killed", tally.cancelled);
+  if (interrupted) std::fprintf(stderr, "; interrupted by %s", interrupted == SIGINT ? "SIGINT" : "SIGTERM");
+  std::fputc('\n', stderr);
+  if (interrupted) return 130;
+  return static_cast<int>(std::min<std::size_t>(tally.failed, 101));
 }
 
 }  // namespace coropool::cli

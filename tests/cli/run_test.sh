@@ -5,10 +5,11 @@ bin=$1
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 fails=0
+passes=0
 check() {  # check NAME CONDITION...
   local name=$1
   shift
-  if "$@"; then echo "ok   $name"; else echo "FAIL $name"; fails=$((fails + 1)); fi
+  if "$@"; then echo "ok   $name"; passes=$((passes + 1)); else echo "FAIL $name"; fails=$((fails + 1)); fi
 }
 
 printf 'echo one\n\necho two; exit 3\nno-such-cmd-coropool\n   \necho "$COROPOOL_SEQ"\n' > "$dir/jobs.txt"
@@ -53,5 +54,103 @@ check "--retries runs a failed job again" test $? -eq 0
 "$bin" run "$dir/jobs.txt" > /dev/null 2> "$dir/summary.txt"
 check "a summary on stderr" grep -q "coropool run: 4 jobs, 2 failed" "$dir/summary.txt"
 
-echo "$(( 17 - fails )) passed, $fails failed"
+# Templates: GNU parallel's replacement strings, arguments quoted as one word.
+printf 'dir/sub/file.tar.gz\na b.txt\n\nplain\n' > "$dir/args.txt"
+"$bin" run -k -j 1 -a "$dir/args.txt" -- printf "'%s|'" {} {.} {/} {//} {/.} {#} {%} > "$dir/tmpl.txt" 2>/dev/null
+printf -v want '%s\n' 'dir/sub/file.tar.gz|dir/sub/file.tar|file.tar.gz|dir/sub|file.tar|1|1|' \
+  'a b.txt|a b|a b.txt|.|a b|2|1|' 'plain|plain|plain|.|plain|3|1|'
+check "-a fills {} {.} {/} {//} {/.} {#} {%}" test "$(cat "$dir/tmpl.txt")" = "$(printf '%s' "${want%$'\n'}" | tr -d '\n')"
+printf 'x\ny\n' | "$bin" run -k -a - echo arg: > "$dir/append.txt"
+check "a template without replacement strings gets the argument appended" \
+  test "$(cat "$dir/append.txt")" = "$(printf 'arg: x\narg: y')"
+printf "it's\n" | "$bin" run -a - -- 'echo {}' > "$dir/quote.txt"
+check "an argument with a quote stays one word" test "$(cat "$dir/quote.txt")" = "it's"
+
+# Slots: -j 3 runs exactly 3 at once, COROPOOL_SLOT is 1..3 and {%} agrees with it.
+seq 1 30 | "$bin" run -j 3 -a - -- 'echo {%} $COROPOOL_SLOT' > "$dir/slots.txt"
+check "COROPOOL_SLOT and {%} within 1..-j" test "$(sort -u "$dir/slots.txt" | tr '\n' ,)" = "1 1,2 2,3 3,"
+
+# --halt: soon lets the running jobs finish, now kills them; either way no new job starts.
+{ echo "exit 1"; for i in $(seq 2 40); do echo "echo $i"; done; } > "$dir/halt.txt"
+"$bin" run -j 1 --halt soon,fail=1 --joblog "$dir/halt.tsv" "$dir/halt.txt" > /dev/null 2> "$dir/halt_err.txt"
+rc=$?
+check "--halt soon,fail=1 stops after the first failure" test "$rc" -eq 1
+check "and says so" grep -q "halt soon,fail=1 reached" "$dir/halt_err.txt"
+check "and starts no more jobs" test "$(tail -n +2 "$dir/halt.tsv" | wc -l)" -lt 40
+"$bin" run -j 2 --halt now,fail=50% --joblog "$dir/halt2.tsv" "$dir/halt.txt" > /dev/null 2>&1
+check "--halt fail=50% does not stop at 1 failure in 3 or more" test "$(tail -n +2 "$dir/halt2.tsv" | wc -l)" -eq 40
+"$bin" run --halt later,fail=1 "$dir/halt.txt" 2> "$dir/halt_bad.txt"
+check "a bad --halt is a usage error" test $? -eq 2
+
+# --line-buffer: a job's first line is out before the job ends (it waits for the test to
+# have read it), and lines never mix.
+mkfifo "$dir/gate"
+printf 'echo first; read x < %s; echo second
+' "$dir/gate" > "$dir/lb.txt"
+"$bin" run --line-buffer "$dir/lb.txt" > "$dir/lb_out" &
+lb=$!
+exec 3< <(timeout 20 tail -f "$dir/lb_out")
+read -r -t 20 first <&3
+echo go > "$dir/gate"
+wait "$lb"
+check "--line-buffer prints a line while its job still runs" test "$first" = first
+check "and all of it" test "$(cat "$dir/lb_out")" = "$(printf 'first\nsecond')"
+exec 3<&-
+seq 1 20 | "$bin" run -j 4 --line-buffer --tag -a - -- 'for i in 1 2 3; do echo line-$i-of-{}; done' > "$dir/lbt.txt"
+check "--line-buffer --tag lines stay whole" test "$(grep -Ec $'^for i in 1 2 3; do echo line-\\$i-of-[0-9]+; done\tline-[123]-of-[0-9]+$' "$dir/lbt.txt")" -eq 60
+
+# Bad input: a NUL byte, invalid UTF-8 and a 1 MiB line (one argument over the kernel's
+# 128 KiB limit, refused as GNU parallel does); every other job still runs.
+{ printf 'echo before\n'; printf 'echo a\0b\n'; printf 'printf "%%s\\n" \xff\xfe\n';
+  printf 'echo %s\n' "$(head -c 1048576 /dev/zero | tr '\0' x)"; printf 'echo after\n'; } > "$dir/bad.txt"
+"$bin" run -k --joblog "$dir/bad.tsv" "$dir/bad.txt" > "$dir/bad_out.txt" 2> "$dir/bad_err.txt"
+rc=$?
+check "bad lines fail as jobs, not the run" test "$rc" -eq 2
+check "a NUL byte is named by its line" grep -q "bad.txt:2: not run: the command holds a NUL byte" "$dir/bad_err.txt"
+check "invalid UTF-8 runs" test "$(sed -n 2p "$dir/bad_out.txt")" = "$(printf '\xff\xfe')"
+check "a 1 MiB line is refused by exec, named by its line" grep -q "bad.txt:4: not run: echo: Argument list too long" "$dir/bad_err.txt"
+check "the jobs around them run" test "$(sed -n '1p;3p' "$dir/bad_out.txt" | tr '\n' ,)" = "before,after,"
+check "every job has a joblog row" test "$(tail -n +2 "$dir/bad.tsv" | wc -l)" -eq 5
+
+# SIGINT and SIGTERM: the running jobs' process groups are killed, what finished is logged,
+# exit 130; --resume then runs exactly the rest.
+for sig in INT TERM; do
+  rm -f "$dir/block" "$dir/started" "$dir/int.tsv"
+  touch "$dir/block"
+  mkfifo "$dir/started"
+  { for i in 1 2 3 4; do echo "echo job$i"; done
+    for i in 5 6; do echo "if [ -e $dir/block ]; then echo up > $dir/started; sleep 31.7 & wait; fi; echo job$i"; done
+  } > "$dir/int.txt"
+  "$bin" run -j 2 --joblog "$dir/int.tsv" "$dir/int.txt" > "$dir/int_out.txt" 2>/dev/null &
+  pid=$!
+  exec 4<> "$dir/started"  # read-write: no end of file between the two writers
+  up=0
+  for i in 1 2; do read -r -t 20 line <&4 && up=$((up + 1)); done
+  exec 4<&-
+  kill -s "$sig" "$pid"
+  wait "$pid"
+  rc=$?
+  check "SIG$sig: both blocking jobs had started" test "$up" -eq 2
+  check "SIG$sig: exit 130" test "$rc" -eq 130
+  check "SIG$sig: no job process left behind" test -z "$(pgrep -f 'sleep 31.7')"
+  check "SIG$sig: the finished jobs are logged" test "$(tail -n +2 "$dir/int.tsv" | cut -f1 | sort -n | tr '\n' ,)" = "1,2,3,4,"
+  rm -f "$dir/block" "$dir/started"
+  "$bin" run -j 2 --resume --joblog "$dir/int.tsv" "$dir/int.txt" > "$dir/resume_out.txt" 2>/dev/null
+  check "SIG$sig: --resume runs exactly the rest" test "$(sort "$dir/resume_out.txt" | tr '\n' ,)" = "job5,job6,"
+  check "SIG$sig: and logs them" test "$(tail -n +2 "$dir/int.tsv" | cut -f1 | sort -n | tr '\n' ,)" = "1,2,3,4,5,6,"
+done
+
+# --resume-failed runs the failed jobs again, and only those; a row cut short is ignored.
+printf 'echo ok1\ntest -e %s/fixed\necho ok3\n' "$dir" > "$dir/rf.txt"
+"$bin" run --joblog "$dir/rf.tsv" "$dir/rf.txt" > /dev/null 2>&1
+printf '9\t:\t1' >> "$dir/rf.tsv"
+touch "$dir/fixed"
+"$bin" run --resume-failed --joblog "$dir/rf.tsv" "$dir/rf.txt" > "$dir/rf_out.txt" 2>/dev/null
+check "--resume-failed reruns only the failed job" test $? -eq 0
+check "which prints nothing here, so nothing else ran" test ! -s "$dir/rf_out.txt"
+check "the joblog holds whole rows only" test "$(tail -n +2 "$dir/rf.tsv" | cut -f1,7 | tr '\t\n' ':,')" = "1:0,2:1,3:0,2:0,"
+"$bin" run --resume "$dir/rf.txt" 2>/dev/null
+check "--resume without --joblog is a usage error" test $? -eq 2
+
+echo "$passes passed, $fails failed"
 test "$fails" -eq 0
