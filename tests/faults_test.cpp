@@ -30,6 +30,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using coropool::test::Beacon;
+using coropool::test::beacon_pid;
 
 asio::awaitable<int> report_and_hang(std::string beacon) {
   coropool::test::signal_beacon(beacon);
@@ -39,13 +40,6 @@ asio::awaitable<int> report_and_hang(std::string beacon) {
 }
 asio::awaitable<int> twice(int x) { co_return 2 * x; }
 pid_t worker_pid(int) { return ::getpid(); }
-
-// Inside the pool's loop: waits for a job to reach the beacon and returns its pid.
-asio::awaitable<pid_t> beacon_pid(Beacon& beacon) {
-  asio::posix::stream_descriptor d(co_await asio::this_coro::executor, ::dup(beacon.fd()));
-  co_await d.async_wait(asio::posix::descriptor_base::wait_read, asio::use_awaitable);
-  co_return beacon.wait();
-}
 
 // A timer that a test's last completion cancels: awaiting it waits for that event, with the
 // expiry only as a hang guard.

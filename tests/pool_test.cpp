@@ -2,6 +2,8 @@
 
 #include <coropool/coropool.hpp>
 
+#include "beacon.hpp"
+
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/experimental/deferred.hpp>
 #include <asio/io_context.hpp>
@@ -244,6 +246,35 @@ TEST(PoolLimits, SlowJobsAreSharedNotHoarded) {
   for (pid_t p : pids) ++per_worker[p];
   ASSERT_EQ(per_worker.size(), 2u);
   for (auto& [pid, n] : per_worker) EXPECT_GE(n, 20) << "worker " << pid << " ran only " << n << " of 60";
+}
+
+// Quick when `beacon` is empty; otherwise tells the test it runs, then waits an hour.
+asio::awaitable<int> quick_or_hang(std::string beacon) {
+  if (beacon.empty()) co_return 0;
+  coropool::test::signal_beacon(beacon);
+  asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::hours(1));
+  co_await t.async_wait(asio::use_awaitable);
+  co_return 1;
+}
+
+TEST(PoolLimits, WithoutPrefetchAFreeSlotTakesTheNextJob) {
+  // Quick jobs first (they raise the measured rate, hence the default window), then two that
+  // hang: with prefetch 0 each worker holds only what it runs, so both run at once. (With
+  // the default window both can queue in one worker and this test hangs.)
+  coropool::Pool pool({.processes = 2, .child_concurrency = 1, .prefetch = 0});
+  coropool::test::Beacon beacon;
+  std::vector<std::string> jobs(200, "");
+  jobs.push_back(beacon.name());
+  jobs.push_back(beacon.name());
+  auto stream = pool.imap_unordered(quick_or_hang, jobs, 8);
+  for (int i = 0; i < 200; ++i) ASSERT_EQ(stream.get(), 0);
+  auto [a, b] = pool.run([&]() -> asio::awaitable<std::pair<pid_t, pid_t>> {
+    pid_t first = co_await coropool::test::beacon_pid(beacon);
+    co_return std::pair(first, co_await coropool::test::beacon_pid(beacon));
+  }());
+  EXPECT_NE(a, -1);
+  EXPECT_NE(b, -1);
+  EXPECT_NE(a, b);
 }
 
 TEST(PoolLimits, AnApplyIsNotStuckBehindALongMap) {

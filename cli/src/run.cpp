@@ -394,7 +394,11 @@ int run_main(const RunOptions& o) {
   SlotTable slot_table(slots);
   g_slots = &slot_table;
   unsigned procs = worker_count(slots);
-  coropool::Pool pool({.processes = procs, .child_concurrency = slots / procs, .retries_on_worker_loss = o.retries});
+  // No prefetch: a job never waits behind a long one while a slot elsewhere is free.
+  coropool::Pool pool({.processes = procs,
+                       .child_concurrency = slots / procs,
+                       .retries_on_worker_loss = o.retries,
+                       .prefetch = 0});
   // At most 4 jobs per slot wait between the input and the output.
   std::size_t bound = std::size_t{4} * slots;
   auto stream = o.keep_order ? pool.imap(coropool_run_job, JobView(&input), bound)

@@ -638,13 +638,19 @@ class PoolCore final : public Core {
       WorkerConn& w = *wp;
       if (w.state != WorkerConn::State::running) continue;
       const Op& head = retry_.empty() ? *ready_.front() : *retry_.front().op;
-      std::size_t min_window = head.task().is_async ? opts_.child_concurrency : 2;
-      std::size_t window = std::clamp<std::size_t>(static_cast<std::size_t>(w.rate * prefetch_seconds),
-                                                   min_window, std::max(min_window, max_window));
+      std::size_t window;
+      if (opts_.prefetch) {
+        window = (head.task().is_async ? opts_.child_concurrency : 1) + *opts_.prefetch;
+      } else {
+        std::size_t min_window = head.task().is_async ? opts_.child_concurrency : 2;
+        window = std::clamp<std::size_t>(static_cast<std::size_t>(w.rate * prefetch_seconds), min_window,
+                                         std::max(min_window, max_window));
+      }
       if (w.outstanding >= window) continue;
       std::size_t room = window - w.outstanding;
       // With jobs still out, wait for a quarter window to free up: fewer, larger batches.
-      if (w.outstanding > 0 && room < window / 4) continue;
+      // Not with a fixed prefetch: a free slot takes the next job at once.
+      if (!opts_.prefetch && w.outstanding > 0 && room < window / 4) continue;
       if (opts_.max_tasks_per_child) room = std::min<std::size_t>(room, opts_.max_tasks_per_child - w.sent_total);
       send_batch(w, room);
     }

@@ -148,7 +148,7 @@ touch "$dir/fixed"
 "$bin" run --resume-failed --joblog "$dir/rf.tsv" "$dir/rf.txt" > "$dir/rf_out.txt" 2>/dev/null
 check "--resume-failed reruns only the failed job" test $? -eq 0
 check "which prints nothing here, so nothing else ran" test ! -s "$dir/rf_out.txt"
-check "the joblog holds whole rows only" test "$(tail -n +2 "$dir/rf.tsv" | cut -f1,7 | tr '\t\n' ':,')" = "1:0,2:1,3:0,2:0,"
+check "the joblog holds whole rows only" test "$(tail -n +2 "$dir/rf.tsv" | head -3 | cut -f1,7 | sort -n | tr '\t\n' ':,')$(tail -1 "$dir/rf.tsv" | cut -f1,7 | tr '\t' :)" = "1:0,2:1,3:0,2:0"
 "$bin" run --resume "$dir/rf.txt" 2>/dev/null
 check "--resume without --joblog is a usage error" test $? -eq 2
 

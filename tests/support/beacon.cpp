@@ -1,5 +1,9 @@
 #include "beacon.hpp"
 
+#include <asio/posix/stream_descriptor.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
+
 #include <atomic>
 #include <cstring>
 #include <poll.h>
@@ -55,6 +59,12 @@ void signal_beacon(const std::string& name) {
   pid_t pid = ::getpid();
   if (::write(fd, &pid, sizeof pid) != sizeof pid) throw std::runtime_error("beacon: cannot write");
   ::close(fd);
+}
+
+asio::awaitable<pid_t> beacon_pid(Beacon& beacon) {
+  asio::posix::stream_descriptor d(co_await asio::this_coro::executor, ::dup(beacon.fd()));
+  co_await d.async_wait(asio::posix::descriptor_base::wait_read, asio::use_awaitable);
+  co_return beacon.wait();
 }
 
 }  // namespace coropool::test

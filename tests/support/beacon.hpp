@@ -3,6 +3,8 @@
 // AF_UNIX name, the job connects and sends its worker's pid, then goes on (typically to
 // hang). Lets a test act on a job that is known to be running, without sleeping.
 
+#include <asio/awaitable.hpp>
+
 #include <chrono>
 #include <string>
 #include <sys/types.h>
@@ -26,6 +28,9 @@ class Beacon {
   std::string name_;
   int fd_ = -1;
 };
+
+// Inside an event loop (the pool's): waits for a job to reach the beacon, returns its pid.
+asio::awaitable<pid_t> beacon_pid(Beacon& beacon);
 
 // Called in a worker: connects to the beacon and sends getpid().
 void signal_beacon(const std::string& name);
