@@ -294,4 +294,6 @@ asio::awaitable<CommandResult> run_command(std::string line, CommandOptions opti
   co_return result;
 }
 
+asio::awaitable<CommandResult> run_command(std::string line) { return run_command(std::move(line), CommandOptions{}); }
+
 }  // namespace coropool::worker

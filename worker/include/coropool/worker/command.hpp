@@ -51,6 +51,9 @@ bool needs_shell(std::string_view line);
 // Runs `line` to its end. Never throws for what the command does (a missing program is exit
 // status 127, as in a shell); throws std::system_error when the worker cannot make pipes or
 // spawn at all. Cancelling the awaiting operation kills the command's process group.
-asio::awaitable<CommandResult> run_command(std::string line, CommandOptions options = {});
+asio::awaitable<CommandResult> run_command(std::string line, CommandOptions options);
+// With the default options (an overload, not a default argument: GCC 12 destroys a
+// coroutine's defaulted class-type argument twice).
+asio::awaitable<CommandResult> run_command(std::string line);
 
 }  // namespace coropool::worker

@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""A loopback HTTP/1.1 server for coropool's tests and demo.
+
+Binds 127.0.0.1 on the given port (0: any free one), prints "PORT <n>" on stdout once it
+listens, and serves until killed. Paths:
+  /text/ANY            200 text/plain "hello\\n"
+  /status/N            status N
+  /bytes/N             N bytes of 'x'
+  /delay/MS            200 after MS milliseconds
+  /redirect/N          302 to /redirect/N-1; /redirect/0 is 200
+  /redirect-to?url=U   302 to U
+  /reset               resets the connection without a response
+  /drip/N/MS           a Content-Length of N, one byte every MS milliseconds
+  /flaky/KEY/N/SECS    the first N requests for KEY get 503 with Retry-After: SECS, then 200
+  /count/KEY           how many requests for /flaky/KEY... and /seen/KEY came in
+  /seen/KEY            200, counted under KEY
+"""
+import socket
+import struct
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+counts = {}
+lock = threading.Lock()
+
+
+def bump(key):
+    with lock:
+        counts[key] = counts.get(key, 0) + 1
+        return counts[key]
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def reply(self, status, body=b"", ctype="text/plain", headers=()):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in headers:
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_HEAD(self):
+        self.do_GET()
+
+    def do_GET(self):
+        url = urlparse(self.path)
+        parts = url.path.strip("/").split("/")
+        head = parts[0] if parts else ""
+        try:
+            if head == "text":
+                self.reply(200, b"hello\n")
+            elif head == "status":
+                code = int(parts[1])
+                self.reply(code, ("status %d\n" % code).encode())
+            elif head == "bytes":
+                self.reply(200, b"x" * int(parts[1]), "application/octet-stream")
+            elif head == "delay":
+                time.sleep(int(parts[1]) / 1000)
+                self.reply(200, b"late\n")
+            elif head == "redirect":
+                n = int(parts[1])
+                if n <= 0:
+                    self.reply(200, b"done\n")
+                else:
+                    self.reply(302, b"", headers=[("Location", "/redirect/%d" % (n - 1))])
+            elif head == "redirect-to":
+                self.reply(302, b"", headers=[("Location", parse_qs(url.query)["url"][0])])
+            elif head == "reset":
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+                self.close_connection = True
+            elif head == "drip":
+                n, ms = int(parts[1]), int(parts[2])
+                self.send_response(200)
+                self.send_header("Content-Length", str(n))
+                self.end_headers()
+                for _ in range(n):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(ms / 1000)
+            elif head == "flaky":
+                key, n, secs = parts[1], int(parts[2]), parts[3]
+                if bump(key) <= n:
+                    self.reply(503, b"busy\n", headers=[("Retry-After", secs)])
+                else:
+                    self.reply(200, b"ok\n")
+            elif head == "seen":
+                bump(parts[1])
+                self.reply(200, b"seen\n")
+            elif head == "count":
+                with lock:
+                    self.reply(200, b"%d\n" % counts.get(parts[1], 0))
+            else:
+                self.reply(404, b"no such path\n")
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024
+
+
+def main():
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    server = Server(("127.0.0.1", port), Handler)
+    print("PORT %d" % server.server_address[1], flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+#pragma once
+// An HTTP client for coroutines on an Asio loop: libcurl's multi interface driven by the
+// loop itself (curl's socket and timer callbacks mapped onto Asio waits and one timer), so a
+// worker fetches many URLs at once on its single thread. One client per thread, reused by
+// every job there: connections, DNS answers and TLS sessions are reused, and HTTP/2 is
+// multiplexed where the server offers it.
+//
+//     auto& client = coropool::worker::HttpClient::for_this_thread(co_await asio::this_coro::executor);
+//     auto r = co_await client.get("https://example.org/");
+//     if (r.ok()) use(r.status, r.body);
+
+#include <asio/any_io_executor.hpp>
+#include <asio/awaitable.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace coropool::worker {
+
+struct HttpOptions {
+  std::string method = "GET";
+  std::vector<std::string> headers = {};  // "Name: value"
+  std::string body = {};                  // request body, for POST and the like
+  std::chrono::milliseconds timeout{30'000};  // the whole transfer; 0: none
+  std::chrono::milliseconds connect_timeout{10'000};
+  std::uint64_t max_size = 0;  // a larger body aborts the transfer (error too_large); 0: any
+  long max_redirects = 10;     // followed over http and https only; 0: not followed
+  std::string user_agent = "coropool/0.1";
+  bool keep_body = true;  // false: only count the bytes
+  // When set, the body goes here chunk by chunk instead of into HttpResult::body.
+  std::function<void(std::string_view)> body_sink = {};
+};
+
+struct HttpResult {
+  long status = 0;  // the last response's status; 0 when none came
+  std::string final_url;
+  std::string content_type;
+  std::string body;
+  std::uint64_t bytes = 0;  // body bytes received
+  long redirects = 0;
+  std::optional<std::chrono::seconds> retry_after;  // from a Retry-After header
+  double dns_ms = 0, connect_ms = 0, tls_ms = 0, first_byte_ms = 0, total_ms = 0;
+  // Empty when a response came. Otherwise a short stable code: invalid_url, dns, connect,
+  // timeout, tls, reset, empty_reply, truncated, too_large, too_many_redirects,
+  // bad_redirect (to a scheme other than http and https), bad_response, other.
+  std::string error;
+  std::string error_message;  // curl's words for it
+  bool ok() const noexcept { return error.empty(); }
+};
+
+struct HttpClientOptions {
+  long max_connections = 0;       // in all; 0: no limit
+  long max_host_connections = 0;  // per host; 0: no limit
+  long buffer_size = 64 * 1024;   // curl's receive buffer per transfer
+};
+
+class HttpClient {
+ public:
+  explicit HttpClient(asio::any_io_executor executor, HttpClientOptions options = {});
+  ~HttpClient();
+  HttpClient(const HttpClient&) = delete;
+  HttpClient& operator=(const HttpClient&) = delete;
+
+  // Runs one request (options.method, GET by default) to its end. What the network or server
+  // does is in the result, never an exception; cancelling the awaiting operation aborts the
+  // transfer (std::system_error with asio::error::operation_aborted).
+  asio::awaitable<HttpResult> get(std::string url, HttpOptions options);
+  // With the default options. (Not a default argument: GCC 12 destroys a coroutine's
+  // defaulted class-type argument twice.)
+  asio::awaitable<HttpResult> get(std::string url);
+
+  // Transfers in progress.
+  std::size_t active() const noexcept;
+
+  // The client of the calling thread, made on first use with `executor` and `options`
+  // (later calls return it as it is).
+  static HttpClient& for_this_thread(asio::any_io_executor executor, HttpClientOptions options = {});
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace coropool::worker

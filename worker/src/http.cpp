@@ -1,0 +1,420 @@
+#include "coropool/worker/http.hpp"
+
+// GCC 12 reports a false -Wmismatched-new-delete on Asio's awaitable frames.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
+#include <asio/associated_cancellation_slot.hpp>
+#include <asio/associated_executor.hpp>
+#include <asio/async_result.hpp>
+#include <asio/executor_work_guard.hpp>
+#include <asio/experimental/append.hpp>
+#include <asio/posix/stream_descriptor.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+#include <sys/socket.h>
+#include <system_error>
+#include <unistd.h>
+#include <unordered_map>
+
+namespace coropool::worker {
+
+namespace {
+
+// Completes the awaiting operation of one transfer, on its own executor.
+struct Completion {
+  virtual ~Completion() = default;
+  virtual void complete(std::exception_ptr e, bool from_cancellation) = 0;
+};
+
+template <class Handler>
+struct CompletionFor final : Completion {
+  CompletionFor(Handler h, const asio::any_io_executor& fallback)
+      : handler(std::move(h)), work(asio::make_work_guard(asio::get_associated_executor(handler, fallback))) {}
+  void complete(std::exception_ptr e, bool from_cancellation) override {
+    // Inside the slot's own handler the slot must not be cleared: that would destroy it.
+    if (!from_cancellation) {
+      auto slot = asio::get_associated_cancellation_slot(handler);
+      if (slot.is_connected()) slot.clear();
+    }
+    asio::post(work.get_executor(), asio::experimental::append(std::move(handler), e));
+  }
+  Handler handler;
+  asio::executor_work_guard<asio::associated_executor_t<Handler, asio::any_io_executor>> work;
+};
+
+// One socket curl asked us to watch. Sockets curl opens go through our open/close callbacks
+// and are owned here; others (the resolver's wake-up pipe) are only watched.
+struct Sock {
+  Sock(const asio::any_io_executor& ex, int fd, bool owned) : d(ex, fd), owned(owned) {}
+  ~Sock() {
+    if (!owned && d.is_open()) d.release();
+  }
+  asio::posix::stream_descriptor d;
+  bool owned;
+  int want = 0;  // CURL_POLL_IN / OUT bits curl wants now
+  bool reading = false, writing = false;
+  bool gone = false;
+};
+
+void global_init() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+bool http_url(std::string_view url) {
+  auto starts = [&](std::string_view p) {
+    return url.size() > p.size() && std::equal(p.begin(), p.end(), url.begin(), [](char a, char b) {
+             return std::tolower(static_cast<unsigned char>(a)) == b;
+           });
+  };
+  return starts("http://") || starts("https://");
+}
+
+const char* error_code_for(CURLcode rc, bool too_large) {
+  if (too_large) return "too_large";
+  switch (rc) {
+    case CURLE_URL_MALFORMAT: return "invalid_url";
+    case CURLE_UNSUPPORTED_PROTOCOL: return "bad_redirect";  // the first URL was checked
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY: return "dns";
+    case CURLE_COULDNT_CONNECT: return "connect";
+    case CURLE_OPERATION_TIMEDOUT: return "timeout";
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR: return "tls";
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR: return "reset";
+    case CURLE_GOT_NOTHING: return "empty_reply";
+    case CURLE_PARTIAL_FILE: return "truncated";
+    case CURLE_FILESIZE_EXCEEDED: return "too_large";
+    case CURLE_TOO_MANY_REDIRECTS: return "too_many_redirects";
+    case CURLE_WEIRD_SERVER_REPLY:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_BAD_CONTENT_ENCODING: return "bad_response";
+    default: return "other";
+  }
+}
+
+}  // namespace
+
+struct Transfer {
+  CURL* easy = nullptr;
+  HttpOptions opts;
+  HttpResult result;
+  curl_slist* headers = nullptr;
+  bool too_large = false;
+  char errbuf[CURL_ERROR_SIZE] = {};
+  std::unique_ptr<Completion> done;  // set while the transfer is in the multi handle
+  ~Transfer() {
+    if (headers) curl_slist_free_all(headers);
+  }
+};
+
+struct HttpClient::Impl {
+  asio::any_io_executor ex;
+  HttpClientOptions options;
+  CURLM* multi = nullptr;
+  asio::steady_timer timer;
+  std::unordered_map<curl_socket_t, std::shared_ptr<Sock>> socks;
+  std::vector<CURL*> idle;  // easy handles kept for reuse
+  std::size_t active = 0;
+  std::shared_ptr<int> alive = std::make_shared<int>(0);  // handlers check it before touching *this
+
+  Impl(asio::any_io_executor e, HttpClientOptions o) : ex(std::move(e)), options(o), timer(ex) {
+    global_init();
+    multi = curl_multi_init();
+    if (!multi) throw std::runtime_error("coropool: curl_multi_init failed");
+    curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, &Impl::on_socket);
+    curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, this);
+    curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, &Impl::on_timer);
+    curl_multi_setopt(multi, CURLMOPT_TIMERDATA, this);
+    if (options.max_connections > 0) {
+      curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, options.max_connections);
+      curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, options.max_connections);
+    }
+    if (options.max_host_connections > 0)
+      curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, options.max_host_connections);
+  }
+
+  ~Impl() {
+    alive.reset();
+    curl_multi_cleanup(multi);  // closes cached connections through on_close
+    for (CURL* e : idle) curl_easy_cleanup(e);
+    for (auto& [fd, s] : socks) s->gone = true;
+  }
+
+  // curl -> us: what to watch on socket `s`.
+  static int on_socket(CURL*, curl_socket_t s, int what, void* userp, void*) {
+    auto* self = static_cast<Impl*>(userp);
+    auto it = self->socks.find(s);
+    if (what == CURL_POLL_REMOVE) {
+      if (it == self->socks.end()) return 0;
+      // Owned sockets stay registered with the loop until curl closes them: a kept-alive
+      // connection is watched again without a new registration.
+      it->second->want = 0;
+      if (!it->second->owned) {
+        it->second->gone = true;
+        self->socks.erase(it);
+      }
+      return 0;
+    }
+    if (it == self->socks.end()) {
+      try {
+        it = self->socks.emplace(s, std::make_shared<Sock>(self->ex, s, false)).first;
+      } catch (const std::exception&) {
+        return -1;
+      }
+    }
+    it->second->want = what;
+    self->arm(it->second);
+    return 0;
+  }
+
+  // curl -> us: call back after `ms` (-1: never). One timer, replaced by each call.
+  static int on_timer(CURLM*, long ms, void* userp) {
+    auto* self = static_cast<Impl*>(userp);
+    if (ms < 0) {
+      self->timer.cancel();
+      return 0;
+    }
+    self->timer.expires_after(std::chrono::milliseconds(ms));
+    self->timer.async_wait([self, alive = std::weak_ptr<int>(self->alive)](std::error_code ec) {
+      if (ec || alive.expired()) return;
+      self->action(CURL_SOCKET_TIMEOUT, 0);
+    });
+    return 0;
+  }
+
+  static curl_socket_t on_open(void* clientp, curlsocktype, curl_sockaddr* a) {
+    auto* self = static_cast<Impl*>(clientp);
+    int fd = ::socket(a->family, a->socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->protocol);
+    if (fd < 0) return CURL_SOCKET_BAD;
+    self->socks.erase(fd);  // a watched-only fd of that number was closed behind our back
+    try {
+      self->socks.emplace(fd, std::make_shared<Sock>(self->ex, fd, true));
+    } catch (const std::exception&) {
+      ::close(fd);
+      return CURL_SOCKET_BAD;
+    }
+    return fd;
+  }
+
+  static int on_close(void* clientp, curl_socket_t fd) {
+    auto* self = static_cast<Impl*>(clientp);
+    auto it = self->socks.find(fd);
+    if (it == self->socks.end()) return ::close(fd);
+    it->second->gone = true;
+    std::error_code ec;
+    it->second->d.close(ec);  // pending waits end with operation_aborted
+    self->socks.erase(it);
+    return 0;
+  }
+
+  // Waits for what curl wants on `s`, re-armed after every event while curl still wants it.
+  void arm(const std::shared_ptr<Sock>& s) {
+    auto watch = [this](const std::shared_ptr<Sock>& sock, bool read) {
+      (read ? sock->reading : sock->writing) = true;
+      sock->d.async_wait(
+          read ? asio::posix::descriptor_base::wait_read : asio::posix::descriptor_base::wait_write,
+          [this, sock, read, alive = std::weak_ptr<int>(alive)](std::error_code ec) {
+            if (alive.expired()) return;
+            (read ? sock->reading : sock->writing) = false;
+            if (ec || sock->gone) return;
+            int bit = read ? CURL_POLL_IN : CURL_POLL_OUT;
+            if (sock->want & bit) action(sock->d.native_handle(), read ? CURL_CSELECT_IN : CURL_CSELECT_OUT);
+            if (!sock->gone) arm(sock);
+          });
+    };
+    if ((s->want & CURL_POLL_IN) && !s->reading) watch(s, true);
+    if ((s->want & CURL_POLL_OUT) && !s->writing) watch(s, false);
+  }
+
+  void action(curl_socket_t fd, int events) {
+    int running = 0;
+    curl_multi_socket_action(multi, fd, events, &running);
+    collect();
+  }
+
+  // Finished transfers: fill in their results and complete their operations.
+  void collect() {
+    int left = 0;
+    while (CURLMsg* m = curl_multi_info_read(multi, &left)) {
+      if (m->msg != CURLMSG_DONE) continue;
+      CURL* e = m->easy_handle;
+      CURLcode rc = m->data.result;
+      Transfer* t = nullptr;
+      curl_easy_getinfo(e, CURLINFO_PRIVATE, &t);
+      fill(*t, rc);
+      finish(*t, nullptr, false);
+    }
+  }
+
+  void fill(Transfer& t, CURLcode rc) {
+    HttpResult& r = t.result;
+    CURL* e = t.easy;
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &r.status);
+    char* s = nullptr;
+    if (curl_easy_getinfo(e, CURLINFO_EFFECTIVE_URL, &s) == CURLE_OK && s) r.final_url = s;
+    s = nullptr;
+    if (curl_easy_getinfo(e, CURLINFO_CONTENT_TYPE, &s) == CURLE_OK && s) r.content_type = s;
+    curl_easy_getinfo(e, CURLINFO_REDIRECT_COUNT, &r.redirects);
+    curl_off_t retry_after = 0;
+    if (curl_easy_getinfo(e, CURLINFO_RETRY_AFTER, &retry_after) == CURLE_OK && retry_after > 0)
+      r.retry_after = std::chrono::seconds(retry_after);
+    curl_off_t dns = 0, conn = 0, tls = 0, first = 0, total = 0;
+    curl_easy_getinfo(e, CURLINFO_NAMELOOKUP_TIME_T, &dns);
+    curl_easy_getinfo(e, CURLINFO_CONNECT_TIME_T, &conn);
+    curl_easy_getinfo(e, CURLINFO_APPCONNECT_TIME_T, &tls);
+    curl_easy_getinfo(e, CURLINFO_STARTTRANSFER_TIME_T, &first);
+    curl_easy_getinfo(e, CURLINFO_TOTAL_TIME_T, &total);
+    r.dns_ms = static_cast<double>(dns) / 1000;
+    r.connect_ms = static_cast<double>(std::max<curl_off_t>(conn - dns, 0)) / 1000;
+    r.tls_ms = tls > 0 ? static_cast<double>(std::max<curl_off_t>(tls - conn, 0)) / 1000 : 0;
+    r.first_byte_ms = static_cast<double>(first) / 1000;
+    r.total_ms = static_cast<double>(total) / 1000;
+    if (rc != CURLE_OK) {
+      r.error = error_code_for(rc, t.too_large);
+      r.error_message = t.too_large ? "the body is larger than " + std::to_string(t.opts.max_size) + " bytes"
+                        : t.errbuf[0]  ? std::string(t.errbuf)
+                                       : std::string(curl_easy_strerror(rc));
+    }
+  }
+
+  // Takes the transfer out of the multi handle, keeps its easy handle, completes it.
+  void finish(Transfer& t, std::exception_ptr e, bool from_cancellation) {
+    curl_multi_remove_handle(multi, t.easy);
+    idle.push_back(t.easy);
+    t.easy = nullptr;
+    --active;
+    auto done = std::move(t.done);
+    done->complete(e, from_cancellation);
+  }
+
+  static std::size_t on_body(char* data, std::size_t size, std::size_t n, void* userp) {
+    auto* t = static_cast<Transfer*>(userp);
+    std::size_t len = size * n;
+    t->result.bytes += len;
+    if (t->opts.max_size && t->result.bytes > t->opts.max_size) {
+      t->too_large = true;
+      return 0;  // aborts the transfer
+    }
+    if (t->opts.body_sink)
+      t->opts.body_sink(std::string_view(data, len));
+    else if (t->opts.keep_body)
+      t->result.body.append(data, len);
+    return len;
+  }
+
+  template <class Handler>
+  void start(Transfer& t, const std::string& url, Handler handler) {
+    auto done = std::make_unique<CompletionFor<Handler>>(std::move(handler), ex);
+    if (!http_url(url)) {
+      t.result.error = "invalid_url";
+      t.result.error_message = "not an http or https URL";
+      done->complete(nullptr, false);
+      return;
+    }
+    CURL* e = nullptr;
+    if (!idle.empty()) {
+      e = idle.back();
+      idle.pop_back();
+      curl_easy_reset(e);
+    } else {
+      e = curl_easy_init();
+    }
+    if (!e) {
+      t.result.error = "other";
+      t.result.error_message = "curl_easy_init failed";
+      done->complete(nullptr, false);
+      return;
+    }
+    t.easy = e;
+    const HttpOptions& o = t.opts;
+    curl_easy_setopt(e, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(e, CURLOPT_PRIVATE, &t);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t.errbuf);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &Impl::on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &t);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, &Impl::on_open);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, this);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, &Impl::on_close);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, this);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, o.max_redirects > 0 ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, o.max_redirects);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(o.timeout.count()));
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(o.connect_timeout.count()));
+    curl_easy_setopt(e, CURLOPT_USERAGENT, o.user_agent.c_str());
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, options.buffer_size);
+    if (o.max_size) curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(o.max_size));
+    for (const auto& h : o.headers) t.headers = curl_slist_append(t.headers, h.c_str());
+    if (t.headers) curl_easy_setopt(e, CURLOPT_HTTPHEADER, t.headers);
+    if (o.method == "HEAD") {
+      curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    } else if (o.method != "GET" || !o.body.empty()) {
+      if (o.method != "POST") curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, o.method.c_str());
+      if (!o.body.empty() || o.method == "POST") {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(o.body.size()));
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, o.body.data());
+      }
+    }
+    if (url.size() > 8 && (url[4] == 's' || url[4] == 'S')) curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+
+    auto slot = asio::get_associated_cancellation_slot(done->handler);
+    t.done = std::move(done);
+    ++active;
+    if (CURLMcode mc = curl_multi_add_handle(multi, e); mc != CURLM_OK) {
+      t.result.error = "other";
+      t.result.error_message = curl_multi_strerror(mc);
+      finish(t, nullptr, false);
+      return;
+    }
+    if (slot.is_connected()) {
+      slot.assign([this, tp = &t, alive = std::weak_ptr<int>(alive)](asio::cancellation_type) {
+        if (alive.expired() || !tp->done) return;
+        finish(*tp, std::make_exception_ptr(std::system_error(asio::error::operation_aborted)), true);
+      });
+    }
+  }
+};
+
+HttpClient::HttpClient(asio::any_io_executor executor, HttpClientOptions options)
+    : impl_(std::make_unique<Impl>(std::move(executor), options)) {}
+
+HttpClient::~HttpClient() = default;
+
+std::size_t HttpClient::active() const noexcept { return impl_->active; }
+
+asio::awaitable<HttpResult> HttpClient::get(std::string url, HttpOptions options) {
+  Transfer t;
+  t.opts = std::move(options);
+  co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr)>(
+      [this, &t, &url](auto handler) { impl_->start(t, url, std::move(handler)); }, asio::use_awaitable);
+  co_return std::move(t.result);
+}
+
+asio::awaitable<HttpResult> HttpClient::get(std::string url) { return get(std::move(url), HttpOptions{}); }
+
+HttpClient& HttpClient::for_this_thread(asio::any_io_executor executor, HttpClientOptions options) {
+  // Never destroyed: a worker leaves with _exit, and at a program's exit the loop it was
+  // made on may be gone already.
+  static thread_local HttpClient* client = nullptr;
+  if (!client) client = new HttpClient(std::move(executor), options);
+  return *client;
+}
+
+}  // namespace coropool::worker
