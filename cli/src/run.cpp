@@ -4,6 +4,7 @@
 #include "run.hpp"
 
 #include "joblog.hpp"
+#include "progress.hpp"
 #include "slots.hpp"
 #include "template.hpp"
 
@@ -273,18 +274,6 @@ class JobView : public std::ranges::view_interface<JobView> {
   Input* input_;
 };
 
-// Jobs in a regular file (for --progress's total and ETA); nullopt for a pipe or terminal.
-std::optional<std::uint64_t> count_jobs(const std::string& path) {
-  struct stat st {};
-  if (path == "-" || ::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
-  std::ifstream in(path, std::ios::binary);
-  std::uint64_t n = 0;
-  std::string line;
-  while (std::getline(in, line))
-    if (!blank(line)) ++n;
-  return n;
-}
-
 // -j slots over worker processes: as many workers as CPUs, each running the same number of
 // jobs, so the total is exactly -j (a divisor of -j, at most the CPU count).
 unsigned worker_count(unsigned slots) {
@@ -297,34 +286,6 @@ std::string printable(std::string s) {
   for (std::size_t i = 0; (i = s.find('\0', i)) != std::string::npos;) s.replace(i, 1, "\\0");
   return s;
 }
-
-// The running tally, and the progress line on stderr.
-struct Tally {
-  std::size_t succeeded = 0, failed = 0, cancelled = 0;
-  std::optional<std::uint64_t> total;
-  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
-  bool progress = false;
-
-  double elapsed() const {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  }
-  void paint() const {
-    if (!progress) return;
-    std::size_t done = succeeded + failed;
-    double secs = elapsed(), rate = secs > 0 ? static_cast<double>(done) / secs : 0;
-    char line[200];
-    if (total && *total > 0) {
-      double left = rate > 0 ? static_cast<double>(*total - std::min<std::uint64_t>(done, *total)) / rate : 0;
-      std::snprintf(line, sizeof line, "\r\033[Kcoropool run: %zu/%llu done (%.0f%%), %zu failed, %.0f jobs/s, ETA %.0f s",
-                    done, static_cast<unsigned long long>(*total), 100.0 * static_cast<double>(done) / static_cast<double>(*total),
-                    failed, rate, std::ceil(left));
-    } else {
-      std::snprintf(line, sizeof line, "\r\033[Kcoropool run: %zu done, %zu failed, %.0f jobs/s", done, failed, rate);
-    }
-    std::fputs(line, stderr);
-    std::fflush(stderr);
-  }
-};
 
 }  // namespace
 
@@ -384,10 +345,9 @@ int run_main(const RunOptions& o) {
     }
   }
 
-  Tally tally;
-  tally.progress = o.progress == 2 ? ::isatty(2) != 0 : o.progress > 0;
-  if (tally.progress) {
-    tally.total = count_jobs(input_path);
+  Progress tally("run", o.progress == 2 ? ::isatty(2) != 0 : o.progress > 0);
+  if (tally.enabled()) {
+    tally.total = count_lines(input_path, [](const std::string& l) { return !blank(l); });
     if (tally.total) *tally.total -= std::min<std::uint64_t>(*tally.total, skip.size());
   }
 
@@ -422,14 +382,10 @@ int run_main(const RunOptions& o) {
       schedule_paint();
     });
   };
-  if (tally.progress) schedule_paint();
+  if (tally.enabled()) schedule_paint();
 
   bool halted = false;
-  // A message on stderr, on a line of its own under the progress line.
-  auto note = [&](const std::string& msg) {
-    if (tally.progress) std::fputs("\r\033[K", stderr);
-    std::fprintf(stderr, "coropool run: %s\n", msg.c_str());
-  };
+  auto note = [&](const std::string& msg) { tally.note(msg); };
   auto where = [&](std::uint64_t index) {
     auto it = input.pending.find(index);
     if (it == input.pending.end()) return input.name;
@@ -490,11 +446,8 @@ int run_main(const RunOptions& o) {
   }
   repaint.cancel();
   signals.cancel();
-  if (tally.progress) {
-    tally.paint();
-    std::fputc('\n', stderr);
-  }
-  std::size_t done = tally.succeeded + tally.failed;
+  tally.finish();
+  std::size_t done = tally.done();
   double secs = tally.elapsed();
   std::fprintf(stderr, "coropool run: %zu jobs, %zu failed, %.2f s (%.0f jobs/s)", done, tally.failed, secs,
                secs > 0 ? static_cast<double>(done) / secs : 0.0);
