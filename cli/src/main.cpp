@@ -1,5 +1,6 @@
 // The `coropool` command.
 
+#include "fetch.hpp"
 #include "run.hpp"
 
 #include <CLI/CLI.hpp>
@@ -50,6 +51,47 @@ int main(int argc, char** argv) {
   cmd->add_flag("--progress,!--no-progress", run.progress,
                 "Show done/total, failures, rate and ETA on stderr (default: when stderr is a terminal)");
 
+  coropool::cli::FetchOptions fetch;
+  auto* fcmd = app.add_subcommand(
+      "fetch",
+      "Fetch each URL of FILE (or stdin) across all cores, and write one JSON object per URL:\n"
+      "  {\"line\", \"url\", \"final_url\", \"status\", \"bytes\", \"content_type\", \"time_ms\",\n"
+      "   \"attempts\", [\"file\",] \"error\": null or {\"code\", \"message\"}}\n"
+      "Blank lines and # comments are skipped. Error codes: invalid_url, dns, connect, timeout, tls,\n"
+      "reset, empty_reply, truncated, too_large, too_many_redirects, bad_redirect, bad_response,\n"
+      "save_failed, worker_lost, other. A 404 is a response (status 404, error null).\n"
+      "Exit status: 0 if every URL got a response; 1 if some did not; 2 for a usage or input\n"
+      "error (a missing input, an unwritable output); 130 when interrupted by SIGINT or SIGTERM\n"
+      "(transfers in flight are cancelled and not recorded; --resume fetches them).");
+  fcmd->add_option("file", fetch.input, "File of URLs, one per line; - for stdin")->default_val("-");
+  fcmd->add_option("-o,--output", fetch.output, "Write the records to this file instead of stdout");
+  fcmd->add_option("-j,--processes", fetch.processes, "Worker processes (default: the CPU count)");
+  fcmd->add_option("-c,--concurrency", fetch.concurrency, "Transfers at once per process")->default_val(64);
+  fcmd->add_option("--timeout", fetch.timeout_seconds, "Seconds a transfer may take in all")->default_val(30);
+  fcmd->add_option("--connect-timeout", fetch.connect_timeout_seconds, "Seconds to connect")->default_val(10);
+  fcmd->add_option("--retries", fetch.retries,
+                   "Retries after a network error, 429, 502, 503 or 504: exponential backoff from 0.5 s\n"
+                   "with jitter, or the server's Retry-After (at most 60 s)");
+  fcmd->add_option("--max-size", fetch.max_size, "Abort a body larger than this many bytes (error too_large)");
+  fcmd->add_option("--max-redirects", fetch.max_redirects, "Redirects followed, over http and https only")
+      ->default_val(10);
+  fcmd->add_option("-H,--header", fetch.headers, "A request header, \"Name: value\" (repeatable)");
+  fcmd->add_option("-X,--method", fetch.method, "The request method")->default_val("GET");
+  fcmd->add_option("--user-agent", fetch.user_agent, "The User-Agent header")->default_val("coropool/0.1");
+  fcmd->add_option("--rate", fetch.rate, "Requests per second over all workers (default: no limit)");
+  fcmd->add_option("--per-host", fetch.per_host, "Connections per host over all workers (default: no limit)");
+  fcmd->add_option("--save-dir", fetch.save_dir,
+                   "Save each body there, named by a 64-bit FNV-1a hash of its URL in hex");
+  fcmd->add_flag("-k,--keep-order", fetch.keep_order, "Write the records in input order");
+  fcmd->add_flag("--resume", fetch.resume, "Skip the lines the -o file holds records of; append to it");
+  fcmd->add_option("--shard", fetch.shard,
+                   "K/N: fetch only the URL lines i with i % N == K (0 <= K < N). Without it, taken from\n"
+                   "a Slurm array (SLURM_ARRAY_TASK_ID, _MIN, _STEP, _COUNT) or, with --shards N, from\n"
+                   "JOB_COMPLETION_INDEX (a Kubernetes Indexed Job)");
+  fcmd->add_option("--shards", fetch.shards, "N, for a Kubernetes Indexed Job (see --shard)");
+  fcmd->add_flag("--progress,!--no-progress", fetch.progress,
+                 "Show done/total, failures, rate and ETA on stderr (default: when stderr is a terminal)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -57,5 +99,6 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : 2;
   }
   if (cmd->parsed()) return coropool::cli::run_main(run);
+  if (fcmd->parsed()) return coropool::cli::fetch_main(fetch);
   return 2;
 }

@@ -1,0 +1,611 @@
+// `coropool fetch`: each line of a file is a URL, fetched by the workers' HTTP clients; one
+// JSON record per URL goes to stdout or -o FILE.
+
+#include "fetch.hpp"
+
+#include "progress.hpp"
+
+#include <coropool/coropool.hpp>
+#include <coropool/worker/http.hpp>
+
+#include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <random>
+#include <ranges>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace coropool::cli {
+
+struct FetchJob {
+  std::uint64_t index = 0;  // position in the stream, echoed back
+  std::uint64_t line = 0;   // line number in the input
+  std::string url;
+  std::string invalid;  // why the line is not a URL we fetch, or empty
+};
+auto coropool_fields(FetchJob& j) { return std::tie(j.index, j.line, j.url, j.invalid); }
+
+struct FetchRecord {
+  std::uint64_t index = 0, line = 0;
+  std::string url, final_url, content_type, file;
+  long status = 0;
+  std::uint64_t bytes = 0;
+  double time_ms = 0;
+  std::uint32_t attempts = 0;
+  std::string error, message;
+};
+auto coropool_fields(FetchRecord& r) {
+  return std::tie(r.index, r.line, r.url, r.final_url, r.content_type, r.file, r.status, r.bytes, r.time_ms,
+                  r.attempts, r.error, r.message);
+}
+
+namespace {
+
+// What every worker needs, set before the pool forks them.
+struct FetchConfig {
+  worker::HttpOptions http;
+  worker::HttpClientOptions client;
+  unsigned retries = 0;
+  std::int64_t rate_interval_ns = 0;  // 0: no global rate
+  int per_host = 0;
+  std::string save_dir;
+};
+FetchConfig g_config;
+
+// Shared by all workers (an anonymous shared mapping made before the pool): the global
+// request pace and the connections in use per host (hosts hashed into buckets).
+struct Shared {
+  std::atomic<std::int64_t> next_start_ns{0};
+  std::atomic<std::int32_t> per_host[4096];
+};
+Shared* g_shared = nullptr;
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::uint64_t fnv1a(std::string_view s) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+std::string_view host_of(std::string_view url) {
+  auto start = url.find("://");
+  start = start == std::string_view::npos ? 0 : start + 3;
+  auto end = url.find_first_of("/?#", start);
+  auto host = url.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+  if (auto at = host.rfind('@'); at != std::string_view::npos) host.remove_prefix(at + 1);
+  return host;
+}
+
+asio::awaitable<void> sleep_for(std::chrono::nanoseconds d) {
+  asio::steady_timer t(co_await asio::this_coro::executor, d);
+  co_await t.async_wait(asio::use_awaitable);
+}
+
+// Waits for this request's turn under --rate: each request reserves the next start time.
+asio::awaitable<void> pace() {
+  if (!g_config.rate_interval_ns) co_return;
+  std::int64_t now = now_ns(), slot = g_shared->next_start_ns.load(), start;
+  do {
+    start = std::max(slot, now);
+  } while (!g_shared->next_start_ns.compare_exchange_weak(slot, start + g_config.rate_interval_ns));
+  if (start > now) co_await sleep_for(std::chrono::nanoseconds(start - now));
+}
+
+// A connection to the host under --per-host, counted across workers; waits while all are
+// taken (in steps of 2 ms: the holders are in other processes).
+class HostTicket {
+ public:
+  HostTicket() = default;
+  HostTicket(const HostTicket&) = delete;
+  HostTicket& operator=(const HostTicket&) = delete;
+  ~HostTicket() { release(); }
+  asio::awaitable<void> acquire(std::string_view host) {
+    if (!g_config.per_host) co_return;
+    auto& c = g_shared->per_host[fnv1a(host) % 4096];
+    for (;;) {
+      std::int32_t n = c.load();
+      if (n < g_config.per_host && c.compare_exchange_weak(n, n + 1)) break;
+      if (n >= g_config.per_host) co_await sleep_for(std::chrono::milliseconds(2));
+    }
+    held_ = &c;
+  }
+  void release() {
+    if (held_) held_->fetch_sub(1);
+    held_ = nullptr;
+  }
+
+ private:
+  std::atomic<std::int32_t>* held_ = nullptr;
+};
+
+bool retryable(const worker::HttpResult& r) {
+  if (!r.ok())
+    return r.error == "connect" || r.error == "timeout" || r.error == "reset" || r.error == "empty_reply" ||
+           r.error == "truncated" || r.error == "dns";
+  return r.status == 429 || r.status == 502 || r.status == 503 || r.status == 504;
+}
+
+// Before retry `attempt` (1, 2, ...): Retry-After when the server sent one (at most 60 s),
+// else 0.5 s doubling each time (at most 30 s), with jitter of +-50%.
+std::chrono::nanoseconds backoff(const worker::HttpResult& r, unsigned attempt) {
+  if (r.retry_after) return std::min<std::chrono::nanoseconds>(*r.retry_after, std::chrono::seconds(60));
+  static thread_local std::mt19937_64 rng(std::random_device{}());
+  double base = std::min(0.5 * static_cast<double>(1u << std::min(attempt - 1, 10u)), 30.0);
+  double secs = base * std::uniform_real_distribution<double>(0.5, 1.5)(rng);
+  return std::chrono::nanoseconds(static_cast<std::int64_t>(secs * 1e9));
+}
+
+}  // namespace
+
+}  // namespace coropool::cli
+
+// The task: runs in a worker. External linkage, so that errors can name it.
+asio::awaitable<coropool::cli::FetchRecord> coropool_fetch_url(coropool::cli::FetchJob job) {
+  using namespace coropool::cli;
+  FetchRecord rec;
+  rec.index = job.index;
+  rec.line = job.line;
+  rec.url = std::move(job.url);
+  if (!job.invalid.empty()) {
+    rec.error = "invalid_url";
+    rec.message = std::move(job.invalid);
+    co_return rec;
+  }
+  auto& client = coropool::worker::HttpClient::for_this_thread(co_await asio::this_coro::executor, g_config.client);
+  coropool::worker::HttpOptions opts = g_config.http;
+  std::string path, part;
+  if (!g_config.save_dir.empty()) {
+    char name[17];
+    std::snprintf(name, sizeof name, "%016llx", static_cast<unsigned long long>(fnv1a(rec.url)));
+    path = g_config.save_dir + "/" + name;
+    part = path + ".part";
+    opts.keep_body = false;
+  }
+  coropool::worker::HttpResult r;
+  for (unsigned attempt = 1;; ++attempt) {
+    co_await pace();
+    HostTicket ticket;
+    co_await ticket.acquire(host_of(rec.url));
+    std::FILE* f = nullptr;
+    if (!part.empty()) {
+      f = std::fopen(part.c_str(), "wb");
+      if (f) opts.body_sink = [f](std::string_view chunk) { std::fwrite(chunk.data(), 1, chunk.size(), f); };
+    }
+    r = co_await client.get(rec.url, opts);
+    if (f) {
+      bool written = std::fclose(f) == 0;
+      if (r.ok() && written && std::rename(part.c_str(), path.c_str()) == 0) {
+        rec.file = path;
+      } else {
+        std::remove(part.c_str());
+      }
+    }
+    rec.attempts = attempt;
+    if (!retryable(r) || attempt > g_config.retries) break;
+    ticket.release();
+    co_await sleep_for(backoff(r, attempt));
+  }
+  if (!part.empty() && rec.file.empty() && r.ok()) {
+    r.error = "save_failed";
+    r.error_message = "cannot write " + path;
+  }
+  rec.final_url = std::move(r.final_url);
+  rec.content_type = std::move(r.content_type);
+  rec.status = r.status;
+  rec.bytes = r.bytes;
+  rec.time_ms = r.total_ms;
+  rec.error = std::move(r.error);
+  rec.message = std::move(r.error_message);
+  co_return rec;
+}
+
+namespace coropool::cli {
+
+std::string json_string(std::string_view s) {
+  std::string out = "\"";
+  std::size_t i = 0;
+  auto hex = [&](unsigned c) {
+    char b[8];
+    std::snprintf(b, sizeof b, "\\u%04x", c);
+    out += b;
+  };
+  while (i < s.size()) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c < 0x20 || c == 0x7f) {
+      hex(c);
+    } else if (c < 0x80) {
+      out += static_cast<char>(c);
+    } else {
+      // A whole, valid UTF-8 sequence is copied; any other byte is written as \u00XX.
+      std::size_t len = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c <= 0xdf ? 2 : 0;
+      bool valid = len > 0 && i + len <= s.size();
+      for (std::size_t k = 1; valid && k < len; ++k) valid = (static_cast<unsigned char>(s[i + k]) & 0xc0) == 0x80;
+      if (valid) {
+        out.append(s.substr(i, len));
+        i += len;
+        continue;
+      }
+      hex(c);
+    }
+    ++i;
+  }
+  out += '"';
+  return out;
+}
+
+namespace {
+
+bool valid_utf8(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    auto c = static_cast<unsigned char>(s[i]);
+    std::size_t len = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    if (len == 0 || i + len > s.size()) return false;
+    for (std::size_t k = 1; k < len; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80) return false;
+    i += len;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::optional<std::string> url_problem(std::string_view line) {
+  constexpr std::size_t max_url = 8192;
+  if (line.size() > max_url) return "longer than " + std::to_string(max_url) + " bytes";
+  if (line.find('\0') != std::string_view::npos) return "holds a NUL byte";
+  if (!valid_utf8(line)) return "not valid UTF-8";
+  auto lower = std::string(line.substr(0, 8));
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (!lower.starts_with("http://") && !lower.starts_with("https://")) return "not an http or https URL";
+  if (line.find_first_of(" \t\r\n\v\f") != std::string_view::npos) return "holds whitespace";
+  if (host_of(line).empty()) return "no host";
+  return std::nullopt;
+}
+
+std::optional<Shard> pick_shard(const std::string& flag, unsigned shards) {
+  auto number = [](const char* s, long& v) {
+    if (!s || !*s) return false;
+    auto [p, ec] = std::from_chars(s, s + std::strlen(s), v);
+    return ec == std::errc() && *p == '\0';
+  };
+  Shard sh;
+  if (!flag.empty()) {
+    auto slash = flag.find('/');
+    long k = -1, n = -1;
+    if (slash == std::string::npos || !number(flag.substr(0, slash).c_str(), k) ||
+        !number(flag.substr(slash + 1).c_str(), n) || n < 1 || k < 0 || k >= n) {
+      std::fprintf(stderr, "coropool fetch: --shard takes K/N with 0 <= K < N: %s\n", flag.c_str());
+      return std::nullopt;
+    }
+    return Shard{static_cast<unsigned>(k), static_cast<unsigned>(n)};
+  }
+  if (const char* id = std::getenv("SLURM_ARRAY_TASK_ID")) {
+    long task = 0, min = 0, step = 1, count = 0;
+    const char* min_s = std::getenv("SLURM_ARRAY_TASK_MIN");
+    const char* step_s = std::getenv("SLURM_ARRAY_TASK_STEP");
+    if (!number(id, task) || !number(std::getenv("SLURM_ARRAY_TASK_COUNT"), count) || count < 1 ||
+        (min_s && !number(min_s, min)) || (step_s && !number(step_s, step)) || step < 1 ||
+        (task - min) % step != 0 || (task - min) / step < 0 || (task - min) / step >= count) {
+      std::fprintf(stderr, "coropool fetch: the SLURM_ARRAY_TASK_* variables do not make a shard\n");
+      return std::nullopt;
+    }
+    return Shard{static_cast<unsigned>((task - min) / step), static_cast<unsigned>(count)};
+  }
+  if (const char* idx = std::getenv("JOB_COMPLETION_INDEX"); idx && shards > 0) {
+    long k = -1;
+    if (!number(idx, k) || k < 0 || k >= static_cast<long>(shards)) {
+      std::fprintf(stderr, "coropool fetch: JOB_COMPLETION_INDEX=%s is not below --shards %u\n", idx, shards);
+      return std::nullopt;
+    }
+    return Shard{static_cast<unsigned>(k), shards};
+  }
+  if (shards > 0) {
+    std::fprintf(stderr, "coropool fetch: --shards needs JOB_COMPLETION_INDEX (a Kubernetes Indexed Job)\n");
+    return std::nullopt;
+  }
+  return sh;
+}
+
+namespace {
+
+bool skipped_line(std::string_view line) {
+  auto first = line.find_first_not_of(" \t\r");
+  return first == std::string_view::npos || line[first] == '#';
+}
+
+// The input, read lazily as the pool asks for jobs; shared with the loop that records them.
+struct UrlInput {
+  std::istream* in = nullptr;
+  Shard shard;
+  const std::unordered_set<std::uint64_t>* done = nullptr;  // --resume: lines recorded before
+  std::uint64_t line_no = 0, data_lines = 0, index = 0, resumed = 0;
+  struct Pending {
+    std::uint64_t line;
+    std::string url;
+  };
+  std::unordered_map<std::uint64_t, Pending> pending;  // by index
+
+  bool next(FetchJob& job) {
+    std::string line;
+    while (std::getline(*in, line)) {
+      ++line_no;
+      if (skipped_line(line)) continue;
+      if (data_lines++ % shard.count != shard.index) continue;
+      if (done && done->contains(line_no)) {
+        ++resumed;
+        continue;
+      }
+      auto b = line.find_first_not_of(" \t"), e = line.find_last_not_of(" \t\r");
+      line = line.substr(b, e - b + 1);
+      auto problem = url_problem(line);
+      pending.emplace(index, Pending{line_no, line});
+      job = FetchJob{index++, line_no, std::move(line), problem.value_or("")};
+      return true;
+    }
+    return false;
+  }
+};
+
+class UrlView : public std::ranges::view_interface<UrlView> {
+ public:
+  explicit UrlView(UrlInput* input) : input_(input) {}
+  class iterator {
+   public:
+    using value_type = FetchJob;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(UrlInput* in) : in_(in) { ++*this; }
+    const FetchJob& operator*() const { return job_; }
+    iterator& operator++() {
+      if (!in_->next(job_)) in_ = nullptr;
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    bool operator==(std::default_sentinel_t) const { return in_ == nullptr; }
+
+   private:
+    UrlInput* in_ = nullptr;
+    FetchJob job_;
+  };
+  iterator begin() { return iterator(input_); }
+  std::default_sentinel_t end() { return {}; }
+
+ private:
+  UrlInput* input_;
+};
+
+std::string to_json(const FetchRecord& r) {
+  std::string j = "{\"line\":" + std::to_string(r.line) + ",\"url\":" + json_string(r.url) + ",\"final_url\":";
+  j += r.final_url.empty() ? "null" : json_string(r.final_url);
+  j += ",\"status\":";
+  j += r.status ? std::to_string(r.status) : "null";
+  j += ",\"bytes\":" + std::to_string(r.bytes) + ",\"content_type\":";
+  j += r.content_type.empty() ? "null" : json_string(r.content_type);
+  char t[32];
+  std::snprintf(t, sizeof t, "%.3f", r.time_ms);
+  j += ",\"time_ms\":";
+  j += t;
+  j += ",\"attempts\":" + std::to_string(r.attempts);
+  if (!r.file.empty()) j += ",\"file\":" + json_string(r.file);
+  j += ",\"error\":";
+  j += r.error.empty() ? "null" : "{\"code\":" + json_string(r.error) + ",\"message\":" + json_string(r.message) + "}";
+  j += "}\n";
+  return j;
+}
+
+// --resume: the lines an earlier run recorded; a last record cut short is cut off the file.
+std::optional<std::unordered_set<std::uint64_t>> recorded_lines(const std::string& path) {
+  std::unordered_set<std::uint64_t> lines;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return lines;  // nothing recorded yet
+  std::string line;
+  std::uint64_t whole = 0;  // bytes of whole lines
+  while (std::getline(in, line)) {
+    if (in.eof()) break;
+    whole += line.size() + 1;
+    unsigned long long n = 0;
+    if (std::sscanf(line.c_str(), "{\"line\":%llu", &n) == 1) lines.insert(n);
+  }
+  in.close();
+  std::error_code ec;
+  if (::truncate(path.c_str(), static_cast<off_t>(whole)) != 0) return std::nullopt;
+  return lines;
+}
+
+}  // namespace
+
+int fetch_main(const FetchOptions& o) {
+  auto usage = [](const std::string& msg) {
+    std::fprintf(stderr, "coropool fetch: %s\n", msg.c_str());
+    return 2;
+  };
+  auto shard = pick_shard(o.shard, o.shards);
+  if (!shard) return 2;
+  if (o.resume && o.output.empty()) return usage("--resume needs -o FILE");
+  if (o.concurrency == 0) return usage("-c must be at least 1");
+
+  std::ifstream file;
+  UrlInput input;
+  input.in = &std::cin;
+  input.shard = *shard;
+  if (o.input != "-") {
+    file.open(o.input, std::ios::binary);
+    if (!file) return usage("cannot read " + o.input);
+    input.in = &file;
+  }
+  std::unordered_set<std::uint64_t> done_before;
+  if (o.resume) {
+    auto lines = recorded_lines(o.output);
+    if (!lines) return usage("cannot write " + o.output);
+    done_before = std::move(*lines);
+    input.done = &done_before;
+  }
+  std::FILE* out = stdout;
+  if (!o.output.empty()) {
+    out = std::fopen(o.output.c_str(), o.resume ? "ab" : "wb");
+    if (!out) return usage("cannot write " + o.output + ": " + std::strerror(errno));
+  }
+  if (!o.save_dir.empty() && ::access(o.save_dir.c_str(), W_OK) != 0)
+    return usage("cannot write to the directory " + o.save_dir);
+  static char outbuf[1 << 20];
+  std::setvbuf(out, outbuf, _IOFBF, sizeof outbuf);
+
+  Progress tally("fetch", o.progress == 2 ? ::isatty(2) != 0 : o.progress > 0);
+  if (tally.enabled()) {
+    auto n = count_lines(o.input, [](const std::string& l) { return !skipped_line(l); });
+    if (n) tally.total = (*n + shard->count - 1 - shard->index) / shard->count - std::min<std::uint64_t>(
+                                                                                     done_before.size(), *n);
+  }
+
+  // Everything the workers need is in place before the pool forks them.
+  unsigned procs = o.processes ? o.processes : coropool::usable_cpus();
+  g_config.http.method = o.method;
+  g_config.http.headers = o.headers;
+  g_config.http.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(o.timeout_seconds * 1000));
+  g_config.http.connect_timeout =
+      std::chrono::milliseconds(static_cast<std::int64_t>(o.connect_timeout_seconds * 1000));
+  g_config.http.max_size = o.max_size;
+  g_config.http.max_redirects = o.max_redirects;
+  g_config.http.user_agent = o.user_agent;
+  g_config.http.keep_body = false;
+  g_config.client.max_connections = static_cast<long>(o.concurrency);
+  g_config.client.max_host_connections = static_cast<long>(o.per_host);
+  g_config.retries = o.retries;
+  g_config.rate_interval_ns = o.rate > 0 ? static_cast<std::int64_t>(1e9 / o.rate) : 0;
+  g_config.per_host = static_cast<int>(o.per_host);
+  g_config.save_dir = o.save_dir;
+  void* shared = ::mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (shared == MAP_FAILED) return usage("mmap failed");
+  g_shared = new (shared) Shared{};
+
+  coropool::Pool pool({.processes = procs, .child_concurrency = o.concurrency});
+  std::size_t bound = std::size_t{4} * procs * o.concurrency;
+  auto stream = o.keep_order ? pool.imap(coropool_fetch_url, UrlView(&input), bound)
+                             : pool.imap_unordered(coropool_fetch_url, UrlView(&input), bound);
+
+  // SIGINT / SIGTERM: take no more URLs and cancel the transfers in flight; they are not
+  // recorded, so --resume fetches them.
+  int interrupted = 0;
+  asio::signal_set signals(pool.executor(), SIGINT, SIGTERM);
+  signals.async_wait([&](std::error_code ec, int sig) {
+    if (ec) return;
+    interrupted = sig;
+    stream.cancel();
+  });
+  asio::steady_timer tick(pool.executor());
+  std::function<void()> schedule_tick = [&] {
+    tick.expires_after(std::chrono::milliseconds(200));
+    tick.async_wait([&](std::error_code ec) {
+      if (ec) return;
+      std::fflush(out);
+      tally.paint();
+      schedule_tick();
+    });
+  };
+  schedule_tick();
+
+  std::map<long, std::size_t> by_status;
+  std::map<std::string, std::size_t> by_error;
+  std::uint64_t bytes = 0;
+  bool write_failed = false;
+  auto record = [&](const FetchRecord& r) {
+    std::string j = to_json(r);
+    if (std::fwrite(j.data(), 1, j.size(), out) != j.size() && !write_failed) {
+      write_failed = true;
+      tally.note("cannot write the output: " + std::string(std::strerror(errno)));
+    }
+    if (r.error.empty()) {
+      ++tally.succeeded;
+      ++by_status[r.status];
+    } else {
+      ++tally.failed;
+      ++by_error[r.error];
+      if (r.error == "invalid_url") tally.note(o.input + ":" + std::to_string(r.line) + ": " + r.message);
+    }
+    bytes += r.bytes;
+    input.pending.erase(r.index);
+  };
+  auto lost = [&](const coropool::Error& e, std::uint64_t index) {
+    auto it = input.pending.find(index);
+    if (it == input.pending.end()) return;
+    FetchRecord r;
+    r.index = index;
+    r.line = it->second.line;
+    r.url = it->second.url;
+    r.error = "worker_lost";
+    r.message = e.what();
+    record(r);
+  };
+  for (;;) {
+    try {
+      auto r = stream.get();
+      if (!r) break;
+      record(*r);
+    } catch (const coropool::WorkerLost& e) {
+      lost(e, e.index());
+    } catch (const coropool::RemoteError& e) {
+      lost(e, e.index());
+    } catch (const std::system_error& e) {
+      if (e.code() != asio::error::operation_aborted) throw;
+      ++tally.cancelled;
+    }
+  }
+  tick.cancel();
+  signals.cancel();
+  bool flushed = std::fflush(out) == 0;
+  if (out != stdout) flushed = std::fclose(out) == 0 && flushed;
+  tally.finish();
+  double secs = tally.elapsed();
+  std::string summary = std::to_string(tally.done()) + " URLs, " + std::to_string(tally.succeeded) + " answered, " +
+                        std::to_string(tally.failed) + " failed";
+  char rate[96];
+  std::snprintf(rate, sizeof rate, "; %.2f s, %.0f requests/s, %.1f MiB", secs,
+                secs > 0 ? static_cast<double>(tally.done()) / secs : 0.0, static_cast<double>(bytes) / 1048576.0);
+  summary += rate;
+  if (!by_status.empty()) {
+    summary += "; status";
+    for (auto& [s, n] : by_status) summary += " " + std::to_string(s) + ":" + std::to_string(n);
+  }
+  if (!by_error.empty()) {
+    summary += "; errors";
+    for (auto& [e, n] : by_error) summary += " " + e + ":" + std::to_string(n);
+  }
+  if (input.resumed) summary += "; " + std::to_string(input.resumed) + " recorded before";
+  if (tally.cancelled) summary += "; " + std::to_string(tally.cancelled) + " cancelled";
+  if (interrupted) summary += interrupted == SIGINT ? "; interrupted by SIGINT" : "; interrupted by SIGTERM";
+  tally.note(summary);
+  if (!flushed || write_failed) return 2;
+  if (interrupted) return 130;
+  return tally.failed ? 1 : 0;
+}
+
+}  // namespace coropool::cli

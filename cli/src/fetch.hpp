@@ -1,0 +1,53 @@
+#pragma once
+// `coropool fetch`: a file of URLs fetched across all cores, one JSON record per URL.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace coropool::cli {
+
+struct FetchOptions {
+  std::string input = "-";
+  std::string output;  // empty: stdout
+  unsigned processes = 0;  // 0: the CPU count
+  unsigned concurrency = 64;  // transfers at once per process
+  double timeout_seconds = 30;
+  double connect_timeout_seconds = 10;
+  unsigned retries = 0;
+  std::uint64_t max_size = 0;  // bytes; 0: no limit
+  long max_redirects = 10;
+  std::vector<std::string> headers;
+  std::string method = "GET";
+  std::string user_agent = "coropool/0.1";
+  double rate = 0;        // requests per second over all workers; 0: no limit
+  unsigned per_host = 0;  // connections per host over all workers; 0: no limit
+  std::string save_dir;
+  bool keep_order = false;
+  bool resume = false;
+  int progress = 2;   // 2: when stderr is a terminal; 1 on; 0 or below off
+  std::string shard;  // "K/N"
+  unsigned shards = 0;  // with JOB_COMPLETION_INDEX (Kubernetes Indexed Job)
+};
+
+// Exit status: 0 when every URL got a response, 1 when some did not, 2 for a usage or input
+// error, 130 when interrupted by SIGINT or SIGTERM.
+int fetch_main(const FetchOptions& options);
+
+// Which shard of how many this run is: from --shard K/N, else from a Slurm array
+// (SLURM_ARRAY_TASK_ID/MIN/STEP/COUNT), else from JOB_COMPLETION_INDEX with --shards N.
+// {0, 1} when none applies; nullopt (with a message on stderr) when they are malformed.
+struct Shard {
+  unsigned index = 0, count = 1;
+};
+std::optional<Shard> pick_shard(const std::string& flag, unsigned shards);
+
+// The JSON string literal of arbitrary bytes (invalid UTF-8 bytes become \u00XX).
+std::string json_string(std::string_view bytes);
+
+// Whether `line` is a URL we fetch; otherwise why not.
+std::optional<std::string> url_problem(std::string_view line);
+
+}  // namespace coropool::cli
