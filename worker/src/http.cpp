@@ -113,11 +113,38 @@ struct Transfer {
   CURL* easy = nullptr;
   HttpOptions opts;
   HttpResult result;
-  curl_slist* headers = nullptr;
   bool too_large = false;
   char errbuf[CURL_ERROR_SIZE] = {};
   std::unique_ptr<Completion> done;  // set while the transfer is in the multi handle
-  ~Transfer() {
+};
+
+// What an easy handle was set up with (all but the per-transfer options).
+struct EasySetup {
+  bool configured = false;
+  HttpOptions opts;  // without body and sinks
+  bool https = false;
+  curl_slist* headers = nullptr;
+
+  bool matches(const HttpOptions& o, bool for_https) const {
+    return configured && https == for_https && opts.method == o.method && opts.headers == o.headers &&
+           opts.timeout == o.timeout && opts.connect_timeout == o.connect_timeout && opts.max_size == o.max_size &&
+           opts.max_redirects == o.max_redirects && opts.user_agent == o.user_agent;
+  }
+  void assign(const HttpOptions& o, bool for_https) {
+    configured = true;
+    https = for_https;
+    opts.method = o.method;
+    opts.headers = o.headers;
+    opts.timeout = o.timeout;
+    opts.connect_timeout = o.connect_timeout;
+    opts.max_size = o.max_size;
+    opts.max_redirects = o.max_redirects;
+    opts.user_agent = o.user_agent;
+    if (headers) curl_slist_free_all(headers);
+    headers = nullptr;
+    for (const auto& h : o.headers) headers = curl_slist_append(headers, h.c_str());
+  }
+  ~EasySetup() {
     if (headers) curl_slist_free_all(headers);
   }
 };
@@ -129,11 +156,16 @@ struct HttpClient::Impl {
   asio::steady_timer timer;
   std::unordered_map<curl_socket_t, std::shared_ptr<Sock>> socks;
   std::vector<CURL*> idle;  // easy handles kept for reuse
+  std::unordered_map<CURL*, EasySetup> setups;
   std::size_t active = 0;
+  bool kick_posted = false;
+  bool proxy_from_env = false;  // any *_proxy variable set: leave curl's proxy lookup on
   std::shared_ptr<int> alive = std::make_shared<int>(0);  // handlers check it before touching *this
 
   Impl(asio::any_io_executor e, HttpClientOptions o) : ex(std::move(e)), options(o), timer(ex) {
     global_init();
+    for (const char* v : {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"})
+      if (const char* val = std::getenv(v); val && *val) proxy_from_env = true;
     multi = curl_multi_init();
     if (!multi) throw std::runtime_error("coropool: curl_multi_init failed");
     curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, &Impl::on_socket);
@@ -152,6 +184,7 @@ struct HttpClient::Impl {
     alive.reset();
     curl_multi_cleanup(multi);  // closes cached connections through on_close
     for (CURL* e : idle) curl_easy_cleanup(e);
+    setups.clear();
     for (auto& [fd, s] : socks) s->gone = true;
   }
 
@@ -187,6 +220,19 @@ struct HttpClient::Impl {
     auto* self = static_cast<Impl*>(userp);
     if (ms < 0) {
       self->timer.cancel();
+      return 0;
+    }
+    if (ms == 0) {
+      // "Now" (every new transfer asks for it): one posted call serves them all, and no timer
+      // syscall. A later timer still pending only makes one extra, harmless, call.
+      if (!self->kick_posted) {
+        self->kick_posted = true;
+        asio::post(self->ex, [self, alive = std::weak_ptr<int>(self->alive)] {
+          if (alive.expired()) return;
+          self->kick_posted = false;
+          self->action(CURL_SOCKET_TIMEOUT, 0);
+        });
+      }
       return 0;
     }
     self->timer.expires_after(std::chrono::milliseconds(ms));
@@ -317,6 +363,33 @@ struct HttpClient::Impl {
     return len;
   }
 
+  // The options that stay with an easy handle from one transfer to the next.
+  void configure(CURL* e, const EasySetup& setup) {
+    const HttpOptions& o = setup.opts;
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &Impl::on_body);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, &Impl::on_open);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, this);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, &Impl::on_close);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, this);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, o.max_redirects > 0 ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, o.max_redirects);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(o.timeout.count()));
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(o.connect_timeout.count()));
+    curl_easy_setopt(e, CURLOPT_USERAGENT, o.user_agent.c_str());
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, options.buffer_size);
+    if (!proxy_from_env) curl_easy_setopt(e, CURLOPT_PROXY, "");  // no per-transfer getenv
+    if (o.max_size) curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(o.max_size));
+    if (setup.headers) curl_easy_setopt(e, CURLOPT_HTTPHEADER, setup.headers);
+    if (o.method == "HEAD")
+      curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    else if (o.method != "GET" && o.method != "POST")
+      curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, o.method.c_str());
+    if (setup.https) curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+  }
+
   template <class Handler>
   void start(Transfer& t, const std::string& url, Handler handler) {
     auto done = std::make_unique<CompletionFor<Handler>>(std::move(handler), ex);
@@ -330,7 +403,6 @@ struct HttpClient::Impl {
     if (!idle.empty()) {
       e = idle.back();
       idle.pop_back();
-      curl_easy_reset(e);
     } else {
       e = curl_easy_init();
     }
@@ -342,37 +414,23 @@ struct HttpClient::Impl {
     }
     t.easy = e;
     const HttpOptions& o = t.opts;
+    bool https = url.size() > 8 && (url[4] == 's' || url[4] == 'S');
+    // A reused handle keeps its setup when the options are the same: only what belongs to
+    // this transfer is set again (resetting and re-parsing every option is measurable).
+    EasySetup& setup = setups[e];
+    if (!setup.matches(o, https)) {
+      curl_easy_reset(e);
+      setup.assign(o, https);
+      configure(e, setup);
+    }
     curl_easy_setopt(e, CURLOPT_URL, url.c_str());
     curl_easy_setopt(e, CURLOPT_PRIVATE, &t);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t.errbuf);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &Impl::on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, &t);
-    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, &Impl::on_open);
-    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, this);
-    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, &Impl::on_close);
-    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, this);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, o.max_redirects > 0 ? 1L : 0L);
-    curl_easy_setopt(e, CURLOPT_MAXREDIRS, o.max_redirects);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(o.timeout.count()));
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(o.connect_timeout.count()));
-    curl_easy_setopt(e, CURLOPT_USERAGENT, o.user_agent.c_str());
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, options.buffer_size);
-    if (o.max_size) curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(o.max_size));
-    for (const auto& h : o.headers) t.headers = curl_slist_append(t.headers, h.c_str());
-    if (t.headers) curl_easy_setopt(e, CURLOPT_HTTPHEADER, t.headers);
-    if (o.method == "HEAD") {
-      curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-    } else if (o.method != "GET" || !o.body.empty()) {
-      if (o.method != "POST") curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, o.method.c_str());
-      if (!o.body.empty() || o.method == "POST") {
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(o.body.size()));
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, o.body.data());
-      }
+    if (o.method != "GET" && o.method != "HEAD" && (!o.body.empty() || o.method == "POST")) {
+      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(o.body.size()));
+      curl_easy_setopt(e, CURLOPT_POSTFIELDS, o.body.data());
     }
-    if (url.size() > 8 && (url[4] == 's' || url[4] == 'S')) curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
 
     auto slot = asio::get_associated_cancellation_slot(done->handler);
     t.done = std::move(done);
