@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# End-to-end checks of `coropool fetch` against the project's loopback test server.
+# Usage: fetch_test.sh PATH/TO/coropool PATH/TO/http_server.py
+set -u
+bin=$1
+server_py=$2
+dir=$(mktemp -d)
+exec 5< <(exec python3 "$server_py" 0)  # the server, read for its port
+server=$!
+read -r -t 20 _ port <&5
+trap 'kill "$server" 2>/dev/null; rm -rf "$dir"' EXIT
+base="http://127.0.0.1:$port"
+fails=0
+passes=0
+check() {  # check NAME CONDITION...
+  local name=$1
+  shift
+  if "$@"; then echo "ok   $name"; passes=$((passes + 1)); else echo "FAIL $name"; fails=$((fails + 1)); fi
+}
+field() { python3 -c 'import json,sys; [print(json.loads(l).get(sys.argv[1])) for l in sys.stdin]' "$1"; }
+errcode() { python3 -c 'import json,sys; [print((json.loads(l)["error"] or {}).get("code")) for l in sys.stdin]'; }
+
+# Statuses, redirects, bad lines: one record per line that is not blank or a comment.
+{ echo "$base/text/a"; echo; echo "# a comment"; echo "$base/status/404"; echo "ftp://example.org/x"
+  printf '%s\x00x\n' "$base/nul"; printf '%s/\xff\xfe\n' "$base"; echo "$base/$(head -c 9000 /dev/zero | tr '\0' a)"
+  echo "$base/redirect/2"; echo "$base/redirect-to?url=ftp://127.0.0.1/x"; echo "http://127.0.0.1:1/refused"
+  echo "$base/bytes/5000"; } > "$dir/urls.txt"
+"$bin" fetch -k --max-size 4000 "$dir/urls.txt" > "$dir/out.jsonl" 2> "$dir/err.txt"
+rc=$?
+check "exit 1 when some URLs failed" test "$rc" -eq 1
+check "one valid JSON record per URL line" test "$(field line < "$dir/out.jsonl" | tr '\n' ,)" = "1,4,5,6,7,8,9,10,11,12,"
+check "statuses" test "$(field status < "$dir/out.jsonl" | tr '\n' ,)" = "200,404,None,None,None,None,200,302,None,200,"
+check "error codes" test "$(errcode < "$dir/out.jsonl" | tr '\n' ,)" = \
+  "None,None,invalid_url,invalid_url,invalid_url,invalid_url,None,bad_redirect,connect,too_large,"
+check "redirects end at the final URL" test "$(sed -n 7p "$dir/out.jsonl" | field final_url)" = "$base/redirect/0"
+check "bad lines are named by file and line" grep -q "urls.txt:6: holds a NUL byte" "$dir/err.txt"
+check "a summary on stderr" grep -q "10 URLs, 3 answered, 7 failed" "$dir/err.txt"
+
+printf '%s\n' "$base/text/1" "$base/status/500" | "$bin" fetch - > "$dir/ok.jsonl" 2>/dev/null
+check "a 500 is a response: exit 0" test $? -eq 0
+"$bin" fetch "$dir/missing.txt" 2> "$dir/e2.txt"
+check "a missing input is exit 2" test $? -eq 2
+check "naming it" grep -q "missing.txt" "$dir/e2.txt"
+"$bin" fetch -o /nonexistent-dir/out.jsonl "$dir/urls.txt" 2> "$dir/e3.txt"
+check "an unwritable output is exit 2" test $? -eq 2
+check "naming it" grep -q "/nonexistent-dir/out.jsonl" "$dir/e3.txt"
+
+# Retries honour Retry-After: two 503s with Retry-After: 1, then 200.
+t0=$(date +%s.%N)
+echo "$base/flaky/r1/2/1" | "$bin" fetch --retries 3 - > "$dir/retry.jsonl" 2>/dev/null
+t1=$(date +%s.%N)
+check "retried until it succeeded" test "$(field status < "$dir/retry.jsonl"),$(field attempts < "$dir/retry.jsonl")" = "200,3"
+check "waiting Retry-After (1 s) before each retry" test "$(echo "$t1 - $t0 >= 1.9" | bc -l)" -eq 1
+echo "$base/flaky/r2/5/0" | "$bin" fetch --retries 1 - > "$dir/retry2.jsonl" 2>/dev/null
+check "and gives up after --retries" test "$(field status < "$dir/retry2.jsonl"),$(field attempts < "$dir/retry2.jsonl")" = "503,2"
+
+# Timeouts and slow drips are records too.
+printf '%s\n' "$base/delay/3000" "$base/drip/50/100" | "$bin" fetch --timeout 0.5 - > "$dir/slow.jsonl" 2>/dev/null
+check "timeouts and slow drips" test "$(errcode < "$dir/slow.jsonl" | sort | tr '\n' ,)" = "timeout,timeout,"
+
+# Shards: disjoint, and together they cover the input.
+for i in $(seq 1 30); do echo "$base/seen/s$i"; done > "$dir/shard.txt"
+for k in 0 1 2; do "$bin" fetch --shard "$k/3" "$dir/shard.txt" 2>/dev/null | field line; done | sort -n > "$dir/shards"
+check "--shard K/N: disjoint and covering" test "$(uniq "$dir/shards" | wc -l),$(wc -l < "$dir/shards")" = "30,30"
+SLURM_ARRAY_TASK_ID=5 SLURM_ARRAY_TASK_MIN=4 SLURM_ARRAY_TASK_STEP=1 SLURM_ARRAY_TASK_COUNT=3 \
+  "$bin" fetch "$dir/shard.txt" 2>/dev/null | field line | sort -n > "$dir/slurm"
+"$bin" fetch --shard 1/3 "$dir/shard.txt" 2>/dev/null | field line | sort -n > "$dir/shard1"
+check "a Slurm array task picks its shard" cmp -s "$dir/slurm" "$dir/shard1"
+JOB_COMPLETION_INDEX=1 "$bin" fetch --shards 3 "$dir/shard.txt" 2>/dev/null | field line | sort -n > "$dir/k8s"
+check "a Kubernetes Indexed Job picks its shard" cmp -s "$dir/k8s" "$dir/shard1"
+"$bin" fetch --shard 3/3 "$dir/shard.txt" 2>/dev/null
+check "a bad --shard is a usage error" test $? -eq 2
+
+# SIGKILL mid-run, then --resume: every line recorded exactly once.
+for i in $(seq 1 40); do echo "$base/delay/500?i=$i"; done > "$dir/resume.txt"
+"$bin" fetch -j 1 -c 4 -o "$dir/resume.jsonl" "$dir/resume.txt" 2>/dev/null &
+pid=$!
+timeout 20 tail -n +1 -F "$dir/resume.jsonl" 2>/dev/null | head -n 5 > /dev/null
+kill -KILL "$pid"
+wait "$pid" 2>/dev/null
+before=$(grep -c . "$dir/resume.jsonl")
+"$bin" fetch --resume -o "$dir/resume.jsonl" "$dir/resume.txt" 2> "$dir/resume_err.txt"
+check "killed mid-run: some but not all were recorded" test "$before" -ge 5 -a "$before" -lt 40
+check "--resume records every line exactly once" test "$(field line < "$dir/resume.jsonl" | sort -n | uniq | wc -l),$(wc -l < "$dir/resume.jsonl")" = "40,40"
+
+# SIGINT: exit 130, only whole records, no worker left behind.
+for i in $(seq 1 40); do echo "$base/delay/2000?i=$i"; done > "$dir/int.txt"
+echo "$base/text/first" | cat - "$dir/int.txt" > "$dir/int2.txt"
+"$bin" fetch -k -j 2 -c 2 -o "$dir/int.jsonl" "$dir/int2.txt" 2>/dev/null &
+pid=$!
+timeout 20 tail -n +1 -F "$dir/int.jsonl" 2>/dev/null | head -n 1 > /dev/null
+descendants() { local c; for c in $(pgrep -P "$1"); do echo "$c"; descendants "$c"; done; }
+workers=$(descendants "$pid")
+kill -INT "$pid"
+wait "$pid"
+check "SIGINT: exit 130" test $? -eq 130
+check "SIGINT: only whole records" python3 -c "import json; [json.loads(l) for l in open('$dir/int.jsonl')]"
+# Gone, or a zombie waiting for its reaper: bounded by 10 s, checked every 50 ms.
+alive() { [ -e "/proc/$1/stat" ] && ! awk '{exit $3 == "Z" ? 0 : 1}' "/proc/$1/stat" 2>/dev/null; }
+left=0
+for w in $workers; do
+  for ((t = 0; t < 200; t++)); do alive "$w" || break; sleep 0.05; done
+  alive "$w" && left=$((left + 1))
+done
+check "SIGINT: its workers were found" test -n "$workers"
+check "SIGINT: no worker left" test "$left" -eq 0
+
+echo "$passes passed, $fails failed"
+test "$fails" -eq 0
