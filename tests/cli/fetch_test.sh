@@ -2,7 +2,8 @@
 # End-to-end checks of `coropool fetch` against the project's loopback test server.
 # Usage: fetch_test.sh PATH/TO/coropool PATH/TO/http_server.py
 set -u
-bin=$1
+bin=$(readlink -f "$1")
+here=$(cd "$(dirname "$0")" && pwd)
 server_py=$2
 dir=$(mktemp -d)
 exec 5< <(exec python3 "$server_py" 0)  # the server, read for its port
@@ -68,6 +69,11 @@ SLURM_ARRAY_TASK_ID=5 SLURM_ARRAY_TASK_MIN=4 SLURM_ARRAY_TASK_STEP=1 SLURM_ARRAY
 check "a Slurm array task picks its shard" cmp -s "$dir/slurm" "$dir/shard1"
 JOB_COMPLETION_INDEX=1 "$bin" fetch --shards 3 "$dir/shard.txt" 2>/dev/null | field line | sort -n > "$dir/k8s"
 check "a Kubernetes Indexed Job picks its shard" cmp -s "$dir/k8s" "$dir/shard1"
+(cd "$dir" && PATH="$(dirname "$bin"):$PATH" SLURM_ARRAY_JOB_ID=77 SLURM_ARRAY_TASK_ID=1 \
+  SLURM_ARRAY_TASK_MIN=0 SLURM_ARRAY_TASK_STEP=1 SLURM_ARRAY_TASK_COUNT=3 \
+  bash "$here/../../examples/scale-out/fetch-array.sbatch" shard.txt 2>/dev/null)
+check "the example sbatch script fetches its shard" \
+  test "$(field line < "$dir/records-77-1.jsonl" | sort -n | tr '\n' ,)" = "$(tr '\n' , < "$dir/shard1")"
 "$bin" fetch --shard 3/3 "$dir/shard.txt" 2>/dev/null
 check "a bad --shard is a usage error" test $? -eq 2
 
