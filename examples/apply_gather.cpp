@@ -7,10 +7,10 @@
 
 #include <asio/experimental/deferred.hpp>
 
+#include <unistd.h>
 #include <cstdio>
 #include <stdexcept>
 #include <string>
-#include <unistd.h>
 
 asio::awaitable<int> twice(int x) { co_return 2 * x; }
 

@@ -7,7 +7,10 @@
 #include <numeric>
 #include <vector>
 
-asio::awaitable<long> square(long x) { co_return x * x; }
+asio::awaitable<long> square(long x) {
+  long y = x * x;
+  co_return y;
+}
 
 int main() {
   coropool::Pool pool;  // one worker per usable CPU

@@ -2,13 +2,13 @@
 
 #include <coropool/coropool.hpp>
 
+#include <gtest/gtest.h>
 #include <asio/bind_cancellation_slot.hpp>
-#include <asio/experimental/deferred.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
+#include <asio/experimental/deferred.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
-#include <gtest/gtest.h>
 
 #include <chrono>
 #include <csignal>
@@ -50,8 +50,7 @@ TEST(Cancel, ACancelledApplyStopsItsCoroutineInTheWorker) {
     auto ex = co_await asio::this_coro::executor;
     asio::cancellation_signal signal;
     asio::steady_timer done(ex, 10s);  // cancelled by the completion; expiry is a hang guard
-    pool.async_apply(sleep_for_an_hour, 1,
-                     asio::bind_cancellation_slot(signal.slot(), [&](std::exception_ptr e, int) {
+    pool.async_apply(sleep_for_an_hour, 1, asio::bind_cancellation_slot(signal.slot(), [&](std::exception_ptr e, int) {
                        try {
                          if (e) std::rethrow_exception(e);
                        } catch (const std::system_error& se) {
@@ -74,7 +73,8 @@ TEST(Cancel, AwaitableOperatorsCancelTheLosingApply) {
   coropool::Pool pool({.processes = 1, .child_concurrency = 1});
   bool next_ran = pool.run([&]() -> asio::awaitable<bool> {
     asio::steady_timer t(co_await asio::this_coro::executor, 50ms);
-    auto r = co_await (pool.async_apply(sleep_for_an_hour, 1, asio::use_awaitable) || t.async_wait(asio::use_awaitable));
+    auto r =
+        co_await (pool.async_apply(sleep_for_an_hour, 1, asio::use_awaitable) || t.async_wait(asio::use_awaitable));
     EXPECT_EQ(r.index(), 1u);  // the timer won
     co_return co_await within(pool.async_apply(twice, 2, asio::use_awaitable), 5s);
   }());

@@ -96,7 +96,8 @@ TEST(Codec, RandomBytesNeverCrash) {
     std::string junk(rng() % 64, '\0');
     for (auto& c : junk) c = static_cast<char>(rng());
     try {
-      (void)decode_all<std::tuple<std::string, std::vector<Point>, std::map<int, std::string>>>(junk.data(), junk.size());
+      (void)decode_all<std::tuple<std::string, std::vector<Point>, std::map<int, std::string>>>(junk.data(),
+                                                                                                junk.size());
     } catch (const DecodeError&) {
       ++rejected;
     }

@@ -2,11 +2,11 @@
 
 #include "coropool/worker/command.hpp"
 
+#include <gtest/gtest.h>
 #include <asio/co_spawn.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
-#include <gtest/gtest.h>
 
 #include <cerrno>
 #include <csignal>
@@ -96,12 +96,17 @@ TEST(Command, CancellingTheJobKillsTheCommand) {
   asio::io_context io;
   bool cancelled = false;
   auto start = std::chrono::steady_clock::now();
-  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-    using namespace asio::experimental::awaitable_operators;
-    asio::steady_timer t(co_await asio::this_coro::executor, 100ms);
-    auto r = co_await (run_command("sleep 30") || t.async_wait(asio::use_awaitable));
-    cancelled = r.index() == 1;
-  }, [](std::exception_ptr e) { if (e) std::rethrow_exception(e); });
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        using namespace asio::experimental::awaitable_operators;
+        asio::steady_timer t(co_await asio::this_coro::executor, 100ms);
+        auto r = co_await (run_command("sleep 30") || t.async_wait(asio::use_awaitable));
+        cancelled = r.index() == 1;
+      },
+      [](std::exception_ptr e) {
+        if (e) std::rethrow_exception(e);
+      });
   io.run_for(30s);
   EXPECT_TRUE(cancelled);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);

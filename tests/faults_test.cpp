@@ -4,25 +4,25 @@
 
 #include "beacon.hpp"
 
-#include <asio/posix/stream_descriptor.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/redirect_error.hpp>
-#include <asio/this_coro.hpp>
 #include <gtest/gtest.h>
+#include <asio/posix/stream_descriptor.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
 
-#include <cerrno>
 #include <fcntl.h>
-#include <filesystem>
-#include <csignal>
-#include <cstdio>
 #include <poll.h>
-#include <ranges>
-#include <set>
 #include <spawn.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <thread>
 #include <unistd.h>
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <ranges>
+#include <set>
+#include <thread>
 
 extern char** environ;
 
@@ -69,16 +69,17 @@ bool wait_gone(pid_t pid, std::chrono::milliseconds limit) {
 // distinct workers are dead; join() waits for that and gives the last pid killed.
 class Killer {
  public:
-  Killer(Beacon& beacon, int count) : thread_([this, &beacon, count] {
-      std::set<pid_t> dead;
-      while (static_cast<int>(dead.size()) < count) {
-        pid_t p = beacon.wait();
-        if (p <= 0) return;
-        if (!dead.insert(p).second) continue;
-        killed_ = p;
-        ::kill(p, SIGKILL);
-      }
-    }) {}
+  Killer(Beacon& beacon, int count)
+      : thread_([this, &beacon, count] {
+          std::set<pid_t> dead;
+          while (static_cast<int>(dead.size()) < count) {
+            pid_t p = beacon.wait();
+            if (p <= 0) return;
+            if (!dead.insert(p).second) continue;
+            killed_ = p;
+            ::kill(p, SIGKILL);
+          }
+        }) {}
   ~Killer() { join(); }
   pid_t join() {
     if (thread_.joinable()) thread_.join();

@@ -5,15 +5,15 @@
 
 #include <coropool/coropool.hpp>
 
+#include <gtest/gtest.h>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
-#include <asio/redirect_error.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/io_context.hpp>
+#include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
-#include <gtest/gtest.h>
 
 #include <chrono>
 #include <string>
@@ -134,10 +134,13 @@ TEST_F(Http, ManyAtOnceOnOneLoop) {
     std::size_t left = results.size();
     asio::steady_timer all_done(ex, 60s);
     for (std::size_t i = 0; i < results.size(); ++i) {
-      asio::co_spawn(ex, [&, i]() -> asio::awaitable<void> {
-        results[i] = co_await c.get(server.url("/seen/many"));
-        if (--left == 0) all_done.cancel();
-      }, asio::detached);
+      asio::co_spawn(
+          ex,
+          [&, i]() -> asio::awaitable<void> {
+            results[i] = co_await c.get(server.url("/seen/many"));
+            if (--left == 0) all_done.cancel();
+          },
+          asio::detached);
     }
     std::error_code ec;
     co_await all_done.async_wait(asio::redirect_error(asio::use_awaitable, ec));

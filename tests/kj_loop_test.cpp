@@ -1,11 +1,11 @@
 // The KJ loop nested in Asio, and the KJ stream over an Asio socket.
 
-#include "coropool/ipc/asio_stream.hpp"
 #include "coropool/ipc/kj_loop.hpp"
+#include "coropool/ipc/asio_stream.hpp"
 
+#include <gtest/gtest.h>
 #include <asio/io_context.hpp>
 #include <asio/local/connect_pair.hpp>
-#include <gtest/gtest.h>
 
 #include <string>
 
@@ -19,7 +19,7 @@ TEST(KjLoop, RunsKjWorkFromAsio) {
   KjLoop loop(io.get_executor());
   bool ran = false;
   loop.add_task(kj::evalLater([&] { ran = true; }));
-  EXPECT_FALSE(ran);  // not done yet: only Asio runs KJ
+  EXPECT_FALSE(ran);                    // not done yet: only Asio runs KJ
   io.run_for(std::chrono::seconds(5));  // hang guard; returns as soon as KJ is idle
   EXPECT_TRUE(ran);
 }
@@ -29,7 +29,9 @@ TEST(KjLoop, WorkAfterADroppedEventStillRuns) {
   // still hear about the next piece of work.
   asio::io_context io;
   KjLoop loop(io.get_executor());
-  { auto dropped = kj::evalLater([] {}).eagerlyEvaluate(nullptr); }
+  {
+    auto dropped = kj::evalLater([] {}).eagerlyEvaluate(nullptr);
+  }
   io.run_for(std::chrono::seconds(5));
   bool ran = false;
   loop.add_task(kj::evalLater([&] { ran = true; }));

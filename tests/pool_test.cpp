@@ -4,14 +4,15 @@
 
 #include "beacon.hpp"
 
+#include <gtest/gtest.h>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/experimental/deferred.hpp>
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_future.hpp>
-#include <gtest/gtest.h>
 
+#include <unistd.h>
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -19,7 +20,6 @@
 #include <ranges>
 #include <stdexcept>
 #include <string>
-#include <unistd.h>
 #include <thread>
 #include <vector>
 
@@ -388,9 +388,9 @@ TEST(PoolLifetime, SharesTheCallersIoContext) {
   asio::io_context io;
   coropool::Pool pool(io.get_executor(), {.processes = 2});
   int result = 0;
-  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-    result = co_await pool.async_apply(twice, 21, asio::use_awaitable);
-  }, [&](std::exception_ptr) { io.stop(); });
+  asio::co_spawn(
+      io, [&]() -> asio::awaitable<void> { result = co_await pool.async_apply(twice, 21, asio::use_awaitable); },
+      [&](std::exception_ptr) { io.stop(); });
   io.run_for(10s);  // hang guard; the coroutine's end stops the loop
   EXPECT_EQ(result, 42);
   // Blocking calls drive the same io_context when made outside of it.
@@ -521,6 +521,56 @@ TEST(PoolErrors, AResultThatDoesNotDecodeFailsItsJobByName) {
   EXPECT_NE(error.find("make_picky"), std::string::npos) << error;
   EXPECT_NE(error.find("#1"), std::string::npos) << error;
   EXPECT_NE(error.find("does not decode"), std::string::npos) << error;
+}
+
+}  // namespace
+
+namespace {
+
+TEST(PoolStats, CountsLoadAndLatency) {
+  coropool::Pool pool({.processes = 2});
+  auto zero = pool.stats();
+  EXPECT_EQ(zero.submitted, 0u);
+  EXPECT_EQ(zero.workers.size(), 2u);
+  std::vector<int> xs(1000, 1);
+  pool.map(twice, xs);
+  EXPECT_THROW(pool.map(explode_on_7, std::vector<int>{1, 7, 3}), coropool::RemoteError);
+  auto st = pool.stats();
+  EXPECT_EQ(st.submitted, 1003u);
+  EXPECT_EQ(st.done, 1002u);
+  EXPECT_EQ(st.failed, 1u);
+  EXPECT_EQ(st.in_flight, 0u);
+  std::uint64_t sent = 0;
+  for (auto& w : st.workers) sent += w.sent;
+  EXPECT_EQ(sent, 1003u);
+  EXPECT_GT(st.latency_max.count(), 0);
+  EXPECT_LE(st.latency_p50, st.latency_p90);
+  EXPECT_LE(st.latency_p90, st.latency_p99);
+  EXPECT_LE(st.latency_p99, st.latency_max);
+}
+
+TEST(PoolProgress, ReportedOnTheLoopAtABoundedRateAndAtTheEnd) {
+  coropool::Pool pool({.processes = 2, .child_concurrency = 8});
+  std::vector<coropool::Progress> seen;
+  auto loop_thread = std::this_thread::get_id();
+  bool on_loop = true;
+  auto start = std::chrono::steady_clock::now();
+  auto out = pool.with({.on_progress =
+                            [&](const coropool::Progress& p) {
+                              on_loop = on_loop && std::this_thread::get_id() == loop_thread;
+                              seen.push_back(p);
+                            },
+                        .progress_interval = 100ms})
+                 .map(wait_200ms, std::vector<int>(48, 1));
+  auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_EQ(out.size(), 48u);
+  ASSERT_FALSE(seen.empty());
+  EXPECT_TRUE(on_loop);
+  EXPECT_EQ(seen.back().done, 48u);  // the last report is the end
+  EXPECT_EQ(seen.back().submitted, 48u);
+  for (std::size_t i = 1; i < seen.size(); ++i) EXPECT_GT(seen[i].done, seen[i - 1].done);
+  // At most one per 100 ms, plus the final one.
+  EXPECT_LE(seen.size(), static_cast<std::size_t>(took / 100ms) + 2);
 }
 
 }  // namespace

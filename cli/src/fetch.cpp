@@ -12,6 +12,8 @@
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 
+#include <sys/mman.h>
+#include <unistd.h>
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -25,8 +27,6 @@
 #include <map>
 #include <random>
 #include <ranges>
-#include <sys/mman.h>
-#include <unistd.h>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -50,8 +50,8 @@ struct FetchRecord {
   std::string error, message;
 };
 auto coropool_fields(FetchRecord& r) {
-  return std::tie(r.index, r.line, r.url, r.final_url, r.content_type, r.file, r.status, r.bytes, r.time_ms,
-                  r.attempts, r.error, r.message);
+  return std::tie(r.index, r.line, r.url, r.final_url, r.content_type, r.file, r.status, r.bytes, r.time_ms, r.attempts,
+                  r.error, r.message);
 }
 
 namespace {
@@ -267,7 +267,11 @@ bool valid_utf8(std::string_view s) {
   std::size_t i = 0;
   while (i < s.size()) {
     auto c = static_cast<unsigned char>(s[i]);
-    std::size_t len = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    std::size_t len = c < 0x80                 ? 1
+                      : c >= 0xc2 && c <= 0xdf ? 2
+                      : c >= 0xe0 && c <= 0xef ? 3
+                      : c >= 0xf0 && c <= 0xf4 ? 4
+                                               : 0;
     if (len == 0 || i + len > s.size()) return false;
     for (std::size_t k = 1; k < len; ++k)
       if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80) return false;
@@ -313,8 +317,8 @@ std::optional<Shard> pick_shard(const std::string& flag, unsigned shards) {
     const char* min_s = std::getenv("SLURM_ARRAY_TASK_MIN");
     const char* step_s = std::getenv("SLURM_ARRAY_TASK_STEP");
     if (!number(id, task) || !number(std::getenv("SLURM_ARRAY_TASK_COUNT"), count) || count < 1 ||
-        (min_s && !number(min_s, min)) || (step_s && !number(step_s, step)) || step < 1 ||
-        (task - min) % step != 0 || (task - min) / step < 0 || (task - min) / step >= count) {
+        (min_s && !number(min_s, min)) || (step_s && !number(step_s, step)) || step < 1 || (task - min) % step != 0 ||
+        (task - min) / step < 0 || (task - min) / step >= count) {
       std::fprintf(stderr, "coropool fetch: the SLURM_ARRAY_TASK_* variables do not make a shard\n");
       return std::nullopt;
     }
@@ -482,8 +486,9 @@ int fetch_main(const FetchOptions& o) {
   Progress tally("fetch", o.progress == 2 ? ::isatty(2) != 0 : o.progress > 0);
   if (tally.enabled()) {
     auto n = count_lines(o.input, [](const std::string& l) { return !skipped_line(l); });
-    if (n) tally.total = (*n + shard->count - 1 - shard->index) / shard->count - std::min<std::uint64_t>(
-                                                                                     done_before.size(), *n);
+    if (n)
+      tally.total =
+          (*n + shard->count - 1 - shard->index) / shard->count - std::min<std::uint64_t>(done_before.size(), *n);
   }
 
   // Everything the workers need is in place before the pool forks them.

@@ -11,8 +11,8 @@ namespace coropool::cli {
 
 struct FetchOptions {
   std::string input = "-";
-  std::string output;  // empty: stdout
-  unsigned processes = 0;  // 0: the CPU count
+  std::string output;         // empty: stdout
+  unsigned processes = 0;     // 0: the CPU count
   unsigned concurrency = 64;  // transfers at once per process
   double timeout_seconds = 30;
   double connect_timeout_seconds = 10;
@@ -27,8 +27,8 @@ struct FetchOptions {
   std::string save_dir;
   bool keep_order = false;
   bool resume = false;
-  int progress = 2;   // 2: when stderr is a terminal; 1 on; 0 or below off
-  std::string shard;  // "K/N"
+  int progress = 2;     // 2: when stderr is a terminal; 1 on; 0 or below off
+  std::string shard;    // "K/N"
   unsigned shards = 0;  // with JOB_COMPLETION_INDEX (Kubernetes Indexed Job)
 };
 

@@ -13,20 +13,20 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
 
   coropool::cli::RunOptions run;
-  auto* cmd = app.add_subcommand(
-      "run",
-      "Run each line of FILE (or stdin) as a shell command, across all cores:\n"
-      "  coropool run [OPTIONS] [FILE]\n"
-      "  coropool run [OPTIONS] -a ARGFILE -- TEMPLATE...\n"
-      "TEMPLATE takes GNU parallel's replacement strings: {} the argument, {.} without its\n"
-      "extension, {/} its basename, {//} its directory, {/.} basename without extension,\n"
-      "{#} the job number, {%} the job slot; with none of them, \" {}\" is appended.\n"
-      "Blank lines are skipped. Each job gets COROPOOL_SEQ and COROPOOL_SLOT in its environment,\n"
-      "runs in a process group of its own with stdin from /dev/null, and its output is printed\n"
-      "whole when it ends (or line by line with --line-buffer).\n"
-      "Exit status: 0 if every job succeeded; else the number of failed jobs (at most 101);\n"
-      "2 for a usage or input error; 130 when interrupted by SIGINT or SIGTERM (the running\n"
-      "jobs are killed, the joblog keeps what finished, and --resume runs the rest).");
+  auto* cmd =
+      app.add_subcommand("run",
+                         "Run each line of FILE (or stdin) as a shell command, across all cores:\n"
+                         "  coropool run [OPTIONS] [FILE]\n"
+                         "  coropool run [OPTIONS] -a ARGFILE -- TEMPLATE...\n"
+                         "TEMPLATE takes GNU parallel's replacement strings: {} the argument, {.} without its\n"
+                         "extension, {/} its basename, {//} its directory, {/.} basename without extension,\n"
+                         "{#} the job number, {%} the job slot; with none of them, \" {}\" is appended.\n"
+                         "Blank lines are skipped. Each job gets COROPOOL_SEQ and COROPOOL_SLOT in its environment,\n"
+                         "runs in a process group of its own with stdin from /dev/null, and its output is printed\n"
+                         "whole when it ends (or line by line with --line-buffer).\n"
+                         "Exit status: 0 if every job succeeded; else the number of failed jobs (at most 101);\n"
+                         "2 for a usage or input error; 130 when interrupted by SIGINT or SIGTERM (the running\n"
+                         "jobs are killed, the joblog keeps what finished, and --resume runs the rest).");
   cmd->add_option("file", run.positional, "File of commands, one per line (- or none: stdin); with -a, the template");
   cmd->add_option("-a,--arg-file", run.arg_file, "File of arguments, one per line (- for stdin), for the template");
   cmd->add_option("-j,--jobs", run.jobs, "Job slots in all (default: the CPU count)")->check(CLI::PositiveNumber);

@@ -38,8 +38,8 @@ std::optional<std::uint64_t> count_lines(const std::string& path, Pred counts);
 
 }  // namespace coropool::cli
 
-#include <fstream>
 #include <sys/stat.h>
+#include <fstream>
 
 template <class Pred>
 std::optional<std::uint64_t> coropool::cli::count_lines(const std::string& path, Pred counts) {

@@ -14,6 +14,9 @@
 #include <asio/signal_set.hpp>
 #include <asio/steady_timer.hpp>
 
+#include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <algorithm>
 #include <charconv>
 #include <chrono>
@@ -23,11 +26,8 @@
 #include <fstream>
 #include <iostream>
 #include <optional>
-#include <poll.h>
 #include <ranges>
 #include <string>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -200,8 +200,7 @@ std::optional<Halt> parse_halt(std::string_view s) {
     value.remove_suffix(1);
   }
   auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), h.threshold);
-  if (ec != std::errc() || p != value.data() + value.size() || h.threshold <= 0 ||
-      (h.percent && h.threshold > 100))
+  if (ec != std::errc() || p != value.data() + value.size() || h.threshold <= 0 || (h.percent && h.threshold > 100))
     return std::nullopt;
   return h;
 }
@@ -355,10 +354,8 @@ int run_main(const RunOptions& o) {
   g_slots = &slot_table;
   unsigned procs = worker_count(slots);
   // No prefetch: a job never waits behind a long one while a slot elsewhere is free.
-  coropool::Pool pool({.processes = procs,
-                       .child_concurrency = slots / procs,
-                       .retries_on_worker_loss = o.retries,
-                       .prefetch = 0});
+  coropool::Pool pool(
+      {.processes = procs, .child_concurrency = slots / procs, .retries_on_worker_loss = o.retries, .prefetch = 0});
   // At most 4 jobs per slot wait between the input and the output.
   std::size_t bound = std::size_t{4} * slots;
   auto stream = o.keep_order ? pool.imap(coropool_run_job, JobView(&input), bound)
@@ -398,14 +395,12 @@ int run_main(const RunOptions& o) {
     }
     if (!r.error.empty())
       note(where(r.index) + ": not run: " + r.error);
-    else if (r.timed_out)
-    {
+    else if (r.timed_out) {
       char secs[32];
       std::snprintf(secs, sizeof secs, "%g", o.timeout_seconds);
       note(where(r.index) + ": timed out after " + secs + " s: " + printable(r.command));
     }
-    if (joblog)
-      joblog->write({r.seq, r.start, r.runtime, r.out_bytes, r.exit_code, r.signal, printable(r.command)});
+    if (joblog) joblog->write({r.seq, r.start, r.runtime, r.out_bytes, r.exit_code, r.signal, printable(r.command)});
     (r.exit_code == 0 ? tally.succeeded : tally.failed)++;
     input.pending.erase(r.index);
   };
@@ -413,8 +408,8 @@ int run_main(const RunOptions& o) {
   auto record_error = [&](const coropool::Error& e, std::uint64_t index) {
     note(where(index) + ": " + e.what());
     if (auto it = input.pending.find(index); joblog && it != input.pending.end()) {
-      joblog->write({it->second.seq, epoch_seconds(std::chrono::system_clock::now()), 0, 0, -1, 0,
-                     printable(it->second.text)});
+      joblog->write(
+          {it->second.seq, epoch_seconds(std::chrono::system_clock::now()), 0, 0, -1, 0, printable(it->second.text)});
     }
     ++tally.failed;
     input.pending.erase(index);
@@ -451,7 +446,8 @@ int run_main(const RunOptions& o) {
   double secs = tally.elapsed();
   std::fprintf(stderr, "coropool run: %zu jobs, %zu failed, %.2f s (%.0f jobs/s)", done, tally.failed, secs,
                secs > 0 ? static_cast<double>(done) / secs : 0.0);
-  if (input.skipped) std::fprintf(stderr, ", %llu skipped as done before", static_cast<unsigned long long>(input.skipped));
+  if (input.skipped)
+    std::fprintf(stderr, ", %llu skipped as done before", static_cast<unsigned long long>(input.skipped));
   if (tally.cancelled) std::fprintf(stderr, ", %zu killed", tally.cancelled);
   if (interrupted) std::fprintf(stderr, "; interrupted by %s", interrupted == SIGINT ? "SIGINT" : "SIGTERM");
   std::fputc('\n', stderr);

@@ -2,10 +2,10 @@
 
 #include "coropool/ipc/sys.hpp"
 
-#include <cerrno>
-#include <csignal>
 #include <sys/mman.h>
 #include <unistd.h>
+#include <cerrno>
+#include <csignal>
 
 namespace coropool::cli {
 

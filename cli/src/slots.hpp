@@ -4,9 +4,9 @@
 // before the pool, so that every worker (forked later) sees the same words. A slot holds the
 // pid of the worker using it; slots of a worker that died are taken back.
 
+#include <sys/types.h>
 #include <atomic>
 #include <cstdint>
-#include <sys/types.h>
 
 namespace coropool::cli {
 

@@ -21,8 +21,7 @@ constexpr std::size_t read_chunk = 64 * 1024;
 }  // namespace
 
 struct AsioStream::State : std::enable_shared_from_this<State> {
-  explicit State(asio::local::stream_protocol::socket s, std::size_t hw)
-      : socket(std::move(s)), high_water(hw) {
+  explicit State(asio::local::stream_protocol::socket s, std::size_t hw) : socket(std::move(s)), high_water(hw) {
     rbuf.resize(read_chunk);
   }
 
@@ -70,10 +69,9 @@ struct AsioStream::State : std::enable_shared_from_this<State> {
     // need a second path; instead the buffer grows to fit.
     if (pending_read && rbuf.size() - rend < read_chunk) rbuf.resize(rend + read_chunk);
     reading = true;
-    socket.async_read_some(asio::buffer(rbuf.data() + rend, rbuf.size() - rend),
-                           [self = shared_from_this()](const asio::error_code& ec, std::size_t n) {
-                             self->on_read(ec, n);
-                           });
+    socket.async_read_some(
+        asio::buffer(rbuf.data() + rend, rbuf.size() - rend),
+        [self = shared_from_this()](const asio::error_code& ec, std::size_t n) { self->on_read(ec, n); });
   }
 
   void on_read(const asio::error_code& ec, std::size_t n) {
@@ -145,9 +143,7 @@ struct AsioStream::State : std::enable_shared_from_this<State> {
     wbuf.clear();
     writing = true;
     asio::async_write(socket, asio::buffer(wflight),
-                      [self = shared_from_this()](const asio::error_code& ec, std::size_t) {
-                        self->on_written(ec);
-                      });
+                      [self = shared_from_this()](const asio::error_code& ec, std::size_t) { self->on_written(ec); });
   }
 
   void release_writers() {
@@ -172,7 +168,7 @@ struct AsioStream::State : std::enable_shared_from_this<State> {
   }
 
   void fire_disconnect() {
-    KJ_IF_MAYBE(f, disconnect_fulfiller) {
+    KJ_IF_MAYBE (f, disconnect_fulfiller) {
       (*f)->fulfill();
       disconnect_fulfiller = nullptr;
     }
@@ -237,7 +233,9 @@ kj::Promise<void> AsioStream::whenWriteDisconnected() {
     s.disconnect_fulfiller = kj::mv(paf.fulfiller);
     s.disconnect_fork = paf.promise.fork();
   }
-  KJ_IF_MAYBE(f, s.disconnect_fork) { return f->addBranch(); }
+  KJ_IF_MAYBE (f, s.disconnect_fork) {
+    return f->addBranch();
+  }
   return kj::NEVER_DONE;
 }
 

@@ -1,7 +1,7 @@
 #include "coropool/ipc/kj_loop.hpp"
 
-#include <asio/post.hpp>
 #include <kj/debug.h>
+#include <asio/post.hpp>
 
 #include <algorithm>
 #include <cstdio>

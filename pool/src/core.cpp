@@ -14,15 +14,17 @@
 #include "coropool/ipc/limits.hpp"
 #include "spawn.hpp"
 
-#include <asio/io_context.hpp>
-#include <asio/posix/stream_descriptor.hpp>
-#include <asio/signal_set.hpp>
-#include <asio/post.hpp>
-#include <asio/steady_timer.hpp>
 #include <capnp/message.h>
 #include <capnp/rpc-twoparty.h>
+#include <asio/io_context.hpp>
+#include <asio/posix/stream_descriptor.hpp>
+#include <asio/post.hpp>
+#include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
 
+#include <sys/wait.h>
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -30,7 +32,6 @@
 #include <mutex>
 #include <optional>
 #include <stdexcept>
-#include <sys/wait.h>
 #include <system_error>
 #include <vector>
 
@@ -72,8 +73,9 @@ struct WorkerConn final : kj::TaskSet::ErrorHandler, std::enable_shared_from_thi
     Ref<Op> op;
     std::uint64_t index = 0;
     std::uint32_t generation = 1;  // never 0, so no job id is 0 ("none" to a worker)
-    unsigned attempt = 0;  // runs before this one that were lost with their worker
-    std::string args;      // kept only when jobs may be retried
+    unsigned attempt = 0;          // runs before this one that were lost with their worker
+    std::string args;              // kept only when jobs may be retried
+    Clock::time_point sent{};      // when it was handed out, for the latency figures
   };
   std::vector<Slot> slots;
   std::vector<std::uint32_t> free_slots;
@@ -82,7 +84,7 @@ struct WorkerConn final : kj::TaskSet::ErrorHandler, std::enable_shared_from_thi
   std::size_t outstanding = 0;
   std::uint64_t sent_total = 0;
   bool started = false;  // answered hello: its initializer ran and it serves
-  double rate = 0;  // jobs/s, smoothed
+  double rate = 0;       // jobs/s, smoothed
   Clock::time_point last_result{};
   std::optional<asio::steady_timer> lost_timer;
 
@@ -208,7 +210,7 @@ class PoolCore final : public Core {
       Ref<Op> keep = std::move(it->op);
       std::uint64_t index = it->index;
       it = retry_.erase(it);
-      keep->fail(index, err);
+      settle_fail(*keep, index, err);
     }
     for (auto& w : workers_) {
       if (w->state == WorkerConn::State::lost || !w->client) continue;
@@ -242,6 +244,36 @@ class PoolCore final : public Core {
   std::vector<pid_t> worker_pids() const override {
     std::lock_guard lock(pids_mutex_);
     return pids_;
+  }
+
+  PoolStats stats() const override {
+    PoolStats st;
+    st.submitted = submitted_;
+    st.done = done_;
+    st.failed = failed_;
+    st.retried = retried_;
+    st.in_flight = outstanding();
+    st.queued = ready_.size() + retry_.size();
+    for (auto& w : workers_)
+      if (w->state != WorkerConn::State::lost) st.workers.push_back({w->pid, w->outstanding, w->sent_total, w->rate});
+    std::uint64_t total = 0;
+    for (auto n : latency_) total += n;
+    auto at = [&](double q) {
+      auto want = static_cast<std::uint64_t>(q * static_cast<double>(total));
+      std::uint64_t seen = 0;
+      for (std::size_t b = 0; b < latency_.size(); ++b) {
+        seen += latency_[b];
+        if (seen > want) return std::chrono::microseconds(std::min(bucket_top(b), max_latency_us_));
+      }
+      return std::chrono::microseconds(max_latency_us_);
+    };
+    if (total) {
+      st.latency_p50 = at(0.50);
+      st.latency_p90 = at(0.90);
+      st.latency_p99 = at(0.99);
+      st.latency_max = std::chrono::microseconds(max_latency_us_);
+    }
+    return st;
   }
 
   void close() override { closed_ = true; }
@@ -286,7 +318,7 @@ class PoolCore final : public Core {
       if (end < begin || end > values.size()) break;  // malformed: the slots stay until the worker is lost
       Ref<Op> op;
       std::uint64_t index;
-      if (take_slot(w, ids[i], op, index)) op->complete(index, std::string_view(base + begin, end - begin));
+      if (take_slot(w, ids[i], op, index)) settle_ok(*op, index, std::string_view(base + begin, end - begin));
       begin = end;
     }
     for (auto f : batch.getFailures()) {
@@ -295,18 +327,20 @@ class PoolCore final : public Core {
       if (!take_slot(w, f.getId(), op, index)) continue;
       switch (f.getKind()) {
         case rpc::Failure::Kind::CANCELLED:
-          op->fail(index, cancelled_error());
+          settle_fail(*op, index, cancelled_error());
           break;
         case rpc::Failure::Kind::TIMEOUT:
-          op->fail(index, std::make_exception_ptr(Timeout(describe_task(op->task()), index, w.pid)));
+          settle_fail(*op, index, std::make_exception_ptr(Timeout(describe_task(op->task()), index, w.pid)));
           break;
         case rpc::Failure::Kind::TOO_LARGE:
-          op->fail(index, std::make_exception_ptr(Error("coropool: task " + describe_task(op->task()) + " #" +
-                                                        std::to_string(index) + ": " + f.getMessage().cStr())));
+          settle_fail(*op, index,
+                      std::make_exception_ptr(Error("coropool: task " + describe_task(op->task()) + " #" +
+                                                    std::to_string(index) + ": " + f.getMessage().cStr())));
           break;
         default:
-          op->fail(index, std::make_exception_ptr(RemoteError(f.getTypeName().cStr(), f.getMessage().cStr(), w.pid,
-                                                              describe_task(op->task()), index)));
+          settle_fail(*op, index,
+                      std::make_exception_ptr(RemoteError(f.getTypeName().cStr(), f.getMessage().cStr(), w.pid,
+                                                          describe_task(op->task()), index)));
       }
     }
     std::size_t n = ids.size() + batch.getFailures().size();
@@ -334,6 +368,9 @@ class PoolCore final : public Core {
 
  private:
   friend struct WorkerConn;
+  std::uint64_t submitted_ = 0, done_ = 0, failed_ = 0, retried_ = 0;
+  std::array<std::uint64_t, 62 * 8> latency_{};
+  std::uint64_t max_latency_us_ = 0;
 
   worker::WorkerConfig worker_config() const {
     worker::WorkerConfig c;
@@ -373,7 +410,7 @@ class PoolCore final : public Core {
     w->stream = std::make_unique<ipc::AsioStream>(
         asio::local::stream_protocol::socket(ex_, asio::local::stream_protocol(), fd.release()));
     w->network = std::make_unique<capnp::TwoPartyVatNetwork>(*w->stream, capnp::rpc::twoparty::Side::CLIENT,
-                                                              ipc::reader_options());
+                                                             ipc::reader_options());
     w->rpc_system.emplace(capnp::makeRpcClient(*w->network));
     capnp::MallocMessageBuilder vat;
     auto vat_id = vat.initRoot<capnp::rpc::twoparty::VatId>();
@@ -480,7 +517,7 @@ class PoolCore final : public Core {
     }
     auto retry = std::move(retry_);
     retry_.clear();
-    for (auto& r : retry) r.op->fail(r.index, err);
+    for (auto& r : retry) settle_fail(*r.op, r.index, err);
     for (auto& w : workers_) fail_outstanding(*w, err);
   }
 
@@ -491,7 +528,7 @@ class PoolCore final : public Core {
       Ref<Op> op = std::move(slot.op);
       std::uint64_t index = slot.index;
       release_slot(w, i);
-      op->fail(index, err);
+      settle_fail(*op, index, err);
     }
   }
 
@@ -512,10 +549,11 @@ class PoolCore final : public Core {
         Ref<Op> op = std::move(slot.op);
         std::uint64_t index = slot.index;
         release_slot(*w, i);
-        op->fail(index, std::make_exception_ptr(Timeout(describe_task(op->task()), index, pid)));
+        settle_fail(*op, index, std::make_exception_ptr(Timeout(describe_task(op->task()), index, pid)));
         continue;
       }
       if (slot.attempt < retries_for(*slot.op) && !shutting_down_) {
+        ++retried_;
         retry_.push_back(Retry{std::move(slot.op), slot.index, std::move(slot.args), slot.attempt + 1});
         release_slot(*w, i);
         continue;
@@ -523,7 +561,7 @@ class PoolCore final : public Core {
       Ref<Op> op = std::move(slot.op);
       std::uint64_t index = slot.index;
       release_slot(*w, i);
-      op->fail(index, std::make_exception_ptr(WorkerLost(pid, status, describe_task(op->task()), index)));
+      settle_fail(*op, index, std::make_exception_ptr(WorkerLost(pid, status, describe_task(op->task()), index)));
     }
     w->lost_timer.reset();
     w->disconnect();
@@ -537,7 +575,8 @@ class PoolCore final : public Core {
       ++failed_starts_;
     if (failed_starts_ >= max_failed_starts) {
       spawner_failed(("workers keep exiting before they serve (last: " +
-                      WorkerLost(pid, status, "startup", 0).reason() + "); see their stderr").c_str(),
+                      WorkerLost(pid, status, "startup", 0).reason() + "); see their stderr")
+                         .c_str(),
                      false);
       return;
     }
@@ -575,8 +614,7 @@ class PoolCore final : public Core {
     });
   }
 
-  std::uint64_t acquire_slot(WorkerConn& w, Ref<Op> op, std::uint64_t index, unsigned attempt,
-                             std::string_view args) {
+  std::uint64_t acquire_slot(WorkerConn& w, Ref<Op> op, std::uint64_t index, unsigned attempt, std::string_view args) {
     std::uint32_t i;
     if (!w.free_slots.empty()) {
       i = w.free_slots.back();
@@ -589,7 +627,12 @@ class PoolCore final : public Core {
     s.op = std::move(op);
     s.index = index;
     s.attempt = attempt;
+    s.sent = Clock::now();
     if (retries_for(*s.op)) s.args.assign(args);
+    if (attempt == 0) {
+      ++submitted_;
+      if (s.op->progress_.submitted++ == 0) s.op->started_ = s.sent;
+    }
     ++w.outstanding;
     return w.slot_id(i);
   }
@@ -608,11 +651,62 @@ class PoolCore final : public Core {
 
   void release_slot(WorkerConn& w, std::uint32_t i) {
     auto& s = w.slots[i];
+    record_latency(Clock::now() - s.sent);
     s.op = Ref<Op>();
     s.args.clear();
     ++s.generation;
     w.free_slots.push_back(i);
     --w.outstanding;
+  }
+
+  // Every job's outcome goes through these two: the pool's and the call's tallies.
+  void settle_ok(Op& op, std::uint64_t index, std::string_view value) {
+    ++done_;
+    ++op.progress_.done;
+    op.complete(index, value);
+    report_progress(op);
+  }
+  void settle_fail(Op& op, std::uint64_t index, std::exception_ptr err) {
+    ++failed_;
+    ++op.progress_.failed;
+    op.fail(index, std::move(err));
+    report_progress(op);
+  }
+  // At most once per progress_interval, and when the call's last job out has settled.
+  void report_progress(Op& op) {
+    const auto& cb = op.call_.on_progress;
+    if (!cb) return;
+    Progress& p = op.progress_;
+    std::uint64_t settled = p.done + p.failed;
+    if (settled == op.reported_) return;
+    auto now = Clock::now();
+    bool drained = settled >= p.submitted && !op.queued_;
+    if (!drained && now - op.last_report_ < op.call_.progress_interval) return;
+    op.reported_ = settled;
+    op.last_report_ = now;
+    p.elapsed = now - op.started_;
+    try {
+      cb(p);
+    } catch (...) {
+      // documented: dropped
+    }
+  }
+  // Log-scaled buckets: 8 per power of two of microseconds.
+  static std::size_t latency_bucket(std::uint64_t us) {
+    if (us < 8) return us;
+    unsigned log = 63 - static_cast<unsigned>(__builtin_clzll(us));
+    return (log - 2) * 8 + ((us >> (log - 3)) & 7);
+  }
+  static std::uint64_t bucket_top(std::size_t b) {
+    if (b < 8) return b;
+    unsigned log = static_cast<unsigned>(b / 8) + 2;
+    return ((8 + (b % 8) + 1) << (log - 3)) - 1;
+  }
+  void record_latency(Clock::duration d) {
+    auto us = static_cast<std::uint64_t>(
+        std::max<std::int64_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count(), 0));
+    ++latency_[std::min(latency_bucket(us), latency_.size() - 1)];
+    max_latency_us_ = std::max(max_latency_us_, us);
   }
 
   void schedule_dispatch() {
@@ -689,10 +783,11 @@ class PoolCore final : public Core {
       std::size_t len = arena_.size() - before;
       if (len > ipc::max_value_bytes) {
         arena_.resize(before);
-        op->fail(index, std::make_exception_ptr(Error("coropool: the arguments of task " + describe_task(op->task()) +
-                                                      " #" + std::to_string(index) + " take " +
-                                                      std::to_string(len) + " bytes, over the limit of " +
-                                                      std::to_string(ipc::max_value_bytes))));
+        settle_fail(
+            *op, index,
+            std::make_exception_ptr(Error("coropool: the arguments of task " + describe_task(op->task()) + " #" +
+                                          std::to_string(index) + " take " + std::to_string(len) +
+                                          " bytes, over the limit of " + std::to_string(ipc::max_value_bytes))));
         continue;
       }
       staged_.push_back(Staged{op, index, before, len, 0});
@@ -728,8 +823,8 @@ class PoolCore final : public Core {
       for (std::size_t k = i; k < j; ++k) {
         auto& s = staged_[k];
         ends.set(static_cast<unsigned>(k - i), static_cast<std::uint32_t>(s.offset + s.size - first));
-        ids.set(static_cast<unsigned>(k - i),
-                acquire_slot(w, std::move(s.op), s.index, s.attempt, std::string_view(arena_).substr(s.offset, s.size)));
+        ids.set(static_cast<unsigned>(k - i), acquire_slot(w, std::move(s.op), s.index, s.attempt,
+                                                           std::string_view(arena_).substr(s.offset, s.size)));
       }
       i = j;
     }

@@ -2,16 +2,16 @@
 
 #include "coropool/detail/op.hpp"
 
-#include <csignal>
-#include <cstring>
 #include <dlfcn.h>
 #include <sys/wait.h>
+#include <csignal>
+#include <cstring>
 
 namespace coropool {
 
 namespace {
-std::string remote_what(const std::string& type, const std::string& message, pid_t pid,
-                        const std::string& task, std::uint64_t index) {
+std::string remote_what(const std::string& type, const std::string& message, pid_t pid, const std::string& task,
+                        std::uint64_t index) {
   std::string s = type;
   if (!message.empty()) s += ": " + message;
   s += " (task " + task + " #" + std::to_string(index) + ", worker " + std::to_string(pid) + ")";
@@ -29,8 +29,8 @@ std::string reason_of(int status) {
 }
 
 std::string lost_what(pid_t pid, int status, const std::string& task, std::uint64_t index) {
-  return "coropool: worker " + std::to_string(pid) + " " + reason_of(status) + " while running task " + task +
-         " #" + std::to_string(index);
+  return "coropool: worker " + std::to_string(pid) + " " + reason_of(status) + " while running task " + task + " #" +
+         std::to_string(index);
 }
 }  // namespace
 

@@ -1,22 +1,22 @@
 #include "spawn.hpp"
 
-#include <atomic>
-#include <cerrno>
-#include <chrono>
-#include <csignal>
-#include <cstring>
-#include <mutex>
 #include <poll.h>
 #include <sched.h>
-#include <map>
-#include <new>
 #include <sys/mman.h>
-#include <stdexcept>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <new>
+#include <stdexcept>
 
 #include "coropool/ipc/kj_loop.hpp"
 

@@ -17,8 +17,8 @@
 #include "coropool/ipc/sys.hpp"
 #include "coropool/worker/invocation.hpp"
 
-#include <cstdint>
 #include <sys/types.h>
+#include <cstdint>
 
 namespace coropool::detail {
 
@@ -31,7 +31,7 @@ struct SpawnerMessage {
   enum Kind : std::uint32_t { spawned = 1, exited = 2 };
   Kind kind;
   pid_t pid;
-  int wait_status;           // exited: as from waitpid
+  int wait_status;            // exited: as from waitpid
   std::uint64_t running_job;  // exited: the job id in the worker's shared word (0: none)
 };
 

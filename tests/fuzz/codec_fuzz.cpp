@@ -5,9 +5,9 @@
 #include "coropool/ipc/codec.hpp"
 
 #include <array>
-#include <cstring>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <optional>
 #include <string>
@@ -55,10 +55,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (size == 0) return 0;
   // The first byte picks the type, so that the fuzzer explores each decoder directly.
   switch (data[0] % 4) {
-    case 0: check<Value>(data + 1, size - 1); break;
-    case 1: check<std::vector<Point>>(data + 1, size - 1); break;
-    case 2: check<std::map<std::string, std::optional<std::string>>>(data + 1, size - 1); break;
-    default: check<std::tuple<bool, Shade, std::vector<std::int64_t>>>(data + 1, size - 1); break;
+    case 0:
+      check<Value>(data + 1, size - 1);
+      break;
+    case 1:
+      check<std::vector<Point>>(data + 1, size - 1);
+      break;
+    case 2:
+      check<std::map<std::string, std::optional<std::string>>>(data + 1, size - 1);
+      break;
+    default:
+      check<std::tuple<bool, Shade, std::vector<std::int64_t>>>(data + 1, size - 1);
+      break;
   }
   return 0;
 }

@@ -4,13 +4,13 @@
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 
-#include <atomic>
-#include <cstring>
 #include <poll.h>
-#include <stdexcept>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <atomic>
+#include <cstring>
+#include <stdexcept>
 
 namespace coropool::test {
 
@@ -55,7 +55,8 @@ void signal_beacon(const std::string& name) {
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   socklen_t len;
   auto a = address(name, len);
-  if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&a), len) != 0) throw std::runtime_error("beacon: cannot connect");
+  if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&a), len) != 0)
+    throw std::runtime_error("beacon: cannot connect");
   pid_t pid = ::getpid();
   if (::write(fd, &pid, sizeof pid) != sizeof pid) throw std::runtime_error("beacon: cannot write");
   ::close(fd);

@@ -5,9 +5,9 @@
 
 #include <asio/awaitable.hpp>
 
+#include <sys/types.h>
 #include <chrono>
 #include <string>
-#include <sys/types.h>
 
 namespace coropool::test {
 

@@ -1,12 +1,12 @@
 #include "http_server.hpp"
 
-#include <csignal>
 #include <fcntl.h>
-#include <cstdio>
 #include <sys/prctl.h>
-#include <stdexcept>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <csignal>
+#include <cstdio>
+#include <stdexcept>
 
 namespace coropool::test {
 

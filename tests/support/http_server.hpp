@@ -2,8 +2,8 @@
 // Starts tests/support/http_server.py on a free loopback port for the life of the object,
 // and ends that process (and only it) when destroyed.
 
-#include <string>
 #include <sys/types.h>
+#include <string>
 
 namespace coropool::test {
 

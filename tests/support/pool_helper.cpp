@@ -3,8 +3,8 @@
 
 #include <coropool/coropool.hpp>
 
-#include <cstdio>
 #include <unistd.h>
+#include <cstdio>
 
 int main() {
   coropool::Pool pool({.processes = 2});

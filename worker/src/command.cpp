@@ -15,16 +15,16 @@
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 
-#include <algorithm>
-#include <array>
-#include <csignal>
-#include <cstring>
 #include <fcntl.h>
-#include <memory>
 #include <sched.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <algorithm>
+#include <array>
+#include <csignal>
+#include <cstring>
+#include <memory>
 #include <unordered_map>
 
 extern char** environ;
@@ -38,8 +38,9 @@ using Descriptor = asio::posix::stream_descriptor;
 
 constexpr std::string_view shell_chars = "|&;<>()$`\\\"'*?[]#~=%{}!\n";
 constexpr std::array<std::string_view, 26> shell_words = {
-    "cd", "export", "if", "for", "while", "until", "case", "exec", ".", "source", "alias", "set", "unset",
-    "ulimit", "umask", "eval", "trap", "wait", "read", "shift", "return", "exit", "local", "function", "time", "type"};
+    "cd",     "export", "if",     "for",   "while",  "until",    "case", "exec", ".",
+    "source", "alias",  "set",    "unset", "ulimit", "umask",    "eval", "trap", "wait",
+    "read",   "shift",  "return", "exit",  "local",  "function", "time", "type"};
 
 std::vector<std::string> split_words(std::string_view line) {
   std::vector<std::string> words;
@@ -130,7 +131,6 @@ struct Pipe {
   }
 };
 
-
 // What the child reads between clone and exec. It shares the parent's memory (CLONE_VM) and
 // the parent is suspended until the exec (CLONE_VFORK), so this lives in the parent's frame
 // and `error` carries a failed exec's errno back.
@@ -192,17 +192,16 @@ struct Spawned {
 Spawned spawn(const char* program, char* const* argv, char* const* envp, int out_fd, int err_fd) {
   constexpr std::size_t stack_size = 256 * 1024;
   static thread_local std::unique_ptr<char[]> stack(new char[stack_size]);
-  static thread_local ipc::UniqueFd null_fd(ipc::sys("open /dev/null", [] {
-    return ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  }));
+  static thread_local ipc::UniqueFd null_fd(
+      ipc::sys("open /dev/null", [] { return ::open("/dev/null", O_RDONLY | O_CLOEXEC); }));
   ChildSetup setup{program, argv, envp, out_fd, err_fd, null_fd.get(), &signals_to_reset()};
   // Blocked in the parent while the child borrows its memory; the child unblocks for itself.
   sigset_t all, old;
   sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &old);
   int pidfd = -1;
-  pid_t pid = ::clone(child_main, stack.get() + stack_size, CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &setup,
-                      &pidfd);
+  pid_t pid =
+      ::clone(child_main, stack.get() + stack_size, CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &setup, &pidfd);
   int clone_errno = errno;
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (pid < 0) ipc::throw_errno("clone", clone_errno);

@@ -5,6 +5,7 @@
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 #endif
 
+#include <curl/curl.h>
 #include <asio/associated_cancellation_slot.hpp>
 #include <asio/associated_executor.hpp>
 #include <asio/async_result.hpp>
@@ -14,14 +15,13 @@
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
-#include <curl/curl.h>
 
+#include <sys/socket.h>
+#include <unistd.h>
 #include <algorithm>
 #include <cstring>
 #include <mutex>
-#include <sys/socket.h>
 #include <system_error>
-#include <unistd.h>
 #include <unordered_map>
 
 namespace coropool::worker {
@@ -81,29 +81,42 @@ bool http_url(std::string_view url) {
 const char* error_code_for(CURLcode rc, bool too_large) {
   if (too_large) return "too_large";
   switch (rc) {
-    case CURLE_URL_MALFORMAT: return "invalid_url";
-    case CURLE_UNSUPPORTED_PROTOCOL: return "bad_redirect";  // the first URL was checked
+    case CURLE_URL_MALFORMAT:
+      return "invalid_url";
+    case CURLE_UNSUPPORTED_PROTOCOL:
+      return "bad_redirect";  // the first URL was checked
     case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY: return "dns";
-    case CURLE_COULDNT_CONNECT: return "connect";
-    case CURLE_OPERATION_TIMEDOUT: return "timeout";
+    case CURLE_COULDNT_RESOLVE_PROXY:
+      return "dns";
+    case CURLE_COULDNT_CONNECT:
+      return "connect";
+    case CURLE_OPERATION_TIMEDOUT:
+      return "timeout";
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CERTPROBLEM:
     case CURLE_SSL_CIPHER:
     case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_ISSUER_ERROR: return "tls";
+    case CURLE_SSL_ISSUER_ERROR:
+      return "tls";
     case CURLE_SEND_ERROR:
-    case CURLE_RECV_ERROR: return "reset";
-    case CURLE_GOT_NOTHING: return "empty_reply";
-    case CURLE_PARTIAL_FILE: return "truncated";
-    case CURLE_FILESIZE_EXCEEDED: return "too_large";
-    case CURLE_TOO_MANY_REDIRECTS: return "too_many_redirects";
+    case CURLE_RECV_ERROR:
+      return "reset";
+    case CURLE_GOT_NOTHING:
+      return "empty_reply";
+    case CURLE_PARTIAL_FILE:
+      return "truncated";
+    case CURLE_FILESIZE_EXCEEDED:
+      return "too_large";
+    case CURLE_TOO_MANY_REDIRECTS:
+      return "too_many_redirects";
     case CURLE_WEIRD_SERVER_REPLY:
     case CURLE_HTTP2:
     case CURLE_HTTP2_STREAM:
-    case CURLE_BAD_CONTENT_ENCODING: return "bad_response";
-    default: return "other";
+    case CURLE_BAD_CONTENT_ENCODING:
+      return "bad_response";
+    default:
+      return "other";
   }
 }
 
@@ -159,7 +172,7 @@ struct HttpClient::Impl {
   std::unordered_map<CURL*, EasySetup> setups;
   std::size_t active = 0;
   bool kick_posted = false;
-  bool proxy_from_env = false;  // any *_proxy variable set: leave curl's proxy lookup on
+  bool proxy_from_env = false;                            // any *_proxy variable set: leave curl's proxy lookup on
   std::shared_ptr<int> alive = std::make_shared<int>(0);  // handlers check it before touching *this
 
   Impl(asio::any_io_executor e, HttpClientOptions o) : ex(std::move(e)), options(o), timer(ex) {
@@ -272,16 +285,16 @@ struct HttpClient::Impl {
   void arm(const std::shared_ptr<Sock>& s) {
     auto watch = [this](const std::shared_ptr<Sock>& sock, bool read) {
       (read ? sock->reading : sock->writing) = true;
-      sock->d.async_wait(
-          read ? asio::posix::descriptor_base::wait_read : asio::posix::descriptor_base::wait_write,
-          [this, sock, read, alive = std::weak_ptr<int>(alive)](std::error_code ec) {
-            if (alive.expired()) return;
-            (read ? sock->reading : sock->writing) = false;
-            if (ec || sock->gone) return;
-            int bit = read ? CURL_POLL_IN : CURL_POLL_OUT;
-            if (sock->want & bit) action(sock->d.native_handle(), read ? CURL_CSELECT_IN : CURL_CSELECT_OUT);
-            if (!sock->gone) arm(sock);
-          });
+      sock->d.async_wait(read ? asio::posix::descriptor_base::wait_read : asio::posix::descriptor_base::wait_write,
+                         [this, sock, read, alive = std::weak_ptr<int>(alive)](std::error_code ec) {
+                           if (alive.expired()) return;
+                           (read ? sock->reading : sock->writing) = false;
+                           if (ec || sock->gone) return;
+                           int bit = read ? CURL_POLL_IN : CURL_POLL_OUT;
+                           if (sock->want & bit)
+                             action(sock->d.native_handle(), read ? CURL_CSELECT_IN : CURL_CSELECT_OUT);
+                           if (!sock->gone) arm(sock);
+                         });
     };
     if ((s->want & CURL_POLL_IN) && !s->reading) watch(s, true);
     if ((s->want & CURL_POLL_OUT) && !s->writing) watch(s, false);
@@ -332,9 +345,9 @@ struct HttpClient::Impl {
     r.total_ms = static_cast<double>(total) / 1000;
     if (rc != CURLE_OK) {
       r.error = error_code_for(rc, t.too_large);
-      r.error_message = t.too_large ? "the body is larger than " + std::to_string(t.opts.max_size) + " bytes"
-                        : t.errbuf[0]  ? std::string(t.errbuf)
-                                       : std::string(curl_easy_strerror(rc));
+      r.error_message = t.too_large   ? "the body is larger than " + std::to_string(t.opts.max_size) + " bytes"
+                        : t.errbuf[0] ? std::string(t.errbuf)
+                                      : std::string(curl_easy_strerror(rc));
     }
   }
 

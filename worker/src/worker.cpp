@@ -6,27 +6,27 @@
 #include "coropool/ipc/kj_loop.hpp"
 #include "coropool/ipc/limits.hpp"
 
+#include <capnp/rpc-twoparty.h>
+#include <cxxabi.h>
+#include <kj/debug.h>
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
-#include <capnp/rpc-twoparty.h>
-#include <cxxabi.h>
-#include <kj/debug.h>
 
+#include <signal.h>
+#include <unistd.h>
 #include <algorithm>
 #include <chrono>
-#include <ctime>
-#include <signal.h>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <deque>
 #include <memory>
 #include <typeinfo>
-#include <unistd.h>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -42,8 +42,7 @@ constexpr std::size_t flush_bytes = 16u << 20;
 
 std::string demangle(const char* name) {
   int status = 0;
-  std::unique_ptr<char, void (*)(void*)> d(abi::__cxa_demangle(name, nullptr, nullptr, &status),
-                                           std::free);
+  std::unique_ptr<char, void (*)(void*)> d(abi::__cxa_demangle(name, nullptr, nullptr, &status), std::free);
   return status == 0 && d ? std::string(d.get()) : std::string(name);
 }
 
@@ -88,8 +87,7 @@ struct RunningJob {
 
 class WorkerState {
  public:
-  WorkerState(asio::io_context& io, ipc::KjLoop& loop, const WorkerConfig& cfg)
-      : io_(io), loop_(loop), cfg_(cfg) {}
+  WorkerState(asio::io_context& io, ipc::KjLoop& loop, const WorkerConfig& cfg) : io_(io), loop_(loop), cfg_(cfg) {}
 
   void set_sink(rpc::ResultSink::Client sink) { sink_ = kj::mv(sink); }
 
@@ -201,10 +199,9 @@ class WorkerState {
       });
     }
     running_.emplace(id, std::move(running));
-    asio::co_spawn(io_, std::move(*inv.pending),
-                   asio::bind_cancellation_slot(slot, [this, id](std::exception_ptr e, std::string out) {
-                     finish(id, e, out);
-                   }));
+    asio::co_spawn(
+        io_, std::move(*inv.pending),
+        asio::bind_cancellation_slot(slot, [this, id](std::exception_ptr e, std::string out) { finish(id, e, out); }));
   }
 
   // While a job with a deadline is in its invoker (where a plain-R task does all its work),
@@ -336,7 +333,7 @@ class WorkerState {
   // Sends everything finished since the last send as one ResultBatch through the sink.
   void flush() {
     if (ids_.empty() && failures_.empty()) return;
-    KJ_IF_MAYBE(sink, sink_) {
+    KJ_IF_MAYBE (sink, sink_) {
       auto req = sink->doneRequest(capnp::MessageSize{pending_words(), 0});
       fill(req.initResults());
       loop_.add_task(req.send().ignoreResult());
@@ -399,8 +396,7 @@ void run_worker(int fd, const WorkerConfig& config) {
     state.init_deadlines();
     asio::local::stream_protocol::socket sock(io, asio::local::stream_protocol(), fd);
     ipc::AsioStream stream(std::move(sock));
-    capnp::TwoPartyVatNetwork network(stream, capnp::rpc::twoparty::Side::SERVER,
-                                      ipc::reader_options());
+    capnp::TwoPartyVatNetwork network(stream, capnp::rpc::twoparty::Side::SERVER, ipc::reader_options());
     auto rpc_system = capnp::makeRpcServer(network, kj::heap<WorkerServer>(state));
     loop.add_task(network.onDisconnect().then([&] { io.stop(); }));
     io.run();

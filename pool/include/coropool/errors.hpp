@@ -2,10 +2,10 @@
 // The errors a pool reports. Each is a coropool::Error; none of Cap'n Proto's or KJ's types
 // ever reach the caller.
 
+#include <sys/types.h>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
-#include <sys/types.h>
 
 namespace coropool {
 
@@ -18,8 +18,7 @@ class Error : public std::runtime_error {
 // what() reads "<type>: <message> (task <task> #<index>, worker <pid>)".
 class RemoteError : public Error {
  public:
-  RemoteError(std::string type_name, std::string message, pid_t worker_pid, std::string task,
-              std::uint64_t index);
+  RemoteError(std::string type_name, std::string message, pid_t worker_pid, std::string task, std::uint64_t index);
   const std::string& type_name() const noexcept { return type_name_; }
   const std::string& message() const noexcept { return message_; }
   pid_t worker_pid() const noexcept { return worker_pid_; }

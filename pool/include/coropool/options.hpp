@@ -1,8 +1,11 @@
 #pragma once
 
+#include <sys/types.h>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
+#include <vector>
 
 namespace coropool {
 
@@ -31,11 +34,44 @@ struct PoolOptions {
   std::optional<std::size_t> prefetch = std::nullopt;
 };
 
+// Where one call (a map, imap, ...) stands; see CallOptions::on_progress.
+struct Progress {
+  std::uint64_t submitted = 0;                    // jobs handed to workers (a retried job counts once)
+  std::uint64_t done = 0;                         // jobs that gave a result
+  std::uint64_t failed = 0;                       // jobs that failed (an exception, a lost worker, a deadline)
+  std::chrono::steady_clock::duration elapsed{};  // since the call's first job went out
+};
+
 // Options for the jobs of one call, where they differ from the pool's:
 //     pool.with({.retries_on_worker_loss = 3}).map(fetch, urls);
 struct CallOptions {
   std::optional<unsigned> retries_on_worker_loss = std::nullopt;
   std::optional<std::chrono::milliseconds> task_timeout = std::nullopt;
+  // Called on the pool's loop thread as the call's jobs finish, at most once per
+  // progress_interval, and once more when its last job out has finished. It must not throw
+  // (an exception from it is dropped) and must not block.
+  std::function<void(const Progress&)> on_progress = nullptr;
+  std::chrono::milliseconds progress_interval{100};
+};
+
+// A snapshot of a pool: see Pool::stats().
+struct PoolStats {
+  std::uint64_t submitted = 0;  // jobs handed to workers, first attempts
+  std::uint64_t done = 0;       // jobs that gave a result
+  std::uint64_t failed = 0;     // jobs that failed
+  std::uint64_t retried = 0;    // runs again after a worker was lost
+  std::size_t in_flight = 0;    // handed out, not yet settled
+  std::size_t queued = 0;       // calls waiting for room in a worker
+  struct Worker {
+    pid_t pid = 0;
+    std::size_t in_flight = 0;
+    std::uint64_t sent = 0;      // jobs handed to this worker process in its life
+    double jobs_per_second = 0;  // smoothed rate of its results
+  };
+  std::vector<Worker> workers;
+  // Job latency from hand-out to result (or failure) over all jobs so far, from a
+  // log-scaled histogram (within 1/8 of the true value).
+  std::chrono::microseconds latency_p50{0}, latency_p90{0}, latency_p99{0}, latency_max{0};
 };
 
 }  // namespace coropool

@@ -45,7 +45,7 @@ class PoolCalls {
   auto map(F fn, R&& items) {
     using A = std::remove_cvref_t<std::ranges::range_value_t<R>>;
     return collect<detail::task_result_t<F, A>>(detail::make_task<F, A>(fn),
-                                                 range_source<false>(std::forward<R>(items)));
+                                                range_source<false>(std::forward<R>(items)));
   }
 
   // fn(std::get<0>(item), std::get<1>(item), ...) for every tuple-like item.
@@ -75,8 +75,7 @@ class PoolCalls {
     bool done = false;
     asio::co_spawn(core_->executor(), std::move(main), [&](std::exception_ptr e, auto... v) {
       error = e;
-      if constexpr (sizeof...(v) > 0)
-        value.emplace(std::move(v)...);
+      if constexpr (sizeof...(v) > 0) value.emplace(std::move(v)...);
       done = true;
     });
     core_->drive([&] { return done; });
@@ -92,9 +91,8 @@ class PoolCalls {
   template <class F, std::ranges::input_range R, class Token>
   auto async_map(F fn, R&& items, Token&& token) {
     using A = std::remove_cvref_t<std::ranges::range_value_t<R>>;
-    return initiate<detail::task_result_t<F, A>, false>(detail::make_task<F, A>(fn),
-                                                         range_source<false>(std::forward<R>(items)),
-                                                         std::forward<Token>(token));
+    return initiate<detail::task_result_t<F, A>, false>(
+        detail::make_task<F, A>(fn), range_source<false>(std::forward<R>(items)), std::forward<Token>(token));
   }
 
   template <class F, std::ranges::input_range R, class Token>
@@ -118,7 +116,8 @@ class PoolCalls {
           detail::make_task<F, std::decay_t<std::tuple_element_t<I, decltype(all)>>...>(fn),
           Src(std::tuple<std::decay_t<std::tuple_element_t<I, decltype(all)>>...>(std::get<I>(std::move(all))...)),
           std::get<n>(std::move(all)));
-    }(std::make_index_sequence<n>{});
+    }
+    (std::make_index_sequence<n>{});
   }
 
   // ---- streams ---------------------------------------------------------------------------
@@ -162,9 +161,9 @@ class PoolCalls {
   template <class Res, bool Single, class Src, class Token>
   auto initiate(detail::TaskInfo task, Src src, Token&& token) {
     using V = detail::wire_t<Res>;
-    using Sig = std::conditional_t<std::is_void_v<Res>, void(std::exception_ptr),
-                                   std::conditional_t<Single, void(std::exception_ptr, V),
-                                                      void(std::exception_ptr, std::vector<V>)>>;
+    using Sig = std::conditional_t<
+        std::is_void_v<Res>, void(std::exception_ptr),
+        std::conditional_t<Single, void(std::exception_ptr, V), void(std::exception_ptr, std::vector<V>)>>;
     return asio::async_initiate<Token, Sig>(
         [core = core_, task, call = call_](auto handler, Src src) {
           using H = decltype(handler);
@@ -211,6 +210,9 @@ class Pool : public PoolCalls {
 
   // Pids of the live workers. Safe from any thread.
   std::vector<pid_t> worker_pids() const { return core_->worker_pids(); }
+  // Counts, per-worker load and job latency percentiles. Call it on the pool's loop thread
+  // (or from the thread that makes the pool's blocking calls, between them).
+  PoolStats stats() const { return core_->stats(); }
   // Takes no more work; jobs already submitted still run.
   void close() { core_->close(); }
   // Waits (running the loop) until every submitted job settled and every worker exited.

@@ -9,8 +9,8 @@
 // Destroy the stream before the KJ loop; pending Asio operations are cancelled and
 // find their fulfillers already dropped.
 
-#include <asio/local/stream_protocol.hpp>
 #include <kj/async-io.h>
+#include <asio/local/stream_protocol.hpp>
 
 #include <memory>
 
@@ -18,8 +18,7 @@ namespace coropool::ipc {
 
 class AsioStream final : public kj::AsyncIoStream {
  public:
-  explicit AsioStream(asio::local::stream_protocol::socket socket,
-                      std::size_t high_water = 8u << 20);
+  explicit AsioStream(asio::local::stream_protocol::socket socket, std::size_t high_water = 8u << 20);
   ~AsioStream() noexcept(false);
 
   kj::Promise<size_t> tryRead(void* buffer, size_t min_bytes, size_t max_bytes) override;

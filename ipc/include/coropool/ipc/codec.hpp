@@ -63,8 +63,7 @@ class Writer {
 
 class Reader {
  public:
-  Reader(const void* data, std::size_t size) noexcept
-      : p_(static_cast<const unsigned char*>(data)), end_(p_ + size) {}
+  Reader(const void* data, std::size_t size) noexcept : p_(static_cast<const unsigned char*>(data)), end_(p_ + size) {}
   explicit Reader(std::string_view s) noexcept : Reader(s.data(), s.size()) {}
 
   std::size_t remaining() const noexcept { return static_cast<std::size_t>(end_ - p_); }
@@ -200,9 +199,7 @@ template <class Rep, class Period>
 struct Codec<std::chrono::duration<Rep, Period>> {
   static constexpr bool supported = codable<Rep>;
   static constexpr std::size_t min_size = Codec<Rep>::min_size;
-  static void encode(Writer& w, std::chrono::duration<Rep, Period> d) {
-    Codec<Rep>::encode(w, d.count());
-  }
+  static void encode(Writer& w, std::chrono::duration<Rep, Period> d) { Codec<Rep>::encode(w, d.count()); }
   static std::chrono::duration<Rep, Period> decode(Reader& r) {
     return std::chrono::duration<Rep, Period>(Codec<Rep>::decode(r));
   }
@@ -258,9 +255,7 @@ struct Codec<std::array<T, N>> {
   static void encode(Writer& w, const std::array<T, N>& a) {
     for (const auto& e : a) Codec<T>::encode(w, e);
   }
-  static std::array<T, N> decode(Reader& r) {
-    return decode_each(r, std::make_index_sequence<N>{});
-  }
+  static std::array<T, N> decode(Reader& r) { return decode_each(r, std::make_index_sequence<N>{}); }
 
  private:
   template <std::size_t... I>
@@ -343,8 +338,9 @@ struct Codec<std::unordered_map<K, V, H, E, A>> : MapCodec<std::unordered_map<K,
 // ---- user aggregates -------------------------------------------------------------------
 
 template <class T>
-concept has_coropool_fields = std::is_class_v<T> && std::is_default_constructible_v<T> &&
-                              requires(T& v) { coropool_fields(v); };
+concept has_coropool_fields = std::is_class_v<T> && std::is_default_constructible_v<T> && requires(T& v) {
+  coropool_fields(v);
+};
 
 template <class T>
 struct Codec<T, std::enable_if_t<has_coropool_fields<T>>> {

@@ -8,8 +8,8 @@
 // re-posts while KJ still has work. wait() and poll() are never used: never call
 // Promise::wait() from an Asio handler.
 
-#include <asio/any_io_executor.hpp>
 #include <kj/async.h>
+#include <asio/any_io_executor.hpp>
 
 #include <functional>
 #include <memory>

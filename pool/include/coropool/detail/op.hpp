@@ -8,13 +8,13 @@
 
 #include <asio/any_io_executor.hpp>
 
+#include <sys/types.h>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <functional>
 #include <string>
 #include <string_view>
-#include <sys/types.h>
 #include <typeinfo>
 #include <utility>
 #include <vector>
@@ -62,6 +62,9 @@ class Op {
   friend class PoolCore;
   TaskInfo task_;
   CallOptions call_;
+  Progress progress_;  // kept by the core, reported through call_.on_progress
+  std::chrono::steady_clock::time_point started_{}, last_report_{};
+  std::uint64_t reported_ = ~std::uint64_t{0};  // done + failed at the last report
   std::size_t refs_ = 0;
   bool queued_ = false;    // in the ready list of the pool's core
   bool admitted_ = false;  // accepted once; may come back after close()
@@ -116,6 +119,7 @@ class Core {
   virtual void drive(const std::function<bool()>& done) = 0;
   virtual unsigned processes() const noexcept = 0;
   virtual std::vector<pid_t> worker_pids() const = 0;
+  virtual PoolStats stats() const = 0;
   virtual void close() = 0;
   virtual void join() = 0;
   virtual void terminate() = 0;

@@ -89,9 +89,7 @@ class ArgsSource {
 template <class Src, class V>
 class CollectOp : public Op {
  public:
-  CollectOp(TaskInfo task, Src src) : Op(task), src_(std::move(src)) {
-    results_.reserve(src_.size_hint());
-  }
+  CollectOp(TaskInfo task, Src src) : Op(task), src_(std::move(src)) { results_.reserve(src_.size_hint()); }
 
   bool next(std::string& args, std::uint64_t& index) override {
     if (error_ || exhausted_) return false;

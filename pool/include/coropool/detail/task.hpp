@@ -21,8 +21,8 @@ concept function_pointer = std::is_pointer_v<F> && std::is_function_v<std::remov
 // A task is a plain function or a captureless lambda: something a worker (a fork of this
 // process) can call knowing only its type and, for a function, its address.
 template <class F>
-concept task_function = function_pointer<F> || (std::is_class_v<F> && std::is_empty_v<F> &&
-                                                std::is_default_constructible_v<F>);
+concept task_function = function_pointer<F> ||
+    (std::is_class_v<F>&& std::is_empty_v<F>&& std::is_default_constructible_v<F>);
 
 template <class T>
 struct awaitable_traits {
@@ -101,8 +101,7 @@ TaskInfo make_task(F f) {
   static_assert((ipc::codable<A> && ...), "coropool: an argument type cannot travel between processes");
   static_assert(ipc::codable<wire_t<task_result_t<F, A...>>>,
                 "coropool: the task's result type cannot travel between processes");
-  return TaskInfo{&invoke<F, A...>, task_target(f), awaitable_traits<call_result_t<F, A...>>::is_async,
-                  &typeid(F)};
+  return TaskInfo{&invoke<F, A...>, task_target(f), awaitable_traits<call_result_t<F, A...>>::is_async, &typeid(F)};
 }
 
 // The argument tuple a range element stands for: map passes it as one argument, starmap
@@ -119,7 +118,8 @@ struct decay_tuple<T<E...>> {
 template <class E, std::size_t N>
 struct decay_tuple<std::array<E, N>> {
   template <std::size_t... I>
-  static auto make(std::index_sequence<I...>) -> std::tuple<std::remove_cvref_t<decltype((void(I), std::declval<E>()))>...>;
+  static auto make(std::index_sequence<I...>)
+      -> std::tuple<std::remove_cvref_t<decltype((void(I), std::declval<E>()))>...>;
   using type = decltype(make(std::make_index_sequence<N>{}));
 };
 

@@ -3,9 +3,9 @@
 // building block of `coropool run`. The child is started with clone(CLONE_VM|CLONE_VFORK):
 // no copy of the worker's address space and far fewer syscalls than glibc's posix_spawn. It
 // runs in a process group of its own, dies with its worker (PR_SET_PDEATHSIG), reads stdin
-// from /dev/null, and its stdout/stderr are captured through pipes. A line with no shell syntax is exec'd directly (its program looked up in PATH once
-// and cached); anything else goes through /bin/sh -c. The child is reaped through a pidfd,
-// so the worker's loop never blocks.
+// from /dev/null, and its stdout/stderr are captured through pipes. A line with no shell syntax is exec'd directly (its
+// program looked up in PATH once and cached); anything else goes through /bin/sh -c. The child is reaped through a
+// pidfd, so the worker's loop never blocks.
 
 #include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
@@ -33,8 +33,8 @@ struct CommandOptions {
 };
 
 struct CommandResult {
-  int exit_code = 0;    // the exit status, or 128 + signal when a signal ended it
-  int signal = 0;       // the signal that ended it, or 0
+  int exit_code = 0;  // the exit status, or 128 + signal when a signal ended it
+  int signal = 0;     // the signal that ended it, or 0
   bool timed_out = false;
   bool via_shell = false;
   std::string out, err;  // everything it wrote, grouped per job (empty with on_line)

@@ -25,8 +25,8 @@ namespace coropool::worker {
 
 struct HttpOptions {
   std::string method = "GET";
-  std::vector<std::string> headers = {};  // "Name: value"
-  std::string body = {};                  // request body, for POST and the like
+  std::vector<std::string> headers = {};      // "Name: value"
+  std::string body = {};                      // request body, for POST and the like
   std::chrono::milliseconds timeout{30'000};  // the whole transfer; 0: none
   std::chrono::milliseconds connect_timeout{10'000};
   std::uint64_t max_size = 0;  // a larger body aborts the transfer (error too_large); 0: any

@@ -16,7 +16,7 @@ namespace coropool::worker {
 
 struct Invocation {
   std::uintptr_t target = 0;
-  std::string_view args;  // encoded argument tuple; valid until the job completes
+  std::string_view args;       // encoded argument tuple; valid until the job completes
   std::string* out = nullptr;  // a plain-R task's encoded result goes here
   // A task returning asio::awaitable<R> sets this instead, to a coroutine that yields the
   // encoded result; it owns copies of everything it needs.
