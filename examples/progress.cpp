@@ -31,8 +31,8 @@ int main() {
     std::fprintf(stderr, "\r[%-40.*s] %llu/%zu %.0f jobs/s", filled, "########################################",
                  static_cast<unsigned long long>(p.done), items.size(), secs > 0 ? p.done / secs : 0.0);
   };
-  auto doubled = pool.with({.on_progress = draw, .progress_interval = std::chrono::milliseconds(50)})
-                     .map(slow_double, items);
+  auto doubled =
+      pool.with({.on_progress = draw, .progress_interval = std::chrono::milliseconds(50)}).map(slow_double, items);
   std::fputc('\n', stderr);
 
   coropool::PoolStats st = pool.stats();

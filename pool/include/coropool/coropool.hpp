@@ -5,4 +5,5 @@
 #include "coropool/gather.hpp"
 #include "coropool/options.hpp"
 #include "coropool/pool.hpp"
+#include "coropool/process.hpp"
 #include "coropool/stream.hpp"

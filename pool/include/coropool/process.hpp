@@ -1,0 +1,133 @@
+#pragma once
+// coropool::Process: one task (a coroutine or a plain function) with its arguments in a
+// child process of its own, as aiomultiprocess's Process and Worker. The same task rules and
+// error types as the Pool: RemoteError when the task throws, WorkerLost when the child dies,
+// Timeout past a deadline. The child dies with its parent.
+//
+//     coropool::Process p(count_words, path);   // the child is forked now
+//     std::size_t n = p.result();               // blocking, runs the loop until it is done
+//     // or, in a coroutine on p.executor():  n = co_await p.async_result();
+//
+// The job is handed to the child when the process's loop runs: in result(), or at once when
+// the Process is made on an executor whose loop is running.
+
+#include "coropool/pool.hpp"
+
+#include <asio/async_result.hpp>
+#include <asio/executor_work_guard.hpp>
+#include <asio/experimental/append.hpp>
+#include <asio/post.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <memory>
+#include <optional>
+#include <type_traits>
+
+namespace coropool {
+
+template <class R>
+class Process {
+ public:
+  template <class F, class... Args>
+    requires(!std::is_convertible_v<F, asio::any_io_executor>)
+  explicit Process(F fn, Args&&... args) : pool_(options()) {
+    start(fn, std::forward<Args>(args)...);
+  }
+  template <class F, class... Args>
+  Process(asio::any_io_executor executor, F fn, Args&&... args) : pool_(std::move(executor), options()) {
+    start(fn, std::forward<Args>(args)...);
+  }
+  Process(Process&&) noexcept = default;
+  // Waits for the task (and the child) to end.
+  ~Process() = default;
+
+  // The child's pid, or -1 once it is gone.
+  pid_t pid() const {
+    auto pids = pool_.worker_pids();
+    return pids.empty() ? -1 : pids.front();
+  }
+  asio::any_io_executor executor() const { return pool_.executor(); }
+
+  // The task's value (blocking; runs the loop meanwhile). Throws what the task threw
+  // (RemoteError), WorkerLost, Timeout, or PoolClosed after terminate().
+  R result() { return pool_.run(async_result(asio::use_awaitable)); }
+
+  // Completes with the task's outcome: void(std::exception_ptr, R), or void(std::exception_ptr)
+  // for a void task. One wait at a time, on the process's loop thread.
+  template <class Token = asio::use_awaitable_t<>>
+  auto async_result(Token&& token = {}) {
+    return asio::async_initiate<Token, signature>(
+        [st = state_, ex = pool_.executor()](auto handler) mutable {
+          using H = decltype(handler);
+          struct Waiter final : WaiterBase {
+            Waiter(H h, asio::any_io_executor fallback)
+                : h(std::move(h)), work(asio::make_work_guard(asio::get_associated_executor(this->h, fallback))) {}
+            void deliver(State& s) override {
+              auto ex = work.get_executor();
+              if constexpr (std::is_void_v<R>)
+                asio::post(ex, asio::experimental::append(std::move(h), s.error));
+              else
+                asio::post(ex, asio::experimental::append(std::move(h), s.error, s.value.value_or(R{})));
+            }
+            H h;
+            asio::executor_work_guard<asio::associated_executor_t<H, asio::any_io_executor>> work;
+          };
+          st->waiter = std::make_unique<Waiter>(std::move(handler), ex);
+          if (st->done) st->settle();
+        },
+        token);
+  }
+
+  // Kills the child now; a wait then ends with PoolClosed.
+  void terminate() { pool_.terminate(); }
+
+ private:
+  using signature = std::conditional_t<std::is_void_v<R>, void(std::exception_ptr), void(std::exception_ptr, R)>;
+  struct State;
+  struct WaiterBase {
+    virtual ~WaiterBase() = default;
+    virtual void deliver(State& s) = 0;
+  };
+  struct State {
+    bool done = false;
+    std::exception_ptr error;
+    std::optional<std::conditional_t<std::is_void_v<R>, bool, R>> value;
+    std::unique_ptr<WaiterBase> waiter;
+    void settle() {
+      if (!waiter) return;
+      auto w = std::move(waiter);
+      w->deliver(*this);
+    }
+  };
+
+  static PoolOptions options() { return {.processes = 1, .child_concurrency = 1}; }
+
+  template <class F, class... Args>
+  void start(F fn, Args&&... args) {
+    if constexpr (std::is_void_v<R>) {
+      pool_.async_apply(fn, std::forward<Args>(args)..., [st = state_](std::exception_ptr e) {
+        st->error = e;
+        st->done = true;
+        st->settle();
+      });
+    } else {
+      pool_.async_apply(fn, std::forward<Args>(args)..., [st = state_](std::exception_ptr e, R v) {
+        st->error = e;
+        if (!e) st->value.emplace(std::move(v));
+        st->done = true;
+        st->settle();
+      });
+    }
+  }
+
+  Pool pool_;
+  std::shared_ptr<State> state_ = std::make_shared<State>();
+};
+
+template <class F, class... Args>
+  requires(!std::is_convertible_v<F, asio::any_io_executor>)
+Process(F, Args&&...) -> Process<detail::task_result_t<F, std::decay_t<Args>...>>;
+template <class F, class... Args>
+Process(asio::any_io_executor, F, Args&&...) -> Process<detail::task_result_t<F, std::decay_t<Args>...>>;
+
+}  // namespace coropool

@@ -1,0 +1,76 @@
+// coropool::Process: one task in a child process of its own.
+
+#include <coropool/coropool.hpp>
+
+#include "beacon.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <stdexcept>
+#include <string>
+#include <unistd.h>
+
+asio::awaitable<std::string> greet(std::string name, int times) {
+  std::string s;
+  for (int i = 0; i < times; ++i) s += "hello " + name + ";";
+  co_return s;
+}
+pid_t own_pid() { return ::getpid(); }
+int refuse(int) { throw std::invalid_argument("no such thing"); }
+asio::awaitable<int> signal_then_hang(std::string beacon) {
+  coropool::test::signal_beacon(beacon);
+  asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::hours(1));
+  co_await t.async_wait(asio::use_awaitable);
+  co_return 0;
+}
+
+namespace {
+
+TEST(Process, ACoroutineOrAPlainFunctionInAChildOfItsOwn) {
+  coropool::Process p(greet, std::string("you"), 2);
+  EXPECT_EQ(p.result(), "hello you;hello you;");
+  coropool::Process q(own_pid);
+  pid_t child = q.pid();
+  EXPECT_GT(child, 0);
+  EXPECT_EQ(q.result(), child);
+  EXPECT_NE(child, ::getpid());
+}
+
+TEST(Process, TheTasksExceptionArrivesAsRemoteError) {
+  coropool::Process p(refuse, 1);
+  try {
+    p.result();
+    FAIL() << "should throw";
+  } catch (const coropool::RemoteError& e) {
+    EXPECT_NE(std::string(e.what()).find("no such thing"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.type_name()).find("invalid_argument"), std::string::npos);
+  }
+}
+
+TEST(Process, AwaitableOnAnExecutorAndAKilledChildIsWorkerLost) {
+  asio::io_context io;
+  coropool::test::Beacon beacon;
+  coropool::Process p(io.get_executor(), signal_then_hang, beacon.name());
+  bool lost = false;
+  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+    pid_t child = co_await coropool::test::beacon_pid(beacon);  // the task runs
+    ::kill(child, SIGKILL);
+    try {
+      co_await p.async_result();
+    } catch (const coropool::WorkerLost& e) {
+      lost = e.worker_pid() == child;
+    }
+  }, [&](std::exception_ptr e) {
+    io.stop();  // the pool's connections keep the loop busy: the test's coroutine ends it
+    if (e) std::rethrow_exception(e);
+  });
+  io.run_for(std::chrono::seconds(30));  // a hang guard only
+  EXPECT_TRUE(lost);
+}
+
+}  // namespace
