@@ -4,16 +4,16 @@
 
 #include "beacon.hpp"
 
+#include <gtest/gtest.h>
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
-#include <gtest/gtest.h>
 
+#include <unistd.h>
 #include <csignal>
 #include <stdexcept>
 #include <string>
-#include <unistd.h>
 
 asio::awaitable<std::string> greet(std::string name, int times) {
   std::string s;
@@ -57,18 +57,21 @@ TEST(Process, AwaitableOnAnExecutorAndAKilledChildIsWorkerLost) {
   coropool::test::Beacon beacon;
   coropool::Process p(io.get_executor(), signal_then_hang, beacon.name());
   bool lost = false;
-  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-    pid_t child = co_await coropool::test::beacon_pid(beacon);  // the task runs
-    ::kill(child, SIGKILL);
-    try {
-      co_await p.async_result();
-    } catch (const coropool::WorkerLost& e) {
-      lost = e.worker_pid() == child;
-    }
-  }, [&](std::exception_ptr e) {
-    io.stop();  // the pool's connections keep the loop busy: the test's coroutine ends it
-    if (e) std::rethrow_exception(e);
-  });
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        pid_t child = co_await coropool::test::beacon_pid(beacon);  // the task runs
+        ::kill(child, SIGKILL);
+        try {
+          co_await p.async_result();
+        } catch (const coropool::WorkerLost& e) {
+          lost = e.worker_pid() == child;
+        }
+      },
+      [&](std::exception_ptr e) {
+        io.stop();  // the pool's connections keep the loop busy: the test's coroutine ends it
+        if (e) std::rethrow_exception(e);
+      });
   io.run_for(std::chrono::seconds(30));  // a hang guard only
   EXPECT_TRUE(lost);
 }

@@ -3,7 +3,9 @@
 
 #include "fetch.hpp"
 
+#include "loop_helpers.hpp"
 #include "progress.hpp"
+#include "pull_view.hpp"
 
 #include <coropool/coropool.hpp>
 #include <coropool/worker/http.hpp>
@@ -379,33 +381,7 @@ struct UrlInput {
   }
 };
 
-class UrlView : public std::ranges::view_interface<UrlView> {
- public:
-  explicit UrlView(UrlInput* input) : input_(input) {}
-  class iterator {
-   public:
-    using value_type = FetchJob;
-    using difference_type = std::ptrdiff_t;
-    iterator() = default;
-    explicit iterator(UrlInput* in) : in_(in) { ++*this; }
-    const FetchJob& operator*() const { return job_; }
-    iterator& operator++() {
-      if (!in_->next(job_)) in_ = nullptr;
-      return *this;
-    }
-    void operator++(int) { ++*this; }
-    bool operator==(std::default_sentinel_t) const { return in_ == nullptr; }
-
-   private:
-    UrlInput* in_ = nullptr;
-    FetchJob job_;
-  };
-  iterator begin() { return iterator(input_); }
-  std::default_sentinel_t end() { return {}; }
-
- private:
-  UrlInput* input_;
-};
+using UrlView = PullView<UrlInput, FetchJob>;
 
 std::string to_json(const FetchRecord& r) {
   std::string j = "{\"line\":" + std::to_string(r.line) + ",\"url\":" + json_string(r.url) + ",\"final_url\":";
@@ -519,24 +495,11 @@ int fetch_main(const FetchOptions& o) {
 
   // SIGINT / SIGTERM: take no more URLs and cancel the transfers in flight; they are not
   // recorded, so --resume fetches them.
-  int interrupted = 0;
-  asio::signal_set signals(pool.executor(), SIGINT, SIGTERM);
-  signals.async_wait([&](std::error_code ec, int sig) {
-    if (ec) return;
-    interrupted = sig;
-    stream.cancel();
+  Interrupt interrupt(pool.executor(), [&] { stream.cancel(); });
+  Ticker tick(pool.executor(), std::chrono::milliseconds(200), [&] {
+    std::fflush(out);
+    tally.paint();
   });
-  asio::steady_timer tick(pool.executor());
-  std::function<void()> schedule_tick = [&] {
-    tick.expires_after(std::chrono::milliseconds(200));
-    tick.async_wait([&](std::error_code ec) {
-      if (ec) return;
-      std::fflush(out);
-      tally.paint();
-      schedule_tick();
-    });
-  };
-  schedule_tick();
 
   std::map<long, std::size_t> by_status;
   std::map<std::string, std::size_t> by_error;
@@ -585,7 +548,7 @@ int fetch_main(const FetchOptions& o) {
     }
   }
   tick.cancel();
-  signals.cancel();
+  interrupt.cancel();
   bool flushed = std::fflush(out) == 0;
   if (out != stdout) flushed = std::fclose(out) == 0 && flushed;
   tally.finish();
@@ -606,10 +569,10 @@ int fetch_main(const FetchOptions& o) {
   }
   if (input.resumed) summary += "; " + std::to_string(input.resumed) + " recorded before";
   if (tally.cancelled) summary += "; " + std::to_string(tally.cancelled) + " cancelled";
-  if (interrupted) summary += interrupted == SIGINT ? "; interrupted by SIGINT" : "; interrupted by SIGTERM";
+  if (interrupt.signal()) summary += std::string("; interrupted by ") + interrupt.name();
   tally.note(summary);
   if (!flushed || write_failed) return 2;
-  if (interrupted) return 130;
+  if (interrupt.signal()) return 130;
   return tally.failed ? 1 : 0;
 }
 

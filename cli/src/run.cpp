@@ -4,7 +4,9 @@
 #include "run.hpp"
 
 #include "joblog.hpp"
+#include "loop_helpers.hpp"
 #include "progress.hpp"
+#include "pull_view.hpp"
 #include "slots.hpp"
 #include "template.hpp"
 
@@ -244,34 +246,7 @@ struct Input {
   }
 };
 
-// The input as a range for imap: read one job at a time, as the pool asks for them.
-class JobView : public std::ranges::view_interface<JobView> {
- public:
-  explicit JobView(Input* input) : input_(input) {}
-  class iterator {
-   public:
-    using value_type = RunJob;
-    using difference_type = std::ptrdiff_t;
-    iterator() = default;
-    explicit iterator(Input* in) : in_(in) { ++*this; }
-    const RunJob& operator*() const { return job_; }
-    iterator& operator++() {
-      if (!in_->next(job_)) in_ = nullptr;
-      return *this;
-    }
-    void operator++(int) { ++*this; }
-    bool operator==(std::default_sentinel_t) const { return in_ == nullptr; }
-
-   private:
-    Input* in_ = nullptr;
-    RunJob job_;
-  };
-  iterator begin() { return iterator(input_); }
-  std::default_sentinel_t end() { return {}; }
-
- private:
-  Input* input_;
-};
+using JobView = PullView<Input, RunJob>;
 
 // -j slots over worker processes: as many workers as CPUs, each running the same number of
 // jobs, so the total is exactly -j (a divisor of -j, at most the CPU count).
@@ -363,23 +338,8 @@ int run_main(const RunOptions& o) {
 
   // SIGINT / SIGTERM: no more jobs; the running ones are cancelled in their workers, which
   // kill their process groups; what finished is still logged.
-  int interrupted = 0;
-  asio::signal_set signals(pool.executor(), SIGINT, SIGTERM);
-  signals.async_wait([&](std::error_code ec, int sig) {
-    if (ec) return;
-    interrupted = sig;
-    stream.cancel();
-  });
-  asio::steady_timer repaint(pool.executor());
-  std::function<void()> schedule_paint = [&] {
-    repaint.expires_after(std::chrono::milliseconds(200));
-    repaint.async_wait([&](std::error_code ec) {
-      if (ec) return;
-      tally.paint();
-      schedule_paint();
-    });
-  };
-  if (tally.enabled()) schedule_paint();
+  Interrupt interrupt(pool.executor(), [&] { stream.cancel(); });
+  Ticker repaint(pool.executor(), std::chrono::milliseconds(200), [&] { tally.paint(); });
 
   bool halted = false;
   auto note = [&](const std::string& msg) { tally.note(msg); };
@@ -440,7 +400,7 @@ int run_main(const RunOptions& o) {
     }
   }
   repaint.cancel();
-  signals.cancel();
+  interrupt.cancel();
   tally.finish();
   std::size_t done = tally.done();
   double secs = tally.elapsed();
@@ -449,9 +409,9 @@ int run_main(const RunOptions& o) {
   if (input.skipped)
     std::fprintf(stderr, ", %llu skipped as done before", static_cast<unsigned long long>(input.skipped));
   if (tally.cancelled) std::fprintf(stderr, ", %zu killed", tally.cancelled);
-  if (interrupted) std::fprintf(stderr, "; interrupted by %s", interrupted == SIGINT ? "SIGINT" : "SIGTERM");
+  if (interrupt.signal()) std::fprintf(stderr, "; interrupted by %s", interrupt.name());
   std::fputc('\n', stderr);
-  if (interrupted) return 130;
+  if (interrupt.signal()) return 130;
   return static_cast<int>(std::min<std::size_t>(tally.failed, 101));
 }
 

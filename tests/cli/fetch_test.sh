@@ -11,13 +11,7 @@ server=$!
 read -r -t 20 _ port <&5
 trap 'kill "$server" 2>/dev/null; rm -rf "$dir"' EXIT
 base="http://127.0.0.1:$port"
-fails=0
-passes=0
-check() {  # check NAME CONDITION...
-  local name=$1
-  shift
-  if "$@"; then echo "ok   $name"; passes=$((passes + 1)); else echo "FAIL $name"; fails=$((fails + 1)); fi
-}
+source "$(dirname "$0")/check.sh"
 field() { python3 -c 'import json,sys; [print(json.loads(l).get(sys.argv[1])) for l in sys.stdin]' "$1"; }
 errcode() { python3 -c 'import json,sys; [print((json.loads(l)["error"] or {}).get("code")) for l in sys.stdin]'; }
 
@@ -111,5 +105,4 @@ done
 check "SIGINT: its workers were found" test -n "$workers"
 check "SIGINT: no worker left" test "$left" -eq 0
 
-echo "$passes passed, $fails failed"
-test "$fails" -eq 0
+report

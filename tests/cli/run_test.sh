@@ -4,13 +4,7 @@ set -u
 bin=$1
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-fails=0
-passes=0
-check() {  # check NAME CONDITION...
-  local name=$1
-  shift
-  if "$@"; then echo "ok   $name"; passes=$((passes + 1)); else echo "FAIL $name"; fails=$((fails + 1)); fi
-}
+source "$(dirname "$0")/check.sh"
 
 printf 'echo one\n\necho two; exit 3\nno-such-cmd-coropool\n   \necho "$COROPOOL_SEQ"\n' > "$dir/jobs.txt"
 "$bin" run -k --joblog "$dir/log.tsv" "$dir/jobs.txt" > "$dir/out.txt" 2> "$dir/err.txt"
@@ -152,5 +146,4 @@ check "the joblog holds whole rows only" test "$(tail -n +2 "$dir/rf.tsv" | head
 "$bin" run --resume "$dir/rf.txt" 2>/dev/null
 check "--resume without --joblog is a usage error" test $? -eq 2
 
-echo "$passes passed, $fails failed"
-test "$fails" -eq 0
+report

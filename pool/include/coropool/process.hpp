@@ -29,8 +29,7 @@ template <class R>
 class Process {
  public:
   template <class F, class... Args>
-    requires(!std::is_convertible_v<F, asio::any_io_executor>)
-  explicit Process(F fn, Args&&... args) : pool_(options()) {
+  requires(!std::is_convertible_v<F, asio::any_io_executor>) explicit Process(F fn, Args&&... args) : pool_(options()) {
     start(fn, std::forward<Args>(args)...);
   }
   template <class F, class... Args>
@@ -125,8 +124,8 @@ class Process {
 };
 
 template <class F, class... Args>
-  requires(!std::is_convertible_v<F, asio::any_io_executor>)
-Process(F, Args&&...) -> Process<detail::task_result_t<F, std::decay_t<Args>...>>;
+requires(!std::is_convertible_v<F, asio::any_io_executor>) Process(F, Args&&...)
+->Process<detail::task_result_t<F, std::decay_t<Args>...>>;
 template <class F, class... Args>
 Process(asio::any_io_executor, F, Args&&...) -> Process<detail::task_result_t<F, std::decay_t<Args>...>>;
 
