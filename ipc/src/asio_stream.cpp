@@ -17,7 +17,7 @@ kj::Exception disconnected(const char* what, const asio::error_code& ec) {
   return kj::Exception(kj::Exception::Type::DISCONNECTED, __FILE__, __LINE__,
                        kj::str(what, ": ", ec.message().c_str()));
 }
-constexpr std::size_t read_chunk = 64 * 1024;
+constexpr std::size_t read_chunk = std::size_t{64} * 1024;
 }  // namespace
 
 struct AsioStream::State : std::enable_shared_from_this<State> {

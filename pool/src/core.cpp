@@ -369,7 +369,7 @@ class PoolCore final : public Core {
  private:
   friend struct WorkerConn;
   std::uint64_t submitted_ = 0, done_ = 0, failed_ = 0, retried_ = 0;
-  std::array<std::uint64_t, 62 * 8> latency_{};
+  std::array<std::uint64_t, std::size_t{62} * 8> latency_{};
   std::uint64_t max_latency_us_ = 0;
 
   worker::WorkerConfig worker_config() const {
@@ -695,7 +695,7 @@ class PoolCore final : public Core {
   static std::size_t latency_bucket(std::uint64_t us) {
     if (us < 8) return us;
     unsigned log = 63 - static_cast<unsigned>(__builtin_clzll(us));
-    return (log - 2) * 8 + ((us >> (log - 3)) & 7);
+    return std::size_t{log - 2} * 8 + ((us >> (log - 3)) & 7);
   }
   static std::uint64_t bucket_top(std::size_t b) {
     if (b < 8) return b;
@@ -803,7 +803,7 @@ class PoolCore final : public Core {
     unsigned groups = 1;
     for (std::size_t i = 1; i < staged_.size(); ++i)
       if (staged_[i].op.get() != staged_[i - 1].op.get()) ++groups;
-    auto words = static_cast<std::uint64_t>(staged_.size() * 2 + arena_.size() / 8 + groups * 16 + 64);
+    auto words = static_cast<std::uint64_t>(staged_.size() * 2 + arena_.size() / 8 + std::size_t{groups} * 16 + 64);
     auto req = w.client->submitRequest(capnp::MessageSize{words, 0});
     auto batches = req.initBatches(groups);
     std::size_t i = 0;

@@ -67,8 +67,9 @@ std::string describe_task(const TaskInfo& task) {
   using worker::demangle;
   if (task.target) {
     Dl_info info;
+    // NOLINTNEXTLINE(performance-no-int-to-ptr): task.target is a function's address
     if (::dladdr(reinterpret_cast<void*>(task.target), &info) && info.dli_sname &&
-        info.dli_saddr == reinterpret_cast<void*>(task.target))
+        info.dli_saddr == reinterpret_cast<void*>(task.target))  // NOLINT(performance-no-int-to-ptr)
       return demangle(info.dli_sname);
   }
   return demangle(task.type->name());

@@ -98,7 +98,7 @@ void drain_signalfd(int sfd) {
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   worker::WorkerConfig cfg;
   cfg.child_concurrency = req.child_concurrency ? req.child_concurrency : 1;
-  cfg.initializer = reinterpret_cast<void (*)()>(req.initializer);
+  cfg.initializer = reinterpret_cast<void (*)()>(req.initializer);  // NOLINT(performance-no-int-to-ptr)
   cfg.running_job = running_job;
   worker::run_worker(fd, cfg);
 }

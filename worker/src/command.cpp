@@ -190,7 +190,7 @@ struct Spawned {
 // Starts `program` with clone(CLONE_VM|CLONE_VFORK): no copy of the worker's page tables,
 // and about a tenth of glibc posix_spawn's signal work. The pidfd comes from the same call.
 Spawned spawn(const char* program, char* const* argv, char* const* envp, int out_fd, int err_fd) {
-  constexpr std::size_t stack_size = 256 * 1024;
+  constexpr std::size_t stack_size = std::size_t{256} * 1024;
   static thread_local std::unique_ptr<char[]> stack(new char[stack_size]);
   static thread_local ipc::UniqueFd null_fd(
       ipc::sys("open /dev/null", [] { return ::open("/dev/null", O_RDONLY | O_CLOEXEC); }));

@@ -358,7 +358,7 @@ struct HttpClient::Impl {
     t.easy = nullptr;
     --active;
     auto done = std::move(t.done);
-    done->complete(e, from_cancellation);
+    done->complete(std::move(e), from_cancellation);
   }
 
   static std::size_t on_body(char* data, std::size_t size, std::size_t n, void* userp) {

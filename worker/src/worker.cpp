@@ -97,7 +97,8 @@ class WorkerState {
       auto blob = std::make_shared<const std::string>(reinterpret_cast<const char*>(args.begin()), args.size());
       auto ids = b.getIds();
       auto ends = b.getArgEnds();
-      auto invoker = reinterpret_cast<Invoker>(b.getInvoker());
+      // A function address sent by the supervisor, of the same executable image.
+      auto invoker = reinterpret_cast<Invoker>(b.getInvoker());  // NOLINT(performance-no-int-to-ptr)
       std::uint32_t timeout_ms = b.getTimeoutMs();
       auto target = static_cast<std::uintptr_t>(b.getTarget());
       std::uint32_t begin = 0;
@@ -251,7 +252,7 @@ class WorkerState {
     r.cancel.emit(asio::cancellation_type::terminal);
   }
 
-  void finish(std::uint64_t id, std::exception_ptr e, const std::string& out) {
+  void finish(std::uint64_t id, const std::exception_ptr& e, const std::string& out) {
     auto it = running_.find(id);
     if (it == running_.end()) return;
     Kind stopped_for = it->second->stopped_for;

@@ -19,7 +19,7 @@ namespace coropool {
 template <class... Ops>
 auto gather(Ops&&... ops) -> decltype(auto) {
   using namespace asio::experimental::awaitable_operators;
-  if constexpr (sizeof...(Ops) == 1) {
+  if constexpr (sizeof...(Ops) == 1) {  // NOLINT(bugprone-branch-clone): they differ by type
     return [](auto aw) -> asio::awaitable<std::tuple<typename decltype(aw)::value_type>> {
       co_return std::tuple<typename decltype(aw)::value_type>(co_await std::move(aw));
     }(std::forward<Ops>(ops)(asio::use_awaitable)...);

@@ -139,7 +139,7 @@ class PoolCalls {
 
  protected:
   friend class Pool;
-  PoolCalls(detail::Core* core, CallOptions call) noexcept : core_(core), call_(call) {}
+  PoolCalls(detail::Core* core, CallOptions call) noexcept : core_(core), call_(std::move(call)) {}
 
   template <bool Spread, class R>
   static auto range_source(R&& items) {
@@ -206,7 +206,7 @@ class Pool : public PoolCalls {
 
   // Submits with these options instead of the pool's, e.g.
   // pool.with({.retries_on_worker_loss = 3, .task_timeout = 5s}).map(fn, items).
-  PoolCalls with(CallOptions options) const noexcept { return PoolCalls(core_, options); }
+  PoolCalls with(CallOptions options) const noexcept { return PoolCalls(core_, std::move(options)); }
 
   // Pids of the live workers. Safe from any thread.
   std::vector<pid_t> worker_pids() const { return core_->worker_pids(); }

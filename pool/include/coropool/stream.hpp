@@ -32,7 +32,7 @@ class ResultStream {
         [this](auto handler) {
           using H = decltype(handler);
           struct Waiter final : detail::StreamWaiter<V> {
-            Waiter(H h, asio::any_io_executor fallback)
+            Waiter(H h, const asio::any_io_executor& fallback)
                 : h(std::move(h)), work(asio::make_work_guard(asio::get_associated_executor(this->h, fallback))) {}
             void deliver(std::exception_ptr e, std::optional<V> v) override {
               auto ex = work.get_executor();

@@ -17,6 +17,7 @@
 #include <optional>
 #include <ranges>
 #include <tuple>
+#include <type_traits>
 #include <variant>
 #include <vector>
 
@@ -39,13 +40,13 @@ template <class View, bool Spread>
 class RangeSource {
  public:
   explicit RangeSource(View view) : view_(std::move(view)) {}
-  RangeSource(RangeSource&&) = default;
+  RangeSource(RangeSource&&) noexcept(std::is_nothrow_move_constructible_v<View>) = default;
 
   bool next(std::string& out) {
     if (!it_) it_.emplace(std::ranges::begin(view_));
     if (*it_ == std::ranges::end(view_)) return false;
     ipc::Writer w(out);
-    if constexpr (Spread) {
+    if constexpr (Spread) {  // NOLINT(bugprone-branch-clone): the branches differ by type
       std::apply([&](const auto&... e) { (ipc::encode(w, e), ...); }, *(*it_));
     } else {
       ipc::encode(w, static_cast<const std::ranges::range_value_t<View>&>(*(*it_)));

@@ -57,7 +57,7 @@ struct HttpResult {
 struct HttpClientOptions {
   long max_connections = 0;       // in all; 0: no limit
   long max_host_connections = 0;  // per host; 0: no limit
-  long buffer_size = 64 * 1024;   // curl's receive buffer per transfer
+  long buffer_size = 64L * 1024;  // curl's receive buffer per transfer
 };
 
 class HttpClient {
