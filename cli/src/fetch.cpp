@@ -150,6 +150,7 @@ bool retryable(const worker::HttpResult& r) {
 // else 0.5 s doubling each time (at most 30 s), with jitter of +-50%.
 std::chrono::nanoseconds backoff(const worker::HttpResult& r, unsigned attempt) {
   if (r.retry_after) return std::min<std::chrono::nanoseconds>(*r.retry_after, std::chrono::seconds(60));
+  // NOLINTNEXTLINE(bugprone-narrowing-conversions): clang-tidy 14 misreads the engine type here
   static thread_local std::mt19937_64 rng(static_cast<std::uint64_t>(std::random_device{}()));
   double base = std::min(0.5 * static_cast<double>(1u << std::min(attempt - 1, 10u)), 30.0);
   double secs = base * std::uniform_real_distribution<double>(0.5, 1.5)(rng);

@@ -16,7 +16,7 @@ namespace coropool::cli {
 // `on_signal` runs once.
 class Interrupt {
  public:
-  Interrupt(asio::any_io_executor ex, std::function<void()> on_signal) : set_(std::move(ex), SIGINT, SIGTERM) {
+  Interrupt(const asio::any_io_executor& ex, std::function<void()> on_signal) : set_(ex, SIGINT, SIGTERM) {
     set_.async_wait([this, f = std::move(on_signal)](std::error_code ec, int sig) {
       if (ec) return;
       sig_ = sig;
@@ -35,8 +35,8 @@ class Interrupt {
 // Runs `fn` every `period` on the loop (while it runs) until cancel().
 class Ticker {
  public:
-  Ticker(asio::any_io_executor ex, std::chrono::milliseconds period, std::function<void()> fn)
-      : timer_(std::move(ex)), period_(period), fn_(std::move(fn)) {
+  Ticker(const asio::any_io_executor& ex, std::chrono::milliseconds period, std::function<void()> fn)
+      : timer_(ex), period_(period), fn_(std::move(fn)) {
     arm();
   }
   void cancel() {

@@ -48,7 +48,7 @@ std::string demangle(const char* name) {
 
 std::pair<std::string, std::string> describe_exception(std::exception_ptr e) {
   try {
-    std::rethrow_exception(e);
+    std::rethrow_exception(std::move(e));
   } catch (const std::exception& ex) {
     return {demangle(typeid(ex).name()), ex.what()};
   } catch (...) {
@@ -289,7 +289,7 @@ class WorkerState {
   }
 
   void fail(std::uint64_t id, std::exception_ptr e) {
-    auto [type, message] = describe_exception(e);
+    auto [type, message] = describe_exception(std::move(e));
     failures_.push_back(Failed{id, Kind::EXCEPTION, std::move(type), std::move(message)});
   }
 

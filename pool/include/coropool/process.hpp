@@ -33,7 +33,7 @@ class Process {
     start(fn, std::forward<Args>(args)...);
   }
   template <class F, class... Args>
-  Process(asio::any_io_executor executor, F fn, Args&&... args) : pool_(std::move(executor), options()) {
+  Process(const asio::any_io_executor& executor, F fn, Args&&... args) : pool_(executor, options()) {
     start(fn, std::forward<Args>(args)...);
   }
   Process(Process&&) noexcept = default;
@@ -103,7 +103,7 @@ class Process {
 
   template <class F, class... Args>
   void start(F fn, Args&&... args) {
-    if constexpr (std::is_void_v<R>) {
+    if constexpr (std::is_void_v<R>) {  // NOLINT(bugprone-branch-clone): they differ by signature
       pool_.async_apply(fn, std::forward<Args>(args)..., [st = state_](std::exception_ptr e) {
         st->error = e;
         st->done = true;
