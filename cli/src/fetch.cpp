@@ -489,7 +489,9 @@ int fetch_main(const FetchOptions& o) {
   if (shared == MAP_FAILED) return usage("mmap failed");
   g_shared = new (shared) Shared{};
 
-  coropool::Pool pool({.processes = procs, .child_concurrency = o.concurrency});
+  // Each worker holds as many URLs again as it fetches, so a finished transfer's connection
+  // takes the next URL without waiting for a round trip to the supervisor.
+  coropool::Pool pool({.processes = procs, .child_concurrency = o.concurrency, .prefetch = o.concurrency});
   std::size_t bound = std::size_t{4} * procs * o.concurrency;
   auto stream = o.keep_order ? pool.imap(coropool_fetch_url, UrlView(&input), bound)
                              : pool.imap_unordered(coropool_fetch_url, UrlView(&input), bound);
