@@ -318,13 +318,13 @@ class PoolCore final : public Core {
       if (end < begin || end > values.size()) break;  // malformed: the slots stay until the worker is lost
       Ref<Op> op;
       std::uint64_t index;
-      if (take_slot(w, ids[i], op, index)) settle_ok(*op, index, std::string_view(base + begin, end - begin));
+      if (take_slot(w, ids[i], op, index, now)) settle_ok(*op, index, std::string_view(base + begin, end - begin));
       begin = end;
     }
     for (auto f : batch.getFailures()) {
       Ref<Op> op;
       std::uint64_t index;
-      if (!take_slot(w, f.getId(), op, index)) continue;
+      if (!take_slot(w, f.getId(), op, index, now)) continue;
       switch (f.getKind()) {
         case rpc::Failure::Kind::CANCELLED:
           settle_fail(*op, index, cancelled_error());
@@ -614,7 +614,9 @@ class PoolCore final : public Core {
     });
   }
 
-  std::uint64_t acquire_slot(WorkerConn& w, Ref<Op> op, std::uint64_t index, unsigned attempt, std::string_view args) {
+  // `now`: one clock reading for a whole batch (a reading per job costs B1 a third).
+  std::uint64_t acquire_slot(WorkerConn& w, Ref<Op> op, std::uint64_t index, unsigned attempt, std::string_view args,
+                             Clock::time_point now) {
     std::uint32_t i;
     if (!w.free_slots.empty()) {
       i = w.free_slots.back();
@@ -627,7 +629,7 @@ class PoolCore final : public Core {
     s.op = std::move(op);
     s.index = index;
     s.attempt = attempt;
-    s.sent = Clock::now();
+    s.sent = now;
     if (retries_for(*s.op)) s.args.assign(args);
     if (attempt == 0) {
       ++submitted_;
@@ -638,20 +640,20 @@ class PoolCore final : public Core {
   }
 
   // The op and index of an in-flight job by its wire id; false for an unknown or stale id.
-  bool take_slot(WorkerConn& w, std::uint64_t id, Ref<Op>& op, std::uint64_t& index) {
+  bool take_slot(WorkerConn& w, std::uint64_t id, Ref<Op>& op, std::uint64_t& index, Clock::time_point now) {
     auto i = static_cast<std::uint32_t>(id);
     if (i >= w.slots.size()) return false;
     auto& slot = w.slots[i];
     if (!slot.op || slot.generation != static_cast<std::uint32_t>(id >> 32)) return false;
     op = std::move(slot.op);
     index = slot.index;
-    release_slot(w, i);
+    release_slot(w, i, now);
     return true;
   }
 
-  void release_slot(WorkerConn& w, std::uint32_t i) {
+  void release_slot(WorkerConn& w, std::uint32_t i, Clock::time_point now = Clock::now()) {
     auto& s = w.slots[i];
-    record_latency(Clock::now() - s.sent);
+    record_latency(now - s.sent);
     s.op = Ref<Op>();
     s.args.clear();
     ++s.generation;
@@ -805,6 +807,7 @@ class PoolCore final : public Core {
       if (staged_[i].op.get() != staged_[i - 1].op.get()) ++groups;
     auto words = static_cast<std::uint64_t>(staged_.size() * 2 + arena_.size() / 8 + std::size_t{groups} * 16 + 64);
     auto req = w.client->submitRequest(capnp::MessageSize{words, 0});
+    const auto now = Clock::now();
     auto batches = req.initBatches(groups);
     std::size_t i = 0;
     for (unsigned g = 0; g < groups; ++g) {
@@ -824,7 +827,7 @@ class PoolCore final : public Core {
         auto& s = staged_[k];
         ends.set(static_cast<unsigned>(k - i), static_cast<std::uint32_t>(s.offset + s.size - first));
         ids.set(static_cast<unsigned>(k - i), acquire_slot(w, std::move(s.op), s.index, s.attempt,
-                                                           std::string_view(arena_).substr(s.offset, s.size)));
+                                                           std::string_view(arena_).substr(s.offset, s.size), now));
       }
       i = j;
     }
