@@ -10,7 +10,6 @@
 #include <coropool/coropool.hpp>
 #include <coropool/worker/http.hpp>
 
-#include <asio/signal_set.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 
@@ -24,11 +23,11 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <random>
-#include <ranges>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -417,7 +416,6 @@ std::optional<std::unordered_set<std::uint64_t>> recorded_lines(const std::strin
     if (std::sscanf(line.c_str(), "{\"line\":%llu", &n) == 1) lines.insert(n);
   }
   in.close();
-  std::error_code ec;
   if (::truncate(path.c_str(), static_cast<off_t>(whole)) != 0) return std::nullopt;
   return lines;
 }

@@ -13,22 +13,16 @@
 #include <coropool/coropool.hpp>
 #include <coropool/worker/command.hpp>
 
-#include <asio/signal_set.hpp>
-#include <asio/steady_timer.hpp>
-
 #include <poll.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <algorithm>
 #include <charconv>
 #include <chrono>
-#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <optional>
-#include <ranges>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -342,7 +336,6 @@ int run_main(const RunOptions& o) {
   Ticker repaint(pool.executor(), std::chrono::milliseconds(200), [&] { tally.paint(); });
 
   bool halted = false;
-  auto note = [&](const std::string& msg) { tally.note(msg); };
   auto where = [&](std::uint64_t index) {
     auto it = input.pending.find(index);
     if (it == input.pending.end()) return input.name;
@@ -354,11 +347,11 @@ int run_main(const RunOptions& o) {
       write_all(2, o.tag ? tagged(r.err, r.command) : r.err);
     }
     if (!r.error.empty())
-      note(where(r.index) + ": not run: " + r.error);
+      tally.note(where(r.index) + ": not run: " + r.error);
     else if (r.timed_out) {
       char secs[32];
       std::snprintf(secs, sizeof secs, "%g", o.timeout_seconds);
-      note(where(r.index) + ": timed out after " + secs + " s: " + printable(r.command));
+      tally.note(where(r.index) + ": timed out after " + secs + " s: " + printable(r.command));
     }
     if (joblog) joblog->write({r.seq, r.start, r.runtime, r.out_bytes, r.exit_code, r.signal, printable(r.command)});
     (r.exit_code == 0 ? tally.succeeded : tally.failed)++;
@@ -366,7 +359,7 @@ int run_main(const RunOptions& o) {
   };
   // A job that failed as a whole (its worker was lost, even after --retries).
   auto record_error = [&](const coropool::Error& e, std::uint64_t index) {
-    note(where(index) + ": " + e.what());
+    tally.note(where(index) + ": " + e.what());
     if (auto it = input.pending.find(index); joblog && it != input.pending.end()) {
       joblog->write(
           {it->second.seq, epoch_seconds(std::chrono::system_clock::now()), 0, 0, -1, 0, printable(it->second.text)});
@@ -391,8 +384,8 @@ int run_main(const RunOptions& o) {
     }
     if (!halted && halt->reached(tally.failed, tally.succeeded)) {
       halted = true;
-      note("--halt " + o.halt + " reached: " +
-           (halt->when == Halt::When::now ? "killing the running jobs" : "waiting for the running jobs"));
+      tally.note("--halt " + o.halt + " reached: " +
+                 (halt->when == Halt::When::now ? "killing the running jobs" : "waiting for the running jobs"));
       if (halt->when == Halt::When::now)
         stream.cancel();
       else
