@@ -154,8 +154,8 @@ namespace {
 
 // --halt: when to stop, and how.
 struct Halt {
-  enum class When { never, soon, now } when = When::never;
-  enum class On { fail, success, done } on = On::fail;
+  enum class When : std::uint8_t { never, soon, now } when = When::never;
+  enum class On : std::uint8_t { fail, success, done } on = On::fail;
   double threshold = 0;
   bool percent = false;
 

@@ -52,7 +52,7 @@ constexpr std::size_t batch_bytes = 16u << 20;
 class PoolCore;
 
 struct WorkerConn final : kj::TaskSet::ErrorHandler, std::enable_shared_from_this<WorkerConn> {
-  enum class State { running, retiring, lost, closing };
+  enum class State : std::uint8_t { running, retiring, lost, closing };
 
   WorkerConn(PoolCore& c, pid_t p) : core(c), pid(p) {}
   void taskFailed(kj::Exception&&) override {
@@ -538,7 +538,7 @@ class PoolCore final : public Core {
     bool overran = WIFEXITED(status) && WEXITSTATUS(status) == worker::timeout_exit_status && running_job;
     auto it = std::find_if(workers_.begin(), workers_.end(), [&](auto& w) { return w->pid == pid; });
     if (it == workers_.end()) return;
-    std::shared_ptr<WorkerConn> w = *it;
+    std::shared_ptr<WorkerConn> w = std::move(*it);
     workers_.erase(it);
     publish_pids();
     bool expected = w->state == WorkerConn::State::closing;
@@ -689,8 +689,7 @@ class PoolCore final : public Core {
     p.elapsed = now - op.started_;
     try {
       cb(p);
-    } catch (...) {
-      // documented: dropped
+    } catch (...) {  // NOLINT(bugprone-empty-catch): documented, a throwing callback is ignored
     }
   }
   // Log-scaled buckets: 8 per power of two of microseconds.

@@ -28,7 +28,7 @@ struct SpawnRequest {
 };
 
 struct SpawnerMessage {
-  enum Kind : std::uint32_t { spawned = 1, exited = 2 };
+  enum Kind : std::uint8_t { spawned = 1, exited = 2 };
   Kind kind;
   pid_t pid;
   int wait_status;            // exited: as from waitpid

@@ -252,6 +252,7 @@ asio::awaitable<CommandResult> run_command(std::string line, CommandOptions opti
     }
   }
   std::vector<char*> argv;
+  argv.reserve(argv_s.size() + 1);
   for (auto& a : argv_s) argv.push_back(a.data());
   argv.push_back(nullptr);
   std::vector<char*> envp;

@@ -200,9 +200,9 @@ class WorkerState {
       });
     }
     running_.emplace(id, std::move(running));
-    asio::co_spawn(
-        io_, std::move(*inv.pending),
-        asio::bind_cancellation_slot(slot, [this, id](std::exception_ptr e, std::string out) { finish(id, e, out); }));
+    asio::co_spawn(io_, std::move(*inv.pending),
+                   asio::bind_cancellation_slot(
+                       slot, [this, id](const std::exception_ptr& e, const std::string& out) { finish(id, e, out); }));
   }
 
   // While a job with a deadline is in its invoker (where a plain-R task does all its work),

@@ -74,7 +74,7 @@ class PoolCalls {
     std::exception_ptr error;
     bool done = false;
     asio::co_spawn(core_->executor(), std::move(main), [&](std::exception_ptr e, auto... v) {
-      error = e;
+      error = std::move(e);
       if constexpr (sizeof...(v) > 0) value.emplace(std::move(v)...);
       done = true;
     });

@@ -247,6 +247,7 @@ class StreamOp : public Op {
   // Takes the next outcome; nullopt at the end. Rethrows a failed job's error.
   std::optional<V> take() {
     if (!ready() || finished()) return std::nullopt;
+    // NOLINTNEXTLINE(bugprone-unchecked-optional-access): ready() found a value at the front
     Outcome o = ordered_ ? std::move(*slots_.front()) : std::move(arrived_.front());
     if (ordered_)
       slots_.pop_front();

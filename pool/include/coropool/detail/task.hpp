@@ -49,7 +49,7 @@ using wire_t = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
 template <class F>
 F task_from_target(std::uintptr_t target) {
   if constexpr (function_pointer<F>)
-    return reinterpret_cast<F>(target);
+    return reinterpret_cast<F>(target);  // NOLINT(performance-no-int-to-ptr): a function's address
   else
     return F{};
 }
