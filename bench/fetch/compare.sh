@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# `coropool fetch` beside wrk and curl --parallel against nginx on loopback, in one script:
+# `coropool fetch` beside wrk, curl --parallel and a bare libcurl multi loop (bench_bare_curl:
+# the floor for any libcurl client, as it records nothing) against nginx on loopback:
 #   F1: 50,000 distinct URLs of a 1 KiB file;  F2: 5,000 distinct URLs of a 100 KiB file;
 # 64 connections in total for every client. coropool runs as -j 1 -c 64 and -j 2 -c 32.
-# Figures are requests/s, medians of RUNS runs (default 3); ratios are coropool / wrk.
-# Usage: bench/fetch/compare.sh [RUNS]   (installs nginx, wrk and curl; builds build-bench/)
+# Figures are requests/s, medians of RUNS runs (default 3), ratios against wrk, and each
+# client's CPU per request (perf stat's task-clock over the client and its children).
+# Usage: bench/fetch/compare.sh [RUNS]   (installs nginx, wrk, curl, perf; builds build-bench/)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-3}
 scripts/install-deps
 need=()
-for p in nginx-light wrk curl; do
+for p in nginx-light wrk curl linux-perf; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -17,8 +19,9 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCOROPOOL_BUILD_TESTS=OFF -DCOROPOOL_BUILD_EXAMPLES=OFF >/dev/null
-cmake --build build-bench -j"$(nproc)" --target coropool_cli >/dev/null
+cmake --build build-bench -j"$(nproc)" --target coropool_cli bench_bare_curl >/dev/null
 bin=$PWD/build-bench/cli/coropool
+bare=$PWD/build-bench/bench/bench_bare_curl
 
 work=$(mktemp -d)
 port=$((20000 + RANDOM % 20000))
@@ -49,39 +52,62 @@ for f in 1k 100k; do
   sed 's/.*/url = "&"\noutput = "\/dev\/null"/' "$work/$f.txt" > "$work/$f.curl"
 done
 
-# requests/s of one run: N URLs over the command's wall time
-rps() {
-  local n=$1 t0 t1
+# One run: "requests/s CPU-µs-per-request", the CPU taken by the command and every process it
+# starts (perf stat's task-clock follows children), over N requests and the wall time.
+measure() {
+  local n=$1 t0 t1 ms
   shift
   t0=$(date +%s.%N)
-  "$@" >/dev/null 2>&1 </dev/null
+  perf stat -x, -e task-clock -o "$work/perf.out" "$@" >/dev/null 2>&1 </dev/null
   t1=$(date +%s.%N)
-  echo "$n / ($t1 - $t0)" | bc -l
+  ms=$(awk -F, '/task-clock/ {print $1}' "$work/perf.out")
+  echo "$(echo "$n / ($t1 - $t0)" | bc -l) $(echo "$ms * 1000 / $n" | bc -l)"
 }
-wrk_rps() { wrk -t2 -c64 -d5s "$1" | awk '/Requests\/sec/ {print $2}'; }
+measure_wrk() {
+  perf stat -x, -e task-clock -o "$work/perf.out" wrk -t2 -c64 -d5s "$1" >"$work/wrk.out"
+  local n ms
+  n=$(awk '/requests in/ {print $1}' "$work/wrk.out")
+  ms=$(awk -F, '/task-clock/ {print $1}' "$work/perf.out")
+  echo "$(awk '/Requests\/sec/ {print $2}' "$work/wrk.out") $(echo "$ms * 1000 / $n" | bc -l)"
+}
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-m() { printf '%s\n' "$@" | median; }
+# medians of the first and of the second fields of the lines given
+m() { printf '%s\n' "$@" | awk '{print $1}' | median; }
+mc() { printf '%s\n' "$@" | awk '{print $2}' | median; }
 
 declare -A res
+clients=(wrk curl bare o1 o2)
 for size in 1k 100k; do
   n=$(wc -l < "$work/$size.txt")
-  w=(); c=(); o1=(); o2=()
+  declare -A runs_of=()
   for ((i = 0; i < runs; i++)); do
-    w+=("$(wrk_rps "$base/$size.bin")")
-    c+=("$(rps "$n" curl -s --parallel --parallel-max 64 -K "$work/$size.curl")")
-    o1+=("$(rps "$n" "$bin" fetch -j 1 -c 64 --no-progress "$work/$size.txt")")
-    o2+=("$(rps "$n" "$bin" fetch -j 2 -c 32 --no-progress "$work/$size.txt")")
+    runs_of[wrk]+="$(measure_wrk "$base/$size.bin");"
+    runs_of[curl]+="$(measure "$n" curl -s --parallel --parallel-max 64 -K "$work/$size.curl");"
+    runs_of[bare]+="$(measure "$n" "$bare" "$work/$size.txt" 64);"
+    runs_of[o1]+="$(measure "$n" "$bin" fetch -j 1 -c 64 --no-progress "$work/$size.txt");"
+    runs_of[o2]+="$(measure "$n" "$bin" fetch -j 2 -c 32 --no-progress "$work/$size.txt");"
   done
-  res[$size.wrk]=$(m "${w[@]}"); res[$size.curl]=$(m "${c[@]}")
-  res[$size.o1]=$(m "${o1[@]}"); res[$size.o2]=$(m "${o2[@]}")
+  for c in "${clients[@]}"; do
+    IFS=';' read -r -a r <<<"${runs_of[$c]}"
+    res[$size.$c]=$(m "${r[@]}")
+    res[$size.$c.cpu]=$(mc "${r[@]}")
+  done
 done
 
 echo "date: $(date -u +%Y-%m-%d) machine: $(nproc) cores, runs: $runs (medians, requests/s)"
-printf '| %-22s | %-10s | %-10s | %-18s | %-18s | %-8s |\n' "benchmark" "wrk -c64" "curl -Z 64" "coropool -j1 -c64" "coropool -j2 -c32" "target"
-printf '|%s|%s|%s|%s|%s|%s|\n' "------------------------" "------------" "------------" "--------------------" "--------------------" "----------"
+printf '| %-20s | %-9s | %-10s | %-16s | %-17s | %-17s | %-7s |\n' "requests/s" "wrk -c64" "curl -Z 64" "bare libcurl -64" "coropool -j1 -c64" "coropool -j2 -c32" "target"
+printf '|%s|%s|%s|%s|%s|%s|%s|\n' "----------------------" "-----------" "------------" "------------------" "-------------------" "-------------------" "---------"
 for size in 1k 100k; do
   target=">= 1.0x"; [ "$size" = 100k ] && target=">= 1.1x"
   label="F1 50,000 x 1 KiB"; [ "$size" = 100k ] && label="F2 5,000 x 100 KiB"
-  awk -v l="$label" -v w="${res[$size.wrk]}" -v c="${res[$size.curl]}" -v a="${res[$size.o1]}" -v b="${res[$size.o2]}" -v t="$target" 'BEGIN {
-    printf "| %-22s | %-10.0f | %-10.0f | %-18s | %-18s | %-8s |\n", l, w, c, sprintf("%.0f (%.2fx)", a, a/w), sprintf("%.0f (%.2fx)", b, b/w), t }'
+  awk -v l="$label" -v w="${res[$size.wrk]}" -v c="${res[$size.curl]}" -v f="${res[$size.bare]}" -v a="${res[$size.o1]}" \
+    -v b="${res[$size.o2]}" -v t="$target" 'BEGIN {
+    printf "| %-20s | %-9.0f | %-10.0f | %-16s | %-17s | %-17s | %-7s |\n", l, w, c, sprintf("%.0f (%.2fx)", f, f/w),
+      sprintf("%.0f (%.2fx)", a, a/w), sprintf("%.0f (%.2fx)", b, b/w), t }'
+done
+echo
+echo "client CPU per request (µs, all of its processes, medians; nginx's own CPU not included):"
+for size in 1k 100k; do
+  printf '  %-5s wrk %.1f  curl %.1f  bare libcurl %.1f  coropool -j1 %.1f  coropool -j2 %.1f\n' "$size" \
+    "${res[$size.wrk.cpu]}" "${res[$size.curl.cpu]}" "${res[$size.bare.cpu]}" "${res[$size.o1.cpu]}" "${res[$size.o2.cpu]}"
 done

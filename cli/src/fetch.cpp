@@ -184,9 +184,10 @@ asio::awaitable<coropool::cli::FetchRecord> coropool_fetch_url(coropool::cli::Fe
   }
   coropool::worker::HttpResult r;
   for (unsigned attempt = 1;; ++attempt) {
-    co_await pace();
+    // Each is a coroutine frame per URL, so only when asked for.
+    if (g_config.rate_interval_ns) co_await pace();
     HostTicket ticket;
-    co_await ticket.acquire(host_of(rec.url));
+    if (g_config.per_host) co_await ticket.acquire(host_of(rec.url));
     std::FILE* f = nullptr;
     if (!part.empty()) {
       f = std::fopen(part.c_str(), "wb");

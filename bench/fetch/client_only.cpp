@@ -1,0 +1,54 @@
+// worker::HttpClient alone, in one process with no pool: CONNECTIONS coroutines take the URLs of
+// FILE in turn and fetch them, keeping no body. Between bench_bare_curl (libcurl alone) and
+// `coropool fetch -j 1` (the whole tool) it tells which layer a CPU cost belongs to.
+// Usage: bench_http_client FILE CONNECTIONS
+#include <coropool/worker/http.hpp>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/io_context.hpp>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct Run {
+  std::vector<std::string> urls;
+  std::size_t next = 0, failed = 0;
+};
+
+asio::awaitable<void> fetcher(coropool::worker::HttpClient& client, Run& run) {
+  coropool::worker::HttpOptions options;
+  options.keep_body = false;
+  while (run.next < run.urls.size()) {
+    const std::string& url = run.urls[run.next++];
+    coropool::worker::HttpResult r = co_await client.get(url, options);
+    if (!r.ok() || r.status != 200) ++run.failed;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 3) {
+    std::fprintf(stderr, "usage: %s FILE CONNECTIONS\n", argv[0]);
+    return 2;
+  }
+  std::ifstream in(argv[1]);
+  if (!in) {
+    std::fprintf(stderr, "%s: cannot open\n", argv[1]);
+    return 2;
+  }
+  Run run;
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) run.urls.push_back(line);
+  const int connections = std::stoi(argv[2]);
+  asio::io_context io(1);
+  coropool::worker::HttpClient client(io.get_executor(), {.max_connections = connections});
+  for (int i = 0; i < connections; ++i) asio::co_spawn(io, fetcher(client, run), asio::detached);
+  io.run();
+  std::fprintf(stderr, "%zu URLs, %zu failed\n", run.urls.size(), run.failed);
+  return run.failed ? 1 : 0;
+}
