@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `coropool fetch` beside wrk, curl --parallel and a bare libcurl multi loop (bench_bare_curl:
-# the floor for any libcurl client, as it records nothing) against nginx on loopback:
+# the floor for any libcurl client, as it records nothing) against nginx on loopback. Also
+# worker::HttpClient alone in one process (bench_http_client), to tell where CPU goes:
 #   F1: 50,000 distinct URLs of a 1 KiB file;  F2: 5,000 distinct URLs of a 100 KiB file;
 # 64 connections in total for every client. coropool runs as -j 1 -c 64 and -j 2 -c 32.
 # Figures are requests/s, medians of RUNS runs (default 3), ratios against wrk, and each
@@ -19,9 +20,10 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCOROPOOL_BUILD_TESTS=OFF -DCOROPOOL_BUILD_EXAMPLES=OFF >/dev/null
-cmake --build build-bench -j"$(nproc)" --target coropool_cli bench_bare_curl >/dev/null
+cmake --build build-bench -j"$(nproc)" --target coropool_cli bench_bare_curl bench_http_client >/dev/null
 bin=$PWD/build-bench/cli/coropool
 bare=$PWD/build-bench/bench/bench_bare_curl
+client=$PWD/build-bench/bench/bench_http_client
 
 work=$(mktemp -d)
 port=$((20000 + RANDOM % 20000))
@@ -76,7 +78,7 @@ m() { printf '%s\n' "$@" | awk '{print $1}' | median; }
 mc() { printf '%s\n' "$@" | awk '{print $2}' | median; }
 
 declare -A res
-clients=(wrk curl bare o1 o2)
+clients=(wrk curl bare client o1 o2)
 for size in 1k 100k; do
   n=$(wc -l < "$work/$size.txt")
   declare -A runs_of=()
@@ -84,6 +86,7 @@ for size in 1k 100k; do
     runs_of[wrk]+="$(measure_wrk "$base/$size.bin");"
     runs_of[curl]+="$(measure "$n" curl -s --parallel --parallel-max 64 -K "$work/$size.curl");"
     runs_of[bare]+="$(measure "$n" "$bare" "$work/$size.txt" 64);"
+    runs_of[client]+="$(measure "$n" "$client" "$work/$size.txt" 64);"
     runs_of[o1]+="$(measure "$n" "$bin" fetch -j 1 -c 64 --no-progress "$work/$size.txt");"
     runs_of[o2]+="$(measure "$n" "$bin" fetch -j 2 -c 32 --no-progress "$work/$size.txt");"
   done
@@ -108,6 +111,7 @@ done
 echo
 echo "client CPU per request (µs, all of its processes, medians; nginx's own CPU not included):"
 for size in 1k 100k; do
-  printf '  %-5s wrk %.1f  curl %.1f  bare libcurl %.1f  coropool -j1 %.1f  coropool -j2 %.1f\n' "$size" \
-    "${res[$size.wrk.cpu]}" "${res[$size.curl.cpu]}" "${res[$size.bare.cpu]}" "${res[$size.o1.cpu]}" "${res[$size.o2.cpu]}"
+  printf '  %-5s wrk %.1f  curl %.1f  bare libcurl %.1f  HttpClient alone %.1f (%.0f/s)  coropool -j1 %.1f  coropool -j2 %.1f\n' \
+    "$size" "${res[$size.wrk.cpu]}" "${res[$size.curl.cpu]}" "${res[$size.bare.cpu]}" "${res[$size.client.cpu]}" \
+    "${res[$size.client]}" "${res[$size.o1.cpu]}" "${res[$size.o2.cpu]}"
 done
