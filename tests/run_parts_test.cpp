@@ -1,5 +1,6 @@
 // Parts of `coropool run`: templates, the job log, the shared job slots.
 
+#include "fetch.hpp"
 #include "joblog.hpp"
 #include "slots.hpp"
 #include "template.hpp"
@@ -87,3 +88,14 @@ TEST(Slots, LowestFreeSlotSharedAcrossForksAndTakenBackFromTheDead) {
 }
 
 }  // namespace
+
+TEST(FetchJson, StringsAreEscapedAndInvalidUtf8BytesWrittenAsCodePoints) {
+  using coropool::cli::json_string;
+  EXPECT_EQ(json_string("http://a/b?c=d&e"), "\"http://a/b?c=d&e\"");
+  EXPECT_EQ(json_string("q\"b\\s"), "\"q\\\"b\\\\s\"");
+  EXPECT_EQ(json_string("a\nb\tc\rd"), "\"a\\nb\\tc\\rd\"");
+  EXPECT_EQ(json_string(std::string_view("\x01\x1f\x7f", 3)), "\"\\u0001\\u001f\\u007f\"");
+  EXPECT_EQ(json_string("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
+  EXPECT_EQ(json_string("x\xff\xc3"), "\"x\\u00ff\\u00c3\"");  // a stray byte, a cut sequence
+  EXPECT_EQ(json_string(""), "\"\"");
+}

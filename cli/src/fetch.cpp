@@ -223,15 +223,26 @@ asio::awaitable<coropool::cli::FetchRecord> coropool_fetch_url(coropool::cli::Fe
 
 namespace coropool::cli {
 
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
+void append_json_string(std::string& out, std::string_view s) {
+  out += '"';
   std::size_t i = 0;
   auto hex = [&](unsigned c) {
-    char b[8];
-    std::snprintf(b, sizeof b, "\\u%04x", c);
-    out += b;
+    static constexpr char digits[] = "0123456789abcdef";
+    out += "\\u00";
+    out += digits[c >> 4];
+    out += digits[c & 15];
   };
   while (i < s.size()) {
+    // Printable ASCII other than '"' and '\\' (nearly all of a URL) is copied a run at a time.
+    std::size_t run = i;
+    while (run < s.size()) {
+      auto c = static_cast<unsigned char>(s[run]);
+      if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') break;
+      ++run;
+    }
+    out.append(s.data() + i, run - i);
+    i = run;
+    if (i == s.size()) break;
     auto c = static_cast<unsigned char>(s[i]);
     if (c == '"' || c == '\\') {
       out += '\\';
@@ -242,10 +253,8 @@ std::string json_string(std::string_view s) {
       out += "\\t";
     } else if (c == '\r') {
       out += "\\r";
-    } else if (c < 0x20 || c == 0x7f) {
-      hex(c);
     } else if (c < 0x80) {
-      out += static_cast<char>(c);
+      hex(c);  // the other control characters and DEL
     } else {
       // A whole, valid UTF-8 sequence is copied; any other byte is written as \u00XX.
       std::size_t len = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c <= 0xdf ? 2 : 0;
@@ -261,6 +270,11 @@ std::string json_string(std::string_view s) {
     ++i;
   }
   out += '"';
+}
+
+std::string json_string(std::string_view s) {
+  std::string out;
+  append_json_string(out, s);
   return out;
 }
 
@@ -384,23 +398,54 @@ struct UrlInput {
 
 using UrlView = PullView<UrlInput, FetchJob>;
 
-std::string to_json(const FetchRecord& r) {
-  std::string j = "{\"line\":" + std::to_string(r.line) + ",\"url\":" + json_string(r.url) + ",\"final_url\":";
-  j += r.final_url.empty() ? "null" : json_string(r.final_url);
+// Appends the record's JSON line to `j`.
+void append_json(std::string& j, const FetchRecord& r) {
+  char num[32];
+  auto number = [&](auto v) {
+    auto [end, ec] = std::to_chars(num, num + sizeof num, v);
+    j.append(num, end);
+  };
+  auto text_or_null = [&](const std::string& v) {
+    if (v.empty())
+      j += "null";
+    else
+      append_json_string(j, v);
+  };
+  j += "{\"line\":";
+  number(r.line);
+  j += ",\"url\":";
+  append_json_string(j, r.url);
+  j += ",\"final_url\":";
+  text_or_null(r.final_url);
   j += ",\"status\":";
-  j += r.status ? std::to_string(r.status) : "null";
-  j += ",\"bytes\":" + std::to_string(r.bytes) + ",\"content_type\":";
-  j += r.content_type.empty() ? "null" : json_string(r.content_type);
-  char t[32];
-  std::snprintf(t, sizeof t, "%.3f", r.time_ms);
+  if (r.status)
+    number(r.status);
+  else
+    j += "null";
+  j += ",\"bytes\":";
+  number(r.bytes);
+  j += ",\"content_type\":";
+  text_or_null(r.content_type);
   j += ",\"time_ms\":";
-  j += t;
-  j += ",\"attempts\":" + std::to_string(r.attempts);
-  if (!r.file.empty()) j += ",\"file\":" + json_string(r.file);
+  auto [end, ec] = std::to_chars(num, num + sizeof num, r.time_ms, std::chars_format::fixed, 3);
+  j.append(num, end);
+  j += ",\"attempts\":";
+  number(r.attempts);
+  if (!r.file.empty()) {
+    j += ",\"file\":";
+    append_json_string(j, r.file);
+  }
   j += ",\"error\":";
-  j += r.error.empty() ? "null" : "{\"code\":" + json_string(r.error) + ",\"message\":" + json_string(r.message) + "}";
+  if (r.error.empty()) {
+    j += "null";
+  } else {
+    j += "{\"code\":";
+    append_json_string(j, r.error);
+    j += ",\"message\":";
+    append_json_string(j, r.message);
+    j += '}';
+  }
   j += "}\n";
-  return j;
 }
 
 // --resume: the lines an earlier run recorded; a last record cut short is cut off the file.
@@ -507,8 +552,11 @@ int fetch_main(const FetchOptions& o) {
   std::map<std::string, std::size_t> by_error;
   std::uint64_t bytes = 0;
   bool write_failed = false;
+  std::string line_buf;
   auto record = [&](const FetchRecord& r) {
-    std::string j = to_json(r);
+    line_buf.clear();
+    append_json(line_buf, r);
+    const std::string& j = line_buf;
     if (std::fwrite(j.data(), 1, j.size(), out) != j.size() && !write_failed) {
       write_failed = true;
       tally.note("cannot write the output: " + std::string(std::strerror(errno)));
