@@ -18,6 +18,7 @@
 #include <map>
 #include <numeric>
 #include <ranges>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -37,6 +38,7 @@ using asio::experimental::deferred;
 asio::awaitable<int> twice(int x) { co_return 2 * x; }
 int plus(int a, int b) { return a + b; }
 pid_t worker_pid(int) { return ::getpid(); }
+asio::awaitable<pid_t> async_worker_pid(int) { co_return ::getpid(); }
 std::string shout(std::string s, int times) {
   std::string r;
   for (int i = 0; i < times; ++i) r += s + "!";
@@ -275,6 +277,59 @@ TEST(PoolLimits, WithoutPrefetchAFreeSlotTakesTheNextJob) {
   EXPECT_NE(a, -1);
   EXPECT_NE(b, -1);
   EXPECT_NE(a, b);
+}
+
+TEST(PoolAffinity, JobsWithOneKeyRunInOneWorkerAndTheKeysSpreadOverAll) {
+  // Coroutine jobs, 1000 at a time per worker: the whole call is handed out in the first
+  // dispatch, so no job finds its worker's window and waiting line full (which would send it
+  // elsewhere).
+  coropool::Pool pool({.processes = 2, .child_concurrency = 1000, .prefetch = 0});
+  // Both workers serve first (keys pick among the workers there are): 40 plain jobs of 5 ms
+  // each, one at a time per worker.
+  auto warm = pool.map(slow_pid, std::vector<int>(40, 0));
+  ASSERT_EQ(std::set<pid_t>(warm.begin(), warm.end()).size(), 2u);
+  auto pids =
+      pool.with({.affinity = [](std::uint64_t i) { return i % 8; }}).map(async_worker_pid, std::vector<int>(400, 0));
+  ASSERT_EQ(pids.size(), 400u);
+  std::map<std::uint64_t, std::set<pid_t>> by_key;
+  for (std::size_t i = 0; i < pids.size(); ++i) by_key[i % 8].insert(pids[i]);
+  for (auto& [key, where] : by_key) EXPECT_EQ(where.size(), 1u) << "key " << key;
+  EXPECT_EQ(std::set<pid_t>(pids.begin(), pids.end()).size(), 2u);
+}
+
+TEST(PoolAffinity, ABusyKeySpillsToTheOtherWorkerAndCancelEndsItsParkedJobs) {
+  // Every job has one key, so one home worker, W1; each worker runs 2 jobs at a time and
+  // holds no more (prefetch 0), and may have 2 more parked on it. In the first dispatch W0
+  // parks j0 and j1 on W1 and, W1's line being full, runs j2 and j3 itself; W1 runs j0 and
+  // j1. j2 is quick: when it ends, W0 parks j4 and j5 on the full W1 and runs j6. The
+  // other jobs hang until the stream is cancelled, which must also end j4 and j5.
+  coropool::Pool pool({.processes = 2, .child_concurrency = 2, .prefetch = 0});
+  auto warm = pool.map(slow_pid, std::vector<int>(40, 0));  // both workers serve first
+  ASSERT_EQ(std::set<pid_t>(warm.begin(), warm.end()).size(), 2u);
+  coropool::test::Beacon beacon;
+  const std::string b = beacon.name();
+  std::vector<std::string> jobs{b, b, "", b, b, b, b};
+  auto stream = pool.with({.affinity = [](std::uint64_t) { return 7; }}).imap_unordered(quick_or_hang, jobs, 8);
+  auto pids = pool.run([&]() -> asio::awaitable<std::set<pid_t>> {
+    std::set<pid_t> seen;
+    for (int i = 0; i < 4; ++i) seen.insert(co_await coropool::test::beacon_pid(beacon));
+    co_return seen;
+  }());
+  EXPECT_EQ(pids.count(-1), 0u);
+  EXPECT_EQ(pids.size(), 2u);          // the busy key's jobs run on both workers
+  EXPECT_GE(pool.stats().queued, 2u);  // j4 and j5, parked on W1, count as queued
+  stream.cancel();
+  int values = 0, cancelled = 0;
+  for (;;) {
+    try {
+      if (!stream.get()) break;
+      ++values;
+    } catch (const std::exception&) {
+      ++cancelled;
+    }
+  }
+  EXPECT_EQ(values, 1);     // j2
+  EXPECT_EQ(cancelled, 6);  // four running, two parked
 }
 
 TEST(PoolLimits, AnApplyIsNotStuckBehindALongMap) {

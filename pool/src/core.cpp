@@ -51,6 +51,15 @@ constexpr std::size_t batch_bytes = 16u << 20;
 
 class PoolCore;
 
+// A job whose arguments are encoded but which is not out on a worker: to run again after its
+// worker was lost (attempt > 0), or waiting for the worker its affinity key picked.
+struct Held {
+  Ref<Op> op;
+  std::uint64_t index;
+  std::string args;
+  unsigned attempt;
+};
+
 struct WorkerConn final : kj::TaskSet::ErrorHandler, std::enable_shared_from_this<WorkerConn> {
   enum class State : std::uint8_t { running, retiring, lost, closing };
 
@@ -87,6 +96,8 @@ struct WorkerConn final : kj::TaskSet::ErrorHandler, std::enable_shared_from_thi
   double rate = 0;       // jobs/s, smoothed
   Clock::time_point last_result{};
   std::optional<asio::steady_timer> lost_timer;
+  // Jobs whose affinity key picked this worker, waiting for room in its window.
+  std::deque<Held> parked;
 
   void disconnect() {
     tasks.reset();
@@ -202,16 +213,21 @@ class PoolCore final : public Core {
       ready_.erase(std::remove_if(ready_.begin(), ready_.end(), [&](const Ref<Op>& r) { return r.get() == &op; }),
                    ready_.end());
     }
-    for (auto it = retry_.begin(); it != retry_.end();) {
-      if (it->op.get() != &op) {
-        ++it;
-        continue;
+    auto drop = [&](std::deque<Held>& held) {
+      for (auto it = held.begin(); it != held.end();) {
+        if (it->op.get() != &op) {
+          ++it;
+          continue;
+        }
+        Ref<Op> keep = std::move(it->op);
+        std::uint64_t index = it->index;
+        it = held.erase(it);
+        if (&held != &retry_) --parked_;
+        settle_fail(*keep, index, err);
       }
-      Ref<Op> keep = std::move(it->op);
-      std::uint64_t index = it->index;
-      it = retry_.erase(it);
-      settle_fail(*keep, index, err);
-    }
+    };
+    drop(retry_);
+    for (auto& w : workers_) drop(w->parked);
     for (auto& w : workers_) {
       if (w->state == WorkerConn::State::lost || !w->client) continue;
       std::vector<std::uint64_t> ids;
@@ -253,7 +269,7 @@ class PoolCore final : public Core {
     st.failed = failed_;
     st.retried = retried_;
     st.in_flight = outstanding();
-    st.queued = ready_.size() + retry_.size();
+    st.queued = ready_.size() + retry_.size() + parked_;
     for (auto& w : workers_)
       if (w->state != WorkerConn::State::lost) st.workers.push_back({w->pid, w->outstanding, w->sent_total, w->rate});
     std::uint64_t total = 0;
@@ -287,7 +303,7 @@ class PoolCore final : public Core {
   void join() override {
     if (joined_) return;
     close();
-    drive([this] { return ready_.empty() && retry_.empty() && outstanding() == 0; });
+    drive([this] { return !has_work() && outstanding() == 0; });
     finish();
   }
 
@@ -517,6 +533,11 @@ class PoolCore final : public Core {
     }
     auto retry = std::move(retry_);
     retry_.clear();
+    for (auto& w : workers_) {
+      for (auto& p : w->parked) retry.push_back(std::move(p));
+      w->parked.clear();
+    }
+    parked_ = 0;
     for (auto& r : retry) settle_fail(*r.op, r.index, err);
     for (auto& w : workers_) fail_outstanding(*w, err);
   }
@@ -541,6 +562,7 @@ class PoolCore final : public Core {
     std::shared_ptr<WorkerConn> w = std::move(*it);
     workers_.erase(it);
     publish_pids();
+    unpark(*w);
     bool expected = w->state == WorkerConn::State::closing;
     for (std::uint32_t i = 0; i < w->slots.size(); ++i) {
       auto& slot = w->slots[i];
@@ -554,7 +576,7 @@ class PoolCore final : public Core {
       }
       if (slot.attempt < retries_for(*slot.op) && !shutting_down_) {
         ++retried_;
-        retry_.push_back(Retry{std::move(slot.op), slot.index, std::move(slot.args), slot.attempt + 1});
+        retry_.push_back(Held{std::move(slot.op), slot.index, std::move(slot.args), slot.attempt + 1});
         release_slot(*w, i);
         continue;
       }
@@ -599,6 +621,7 @@ class PoolCore final : public Core {
   // disconnected (so it exits) once its last job is back.
   void start_retiring(WorkerConn& w) {
     w.state = WorkerConn::State::retiring;
+    unpark(w);
     if (!shutting_down_) spawn_one();
     if (w.outstanding == 0) close_worker(w);
   }
@@ -711,7 +734,7 @@ class PoolCore final : public Core {
   }
 
   void schedule_dispatch() {
-    if (dispatch_posted_ || (ready_.empty() && retry_.empty())) return;
+    if (dispatch_posted_ || !has_work()) return;
     dispatch_posted_ = true;
     std::weak_ptr<bool> alive = alive_;
     asio::post(ex_, [this, alive] {
@@ -719,28 +742,45 @@ class PoolCore final : public Core {
     });
   }
 
+  bool has_work() const noexcept { return !ready_.empty() || !retry_.empty() || parked_ > 0; }
+
+  // How many jobs of `op` worker `w` may hold at once.
+  std::size_t window_for(const WorkerConn& w, const Op& op) const {
+    if (opts_.prefetch) return (op.task().is_async ? opts_.child_concurrency : 1) + *opts_.prefetch;
+    std::size_t min_window = op.task().is_async ? opts_.child_concurrency : 2;
+    return std::clamp<std::size_t>(static_cast<std::size_t>(w.rate * prefetch_seconds), min_window,
+                                   std::max(min_window, max_window));
+  }
+
+  // The jobs parked on a worker that takes no more go back to be run by any.
+  void unpark(WorkerConn& w) {
+    if (w.parked.empty()) return;
+    parked_ -= w.parked.size();
+    for (auto& p : w.parked) retry_.push_back(std::move(p));
+    w.parked.clear();
+    schedule_dispatch();
+  }
+
   // Hands ready jobs to workers with room in their window, one batch (one RPC) per worker.
   // The least loaded workers go first, and among equals the same one each time: a lone
   // stream of quick calls stays on one warm worker instead of waking a cold one per call.
   void dispatch() {
     dispatch_posted_ = false;
+    parked_for_room_ = false;
     order_.clear();
     for (auto& w : workers_) order_.push_back(w.get());
     std::stable_sort(order_.begin(), order_.end(),
                      [](const WorkerConn* a, const WorkerConn* b) { return a->outstanding < b->outstanding; });
     for (WorkerConn* wp : order_) {
-      if (ready_.empty() && retry_.empty()) break;
+      if (!has_work()) break;
       WorkerConn& w = *wp;
       if (w.state != WorkerConn::State::running) continue;
-      const Op& head = retry_.empty() ? *ready_.front() : *retry_.front().op;
-      std::size_t window;
-      if (opts_.prefetch) {
-        window = (head.task().is_async ? opts_.child_concurrency : 1) + *opts_.prefetch;
-      } else {
-        std::size_t min_window = head.task().is_async ? opts_.child_concurrency : 2;
-        window = std::clamp<std::size_t>(static_cast<std::size_t>(w.rate * prefetch_seconds), min_window,
-                                         std::max(min_window, max_window));
-      }
+      const Op* head = !retry_.empty()     ? retry_.front().op.get()
+                       : !w.parked.empty() ? w.parked.front().op.get()
+                       : !ready_.empty()   ? ready_.front().get()
+                                           : nullptr;
+      if (!head) continue;
+      std::size_t window = window_for(w, *head);
       if (w.outstanding >= window) continue;
       std::size_t room = window - w.outstanding;
       // With jobs still out, wait for a quarter window to free up: fewer, larger batches.
@@ -749,19 +789,44 @@ class PoolCore final : public Core {
       if (opts_.max_tasks_per_child) room = std::min<std::size_t>(room, opts_.max_tasks_per_child - w.sent_total);
       send_batch(w, room);
     }
+    // Jobs parked on a worker with room, after its turn in this pass, go out in the next.
+    if (parked_for_room_) schedule_dispatch();
+  }
+
+  // The worker that the affinity key of a job picks, when that is not `w` and it can take the
+  // job soon (running, and its waiting line shorter than its window); otherwise null.
+  WorkerConn* home_of(const Op& op, std::uint64_t index, const WorkerConn& w) const {
+    const auto& key = op.call().affinity;
+    if (!key || workers_.size() < 2) return nullptr;
+    std::uint64_t k = 0;
+    try {
+      k = key(index);
+    } catch (...) {
+      return nullptr;  // documented: the job goes to any worker
+    }
+    WorkerConn* home = workers_[k % workers_.size()].get();
+    if (home == &w || home->state != WorkerConn::State::running) return nullptr;
+    if (home->parked.size() >= window_for(*home, op)) return nullptr;
+    return home;
   }
 
   void send_batch(WorkerConn& w, std::size_t room) {
     staged_.clear();
     arena_.clear();
-    // Jobs lost with a worker go first, with the arguments they were sent with.
-    while (staged_.size() < room && !retry_.empty()) {
-      Retry& r = retry_.front();
-      std::size_t before = arena_.size();
-      arena_ += r.args;
-      staged_.push_back(Staged{std::move(r.op), r.index, before, r.args.size(), r.attempt});
-      retry_.pop_front();
-    }
+    // Jobs lost with a worker go first, with the arguments they were sent with; then the jobs
+    // parked on this worker by their affinity key.
+    auto take = [&](std::deque<Held>& held) {
+      while (staged_.size() < room && !held.empty()) {
+        Held& r = held.front();
+        std::size_t before = arena_.size();
+        arena_ += r.args;
+        staged_.push_back(Staged{std::move(r.op), r.index, before, r.args.size(), r.attempt});
+        held.pop_front();
+        if (&held == &w.parked) --parked_;
+      }
+    };
+    take(retry_);
+    take(w.parked);
     // A batch stops growing past batch_bytes (one job always goes), so a message stays far
     // below the receiver's limit whatever the argument sizes.
     while (staged_.size() < room && !ready_.empty() && (staged_.empty() || arena_.size() < batch_bytes)) {
@@ -789,6 +854,13 @@ class PoolCore final : public Core {
             std::make_exception_ptr(Error("coropool: the arguments of task " + describe_task(op->task()) + " #" +
                                           std::to_string(index) + " take " + std::to_string(len) +
                                           " bytes, over the limit of " + std::to_string(ipc::max_value_bytes))));
+        continue;
+      }
+      if (WorkerConn* home = home_of(*op, index, w)) {
+        home->parked.push_back(Held{op, index, arena_.substr(before), 0});
+        arena_.resize(before);
+        ++parked_;
+        if (home->outstanding < window_for(*home, *op)) parked_for_room_ = true;
         continue;
       }
       staged_.push_back(Staged{op, index, before, len, 0});
@@ -876,12 +948,6 @@ class PoolCore final : public Core {
     std::size_t offset, size;
     unsigned attempt;
   };
-  struct Retry {
-    Ref<Op> op;
-    std::uint64_t index;
-    std::string args;
-    unsigned attempt;
-  };
 
   PoolOptions opts_;
   unsigned processes_ = 1;
@@ -895,13 +961,15 @@ class PoolCore final : public Core {
   std::optional<asio::signal_set> signals_;
   std::vector<std::shared_ptr<WorkerConn>> workers_;
   std::deque<Ref<Op>> ready_;
-  std::deque<Retry> retry_;  // jobs to run again after their worker was lost
+  std::deque<Held> retry_;  // jobs to run again after their worker was lost
+  std::size_t parked_ = 0;  // jobs in the parked lines of all workers
   std::vector<Staged> staged_;
   std::string arena_;
   std::vector<WorkerConn*> order_;
   unsigned pending_spawns_ = 0;
   unsigned failed_starts_ = 0;
-  std::exception_ptr broken_;  // why the pool cannot run jobs, once it cannot
+  std::exception_ptr broken_;     // why the pool cannot run jobs, once it cannot
+  bool parked_for_room_ = false;  // this dispatch parked a job on a worker with room
   bool dispatch_posted_ = false, closed_ = false, shutting_down_ = false, joined_ = false;
   mutable std::mutex pids_mutex_;
   std::vector<pid_t> pids_;

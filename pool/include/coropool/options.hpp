@@ -52,6 +52,13 @@ struct CallOptions {
   // (an exception from it is dropped) and must not block.
   std::function<void(const Progress&)> on_progress = nullptr;
   std::chrono::milliseconds progress_interval{100};
+  // Jobs with equal keys prefer one worker process (the key modulo the number of workers
+  // picks it), so that what a worker keeps between jobs (open connections, caches) is
+  // reused. Called on the pool's loop with a job's index in this call, as the job is taken
+  // from the input. A job still goes to another worker when its own holds a full window and
+  // as many again waiting, so one busy key does not leave the other workers idle. An
+  // exception from it is ignored (that job goes to any worker).
+  std::function<std::uint64_t(std::uint64_t index)> affinity = nullptr;
 };
 
 // A snapshot of a pool: see Pool::stats().
