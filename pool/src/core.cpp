@@ -793,21 +793,31 @@ class PoolCore final : public Core {
     if (parked_for_room_) schedule_dispatch();
   }
 
-  // The worker that the affinity key of a job picks, when that is not `w` and it can take the
-  // job soon (running, and its waiting line shorter than its window); otherwise null.
-  WorkerConn* home_of(const Op& op, std::uint64_t index, const WorkerConn& w) const {
+  // Where a job with an affinity key goes, while `w` takes a batch: its home worker (the
+  // key picks it), or `w` itself, or nowhere yet (`w` stops taking jobs for now).
+  struct Placement {
+    WorkerConn* park_on = nullptr;  // park the job on this worker; null: stage it on `w`
+    bool stop = false;              // and take no more jobs for `w` in this batch
+  };
+  Placement place(const Op& op, std::uint64_t index, const WorkerConn& w) const {
     const auto& key = op.call().affinity;
-    if (!key || workers_.size() < 2) return nullptr;
+    if (!key || workers_.size() < 2) return {};
     std::uint64_t k = 0;
     try {
       k = key(index);
     } catch (...) {
-      return nullptr;  // documented: the job goes to any worker
+      return {};  // documented: the job goes to any worker
     }
     WorkerConn* home = workers_[k % workers_.size()].get();
-    if (home == &w || home->state != WorkerConn::State::running) return nullptr;
-    if (home->parked.size() >= window_for(*home, op)) return nullptr;
-    return home;
+    if (home == &w || home->state != WorkerConn::State::running) return {};
+    std::size_t line = window_for(*home, op);
+    if (home->parked.size() < line) return {home, false};
+    // The home's line is full. `w` takes the job only to run it at once (a free run slot),
+    // so that a busy key keeps every worker busy without filling their windows with it;
+    // otherwise it waits on its home, within four lines, and `w` takes no more for now.
+    std::size_t run_slots = op.task().is_async ? opts_.child_concurrency : 1;
+    if (w.outstanding + staged_.size() < run_slots || home->parked.size() >= 4 * line) return {};
+    return {home, true};
   }
 
   void send_batch(WorkerConn& w, std::size_t room) {
@@ -856,11 +866,13 @@ class PoolCore final : public Core {
                                           " bytes, over the limit of " + std::to_string(ipc::max_value_bytes))));
         continue;
       }
-      if (WorkerConn* home = home_of(*op, index, w)) {
-        home->parked.push_back(Held{op, index, arena_.substr(before), 0});
+      if (Placement p = place(*op, index, w); p.park_on) {
+        WorkerConn& home = *p.park_on;
+        home.parked.push_back(Held{op, index, arena_.substr(before), 0});
         arena_.resize(before);
         ++parked_;
-        if (home->outstanding < window_for(*home, *op)) parked_for_room_ = true;
+        if (home.outstanding < window_for(home, *op)) parked_for_room_ = true;
+        if (p.stop) break;
         continue;
       }
       staged_.push_back(Staged{op, index, before, len, 0});

@@ -53,6 +53,16 @@ check "and gives up after --retries" test "$(field status < "$dir/retry2.jsonl")
 printf '%s\n' "$base/delay/3000" "$base/drip/50/100" | "$bin" fetch --timeout 0.5 - > "$dir/slow.jsonl" 2>/dev/null
 check "timeouts and slow drips" test "$(errcode < "$dir/slow.jsonl" | sort | tr '\n' ,)" = "timeout,timeout,"
 
+# Many hosts (curl resolves *.localhost to 127.0.0.1 itself): a worker keeps a connection to
+# each host it fetches from, and a host's URLs stay on one worker. 16 hosts x 30 URLs with
+# -j 2 -c 4; when curl's cache held only -c connections, nearly each request opened one.
+for i in $(seq 1 30); do for h in $(seq 1 16); do echo "http://h$h.localhost:$port/conn/many?$i"; done; done > "$dir/hosts.txt"
+"$bin" fetch -j 2 -c 4 "$dir/hosts.txt" > "$dir/hosts.jsonl" 2>/dev/null
+check "16 hosts: every URL answered" test "$(field status < "$dir/hosts.jsonl" | sort | uniq -c | awk '{print $1 ":" $2}')" = "480:200"
+conns=$(python3 -c 'import sys, urllib.request as u
+print(u.build_opener(u.ProxyHandler({})).open(sys.argv[1]).read().decode().strip())' "$base/conns/many")
+check "16 hosts: connections reused (at most 96 for 480 requests, got $conns)" test "$conns" -le 96
+
 # Shards: disjoint, and together they cover the input.
 for i in $(seq 1 30); do echo "$base/seen/s$i"; done > "$dir/shard.txt"
 for k in 0 1 2; do "$bin" fetch --shard "$k/3" "$dir/shard.txt" 2>/dev/null | field line; done | sort -n > "$dir/shards"

@@ -14,6 +14,8 @@ listens, and serves until killed. Paths:
   /flaky/KEY/N/SECS    the first N requests for KEY get 503 with Retry-After: SECS, then 200
   /count/KEY           how many requests for /flaky/KEY... and /seen/KEY came in
   /seen/KEY            200, counted under KEY
+  /conn/KEY            200, and the connection it came on noted under KEY
+  /conns/KEY           how many distinct connections /conn/KEY requests came on
 """
 import socket
 import struct
@@ -24,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 counts = {}
+conns = {}
 lock = threading.Lock()
 
 
@@ -97,6 +100,13 @@ class Handler(BaseHTTPRequestHandler):
             elif head == "seen":
                 bump(parts[1])
                 self.reply(200, b"seen\n")
+            elif head == "conn":
+                with lock:
+                    conns.setdefault(parts[1], set()).add(self.client_address)
+                self.reply(200, b"ok\n")
+            elif head == "conns":
+                with lock:
+                    self.reply(200, b"%d\n" % len(conns.get(parts[1], ())))
             elif head == "count":
                 with lock:
                     self.reply(200, b"%d\n" % counts.get(parts[1], 0))

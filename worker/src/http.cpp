@@ -189,6 +189,7 @@ struct HttpClient::Impl {
       curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, options.max_connections);
       curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, options.max_connections);
     }
+    if (options.max_idle_connections > 0) curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, options.max_idle_connections);
     if (options.max_host_connections > 0)
       curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, options.max_host_connections);
   }

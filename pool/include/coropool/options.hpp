@@ -55,9 +55,10 @@ struct CallOptions {
   // Jobs with equal keys prefer one worker process (the key modulo the number of workers
   // picks it), so that what a worker keeps between jobs (open connections, caches) is
   // reused. Called on the pool's loop with a job's index in this call, as the job is taken
-  // from the input. A job still goes to another worker when its own holds a full window and
-  // as many again waiting, so one busy key does not leave the other workers idle. An
-  // exception from it is ignored (that job goes to any worker).
+  // from the input. While its worker is busy a job waits for it, in a line as long as the
+  // worker's window; past that, another worker with a free run slot takes it, so one busy
+  // key does not leave the other workers idle. An exception from it is ignored (that job
+  // goes to any worker).
   std::function<std::uint64_t(std::uint64_t index)> affinity = nullptr;
 };
 

@@ -55,7 +55,10 @@ struct HttpResult {
 };
 
 struct HttpClientOptions {
-  long max_connections = 0;       // in all; 0: no limit
+  long max_connections = 0;  // in all; 0: no limit
+  // Connections kept open between requests, to all hosts (curl's connection cache; past it
+  // the oldest idle one is closed). 0: max_connections, or curl's default without it.
+  long max_idle_connections = 0;
   long max_host_connections = 0;  // per host; 0: no limit
   long buffer_size = 64L * 1024;  // curl's receive buffer per transfer
 };
