@@ -69,7 +69,8 @@ struct PoolStats {
   std::uint64_t failed = 0;     // jobs that failed
   std::uint64_t retried = 0;    // runs again after a worker was lost
   std::size_t in_flight = 0;    // handed out, not yet settled
-  std::size_t queued = 0;       // calls waiting for room in a worker
+  std::size_t queued = 0;       // calls waiting for room in a worker, jobs waiting for a worker
+                                // (to run again, or parked by CallOptions::affinity)
   struct Worker {
     pid_t pid = 0;
     std::size_t in_flight = 0;
