@@ -478,6 +478,8 @@ int fetch_main(const FetchOptions& o) {
   if (!shard) return 2;
   if (o.resume && o.output.empty()) return usage("--resume needs -o FILE");
   if (o.concurrency == 0) return usage("-c must be at least 1");
+  if (!o.ca_file.empty() && ::access(o.ca_file.c_str(), R_OK) != 0)
+    return usage("cannot read --cacert " + o.ca_file + ": " + std::strerror(errno));
 
   std::ifstream file;
   UrlInput input;
@@ -523,6 +525,7 @@ int fetch_main(const FetchOptions& o) {
   g_config.http.max_size = o.max_size;
   g_config.http.max_redirects = o.max_redirects;
   g_config.http.user_agent = o.user_agent;
+  g_config.http.ca_file = o.ca_file;
   g_config.http.keep_body = false;
   // No cap on connections in all: the pool runs at most -c transfers in a worker. But room for
   // many idle ones, so that a worker fetching from many hosts keeps a connection to each

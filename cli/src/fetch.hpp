@@ -22,6 +22,7 @@ struct FetchOptions {
   std::vector<std::string> headers;
   std::string method = "GET";
   std::string user_agent = "coropool/0.1";
+  std::string ca_file;    // --cacert
   double rate = 0;        // requests per second over all workers; 0: no limit
   unsigned per_host = 0;  // connections per host over all workers; 0: no limit
   std::string save_dir;

@@ -78,6 +78,9 @@ int main(int argc, char** argv) {
   fcmd->add_option("-H,--header", fetch.headers, "A request header, \"Name: value\" (repeatable)");
   fcmd->add_option("-X,--method", fetch.method, "The request method")->default_val("GET");
   fcmd->add_option("--user-agent", fetch.user_agent, "The User-Agent header")->default_val("coropool/0.1");
+  fcmd->add_option("--cacert", fetch.ca_file,
+                   "PEM file of the certificates that https servers are verified with (default: the\n"
+                   "system's)");
   fcmd->add_option("--rate", fetch.rate, "Requests per second over all workers (default: no limit)");
   fcmd->add_option("--per-host", fetch.per_host, "Connections per host over all workers (default: no limit)");
   fcmd->add_option("--save-dir", fetch.save_dir,

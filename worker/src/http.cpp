@@ -141,7 +141,7 @@ struct EasySetup {
   bool matches(const HttpOptions& o, bool for_https) const {
     return configured && https == for_https && opts.method == o.method && opts.headers == o.headers &&
            opts.timeout == o.timeout && opts.connect_timeout == o.connect_timeout && opts.max_size == o.max_size &&
-           opts.max_redirects == o.max_redirects && opts.user_agent == o.user_agent;
+           opts.max_redirects == o.max_redirects && opts.user_agent == o.user_agent && opts.ca_file == o.ca_file;
   }
   void assign(const HttpOptions& o, bool for_https) {
     configured = true;
@@ -153,6 +153,7 @@ struct EasySetup {
     opts.max_size = o.max_size;
     opts.max_redirects = o.max_redirects;
     opts.user_agent = o.user_agent;
+    opts.ca_file = o.ca_file;
     if (headers) curl_slist_free_all(headers);
     headers = nullptr;
     for (const auto& h : o.headers) headers = curl_slist_append(headers, h.c_str());
@@ -402,6 +403,7 @@ struct HttpClient::Impl {
     else if (o.method != "GET" && o.method != "POST")
       curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, o.method.c_str());
     if (setup.https) curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    if (!o.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, o.ca_file.c_str());
   }
 
   template <class Handler>

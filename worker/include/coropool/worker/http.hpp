@@ -32,7 +32,8 @@ struct HttpOptions {
   std::uint64_t max_size = 0;  // a larger body aborts the transfer (error too_large); 0: any
   long max_redirects = 10;     // followed over http and https only; 0: not followed
   std::string user_agent = "coropool/0.1";
-  bool keep_body = true;  // false: only count the bytes
+  std::string ca_file = {};  // PEM certificates to verify https servers with; empty: the system's
+  bool keep_body = true;     // false: only count the bytes
   // When set, the body goes here chunk by chunk instead of into HttpResult::body.
   std::function<void(std::string_view)> body_sink = {};
 };

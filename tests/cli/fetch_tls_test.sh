@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# `coropool fetch` over https against nginx on 127.0.0.1 with a certificate made here, for
+# "localhost": verification (with --cacert, and failing without it), and HTTP/2 with many
+# transfers multiplexed on few connections.
+# Usage: fetch_tls_test.sh PATH/TO/coropool   (needs nginx and openssl: scripts/install-deps)
+set -u
+bin=$(readlink -f "$1")
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+if [ ! -x "$nginx_bin" ] || ! command -v openssl >/dev/null; then
+  echo "nginx or openssl missing: run scripts/install-deps"
+  exit 77  # skipped
+fi
+source "$(dirname "$0")/check.sh"
+dir=$(mktemp -d)
+nginx_pid=""
+trap '[ -n "$nginx_pid" ] && kill "$nginx_pid" 2>/dev/null; rm -rf "$dir"' EXIT
+
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+  -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
+mkdir -p "$dir/logs" "$dir/tmp"
+# A free port: bind 0 and read it back.
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat > "$dir/nginx.conf" <<CONF
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log;
+events { worker_connections 256; }
+http {
+  log_format c '\$connection \$server_protocol \$status';
+  access_log $dir/logs/access.log c;
+  client_body_temp_path $dir/tmp;
+  server {
+    listen 127.0.0.1:$port ssl http2;
+    ssl_certificate $dir/cert.pem;
+    ssl_certificate_key $dir/key.pem;
+    location / { return 200 "ok\n"; }
+  }
+}
+CONF
+# As a daemon: the command returns once the master listens (connections wait in the
+# backlog until its worker takes them), so no wait for readiness is needed.
+"$nginx_bin" -c "$dir/nginx.conf" -p "$dir" || { echo "nginx did not start"; cat "$dir/logs/error.log"; exit 1; }
+nginx_pid=$(cat "$dir/nginx.pid")
+field() { python3 -c 'import json,sys; [print(json.loads(l).get(sys.argv[1])) for l in sys.stdin]' "$1"; }
+errcode() { python3 -c 'import json,sys; [print((json.loads(l)["error"] or {}).get("code")) for l in sys.stdin]'; }
+
+for i in $(seq 1 200); do echo "https://localhost:$port/x?$i"; done > "$dir/urls.txt"
+"$bin" fetch -j 1 -c 32 --cacert "$dir/cert.pem" "$dir/urls.txt" > "$dir/out.jsonl" 2> "$dir/err.txt"
+rc=$?
+check "https with --cacert: exit 0" test "$rc" -eq 0
+check "200 answers" test "$(field status < "$dir/out.jsonl" | sort | uniq -c | awk '{print $1 ":" $2}')" = "200:200"
+check "all over HTTP/2" test "$(awk '{print $2}' "$dir/logs/access.log" | sort | uniq -c | awk '{print $1 ":" $2}')" = \
+  "200:HTTP/2.0"
+conns=$(awk '{print $1}' "$dir/logs/access.log" | sort -u | wc -l)
+check "multiplexed: 200 requests, 32 at a time, on at most 4 connections (got $conns)" test "$conns" -le 4
+
+"$bin" fetch -j 1 "$dir/urls.txt" > "$dir/untrusted.jsonl" 2>/dev/null
+check "without it the certificate is refused: exit 1" test $? -eq 1
+check "every record says tls" test "$(errcode < "$dir/untrusted.jsonl" | sort | uniq -c | awk '{print $1 ":" $2}')" = \
+  "200:tls"
+"$bin" fetch --cacert "$dir/missing.pem" "$dir/urls.txt" 2> "$dir/e.txt" > /dev/null
+check "an unreadable --cacert is exit 2" test $? -eq 2
+check "naming it" grep -q "missing.pem" "$dir/e.txt"
+report
