@@ -3,13 +3,14 @@
 // nothing, retries nothing and writes no output, so what `coropool fetch` spends beyond it is
 // the tool's own cost. bench/fetch/compare.sh runs it beside wrk and coropool.
 // Usage: bench_bare_curl FILE CONNECTIONS
+#include "url_args.hpp"
+
 #include <curl/curl.h>
 
 #include <malloc.h>
 
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -20,19 +21,10 @@ size_t discard(char*, size_t size, size_t n, void*) { return size * n; }
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 3) {
-    std::fprintf(stderr, "usage: %s FILE CONNECTIONS\n", argv[0]);
-    return 2;
-  }
-  std::ifstream in(argv[1]);
-  if (!in) {
-    std::fprintf(stderr, "%s: cannot open\n", argv[1]);
-    return 2;
-  }
-  std::vector<std::string> urls;
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) urls.push_back(line);
-  const int connections = std::stoi(argv[2]);
+  auto args = coropool::bench::parse_url_args(argc, argv);
+  if (!args) return 2;
+  const std::vector<std::string>& urls = args->urls;
+  const int connections = args->connections;
 
   const long buffer = std::getenv("BUF") ? std::atol(std::getenv("BUF")) : 65536L;
   if (buffer > 65536) {

@@ -2,13 +2,14 @@
 // FILE in turn and fetch them, keeping no body. Between bench_bare_curl (libcurl alone) and
 // `coropool fetch -j 1` (the whole tool) it tells which layer a CPU cost belongs to.
 // Usage: bench_http_client FILE CONNECTIONS
+#include "url_args.hpp"
+
 #include <coropool/worker/http.hpp>
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/io_context.hpp>
 #include <cstdio>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -32,19 +33,11 @@ asio::awaitable<void> fetcher(coropool::worker::HttpClient& client, Run& run) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 3) {
-    std::fprintf(stderr, "usage: %s FILE CONNECTIONS\n", argv[0]);
-    return 2;
-  }
-  std::ifstream in(argv[1]);
-  if (!in) {
-    std::fprintf(stderr, "%s: cannot open\n", argv[1]);
-    return 2;
-  }
+  auto args = coropool::bench::parse_url_args(argc, argv);
+  if (!args) return 2;
   Run run;
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) run.urls.push_back(line);
-  const int connections = std::stoi(argv[2]);
+  run.urls = std::move(args->urls);
+  const int connections = args->connections;
   asio::io_context io(1);
   coropool::worker::HttpClient client(io.get_executor(), {.max_connections = connections});
   for (int i = 0; i < connections; ++i) asio::co_spawn(io, fetcher(client, run), asio::detached);
