@@ -395,7 +395,12 @@ struct HttpClient::Impl {
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(o.connect_timeout.count()));
     curl_easy_setopt(e, CURLOPT_USERAGENT, o.user_agent.c_str());
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, options.buffer_size);
-    if (!proxy_from_env) curl_easy_setopt(e, CURLOPT_PROXY, "");  // no per-transfer getenv
+    if (!proxy_from_env) {
+      // No proxy, so no per-transfer lookups: curl reads no_proxy and NO_PROXY from the
+      // environment for every transfer unless CURLOPT_NOPROXY is set.
+      curl_easy_setopt(e, CURLOPT_PROXY, "");
+      curl_easy_setopt(e, CURLOPT_NOPROXY, "");
+    }
     if (o.max_size) curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(o.max_size));
     if (setup.headers) curl_easy_setopt(e, CURLOPT_HTTPHEADER, setup.headers);
     if (o.method == "HEAD")
