@@ -628,4 +628,18 @@ TEST(PoolProgress, ReportedOnTheLoopAtABoundedRateAndAtTheEnd) {
   EXPECT_LE(seen.size(), static_cast<std::size_t>(took / 100ms) + 2);
 }
 
+// The input ends exactly as the window fills: the op learns it is exhausted only after its
+// last job has settled, and that moment still gets the closing report.
+TEST(PoolProgress, TheEndIsReportedWhenTheInputRunsOutAfterTheLastResult) {
+  coropool::Pool pool({.processes = 1, .child_concurrency = 4, .prefetch = 0});
+  std::vector<coropool::Progress> seen;
+  auto out = pool.with({.on_progress = [&](const coropool::Progress& p) { seen.push_back(p); },
+                        .progress_interval = std::chrono::hours(1)})
+                 .map(twice, std::vector<int>(4, 1));
+  ASSERT_EQ(out.size(), 4u);
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(seen.back().done, 4u);
+  EXPECT_EQ(seen.back().submitted, 4u);
+}
+
 }  // namespace

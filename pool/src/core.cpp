@@ -852,8 +852,11 @@ class PoolCore final : public Core {
         op->abort(std::current_exception());
       }
       if (!got) {
-        op->queued_ = false;
+        Ref<Op> gone = std::move(op);
+        gone->queued_ = false;
         ready_.pop_front();
+        // Its input may have ended after its last result: that is the closing report.
+        report_progress(*gone);
         continue;
       }
       std::size_t len = arena_.size() - before;
