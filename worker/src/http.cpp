@@ -16,11 +16,14 @@
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <system_error>
 #include <unordered_map>
 
@@ -53,16 +56,18 @@ struct CompletionFor final : Completion {
 // One socket curl asked us to watch. Sockets curl opens go through our open/close callbacks
 // and are owned here; others (the resolver's wake-up pipe) are only watched.
 struct Sock {
-  Sock(const asio::any_io_executor& ex, int fd, bool owned) : d(ex, fd), owned(owned) {}
-  ~Sock() {
-    if (!owned && d.is_open()) d.release();
-  }
-  asio::posix::stream_descriptor d;
-  bool owned;
-  int want = 0;  // CURL_POLL_IN / OUT bits curl wants now
-  bool reading = false, writing = false;
-  bool gone = false;
+  bool owned = false;
+  int want = 0;         // CURL_POLL_IN / OUT bits curl wants now
+  int registered = -1;  // the events it is in the client's epoll set with; -1: not in it
 };
+
+// epoll events for what curl wants.
+std::uint32_t events_for(int want) {
+  std::uint32_t ev = 0;
+  if (want & CURL_POLL_IN) ev |= EPOLLIN;
+  if (want & CURL_POLL_OUT) ev |= EPOLLOUT;
+  return ev;
+}
 
 void global_init() {
   static std::once_flag once;
@@ -168,16 +173,30 @@ struct HttpClient::Impl {
   HttpClientOptions options;
   CURLM* multi = nullptr;
   asio::steady_timer timer;
-  std::unordered_map<curl_socket_t, std::shared_ptr<Sock>> socks;
-  std::vector<CURL*> idle;  // easy handles kept for reuse
+  // curl's sockets are in an epoll set of their own, level-triggered, whose registrations
+  // change only when what curl wants changes; the loop watches that set as one descriptor.
+  // (A wait on each socket through Asio costs an epoll_ctl per wait: a syscall per request.)
+  asio::posix::stream_descriptor set;
+  bool set_waiting = false;
+  std::size_t wanting = 0;  // sockets curl wants something of
+  std::unordered_map<curl_socket_t, Sock> socks;
+  // The timer is kept at or before the time curl asked for, and moved only when curl asks
+  // for an earlier one: curl moves its deadline at nearly every transfer's end, and each move
+  // of the loop's only timer is a timerfd_settime.
+  std::optional<asio::steady_timer::time_point> deadline;  // what curl asked for; none: no call
+  std::optional<asio::steady_timer::time_point> armed;     // where the timer is; none: not waiting
+  std::vector<CURL*> idle;                                 // easy handles kept for reuse
   std::unordered_map<CURL*, EasySetup> setups;
   std::size_t active = 0;
   bool kick_posted = false;
   bool proxy_from_env = false;                            // any *_proxy variable set: leave curl's proxy lookup on
   std::shared_ptr<int> alive = std::make_shared<int>(0);  // handlers check it before touching *this
 
-  Impl(asio::any_io_executor e, HttpClientOptions o) : ex(std::move(e)), options(o), timer(ex) {
+  Impl(asio::any_io_executor e, HttpClientOptions o) : ex(std::move(e)), options(o), timer(ex), set(ex) {
     global_init();
+    int fd = ::epoll_create1(EPOLL_CLOEXEC);
+    if (fd < 0) throw std::system_error(errno, std::generic_category(), "coropool: epoll_create1");
+    set.assign(fd);
     for (const char* v : {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"})
       if (const char* val = std::getenv(v); val && *val) proxy_from_env = true;
     multi = curl_multi_init();
@@ -200,7 +219,6 @@ struct HttpClient::Impl {
     curl_multi_cleanup(multi);  // closes cached connections through on_close
     for (CURL* e : idle) curl_easy_cleanup(e);
     setups.clear();
-    for (auto& [fd, s] : socks) s->gone = true;
   }
 
   // curl -> us: what to watch on socket `s`.
@@ -209,37 +227,106 @@ struct HttpClient::Impl {
     auto it = self->socks.find(s);
     if (what == CURL_POLL_REMOVE) {
       if (it == self->socks.end()) return 0;
-      // Owned sockets stay registered with the loop until curl closes them: a kept-alive
-      // connection is watched again without a new registration.
-      it->second->want = 0;
-      if (!it->second->owned) {
-        it->second->gone = true;
+      self->want(it->second, 0);
+      // An owned socket stays in the set until an event comes for it or curl closes it: a
+      // kept-alive connection is wanted again by the next transfer, mostly with the same events.
+      if (!it->second.owned) {
+        if (it->second.registered >= 0) ::epoll_ctl(self->set.native_handle(), EPOLL_CTL_DEL, s, nullptr);
         self->socks.erase(it);
       }
       return 0;
     }
     if (it == self->socks.end()) {
       try {
-        it = self->socks.emplace(s, std::make_shared<Sock>(self->ex, s, false)).first;
+        it = self->socks.emplace(s, Sock{}).first;
       } catch (const std::exception&) {
         return -1;
       }
     }
-    it->second->want = what;
-    self->arm(it->second);
+    self->want(it->second, what);
+    if (!self->enlist(s, it->second, events_for(what))) return -1;
+    self->wait_for_set();
     return 0;
   }
 
-  // curl -> us: call back after `ms` (-1: never). One timer, replaced by each call.
+  void want(Sock& sock, int what) {
+    if ((sock.want != 0) != (what != 0)) what ? ++wanting : --wanting;
+    sock.want = what;
+    // Nothing to wait for: the wait on the set ends, so that a loop with no more work returns.
+    if (wanting == 0 && set_waiting) set.cancel();
+  }
+
+  // Puts `fd` in the set with `events` (out of it for none); false when epoll refuses.
+  bool enlist(curl_socket_t fd, Sock& sock, std::uint32_t events) {
+    int want = static_cast<int>(events);
+    if (sock.registered == want) return true;
+    if (want == 0) {
+      ::epoll_ctl(set.native_handle(), EPOLL_CTL_DEL, fd, nullptr);
+      sock.registered = -1;
+      return true;
+    }
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.fd = fd;
+    int op = sock.registered < 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+    if (::epoll_ctl(set.native_handle(), op, fd, &ev) != 0) return false;
+    sock.registered = want;
+    return true;
+  }
+
+  // While curl wants anything of a socket, the loop waits for the set to be readable.
+  void wait_for_set() {
+    if (set_waiting || wanting == 0) return;
+    set_waiting = true;
+    set.async_wait(asio::posix::descriptor_base::wait_read,
+                   [this, alive = std::weak_ptr<int>(alive)](std::error_code ec) {
+                     if (alive.expired()) return;
+                     set_waiting = false;
+                     if (ec && ec != asio::error::operation_aborted) return;
+                     if (!ec) on_set_ready();
+                     wait_for_set();  // also after a cancel, if curl wanted something again meanwhile
+                   });
+  }
+
+  // The ready sockets of the set, handed to curl. Level-triggered: what curl leaves unread is
+  // reported again, as curl's socket API expects.
+  void on_set_ready() {
+    std::array<epoll_event, 64> evs;
+    int n = ::epoll_wait(set.native_handle(), evs.data(), static_cast<int>(evs.size()), 0);
+    for (int i = 0; i < n; ++i) {
+      curl_socket_t fd = evs[i].data.fd;
+      auto it = socks.find(fd);
+      if (it == socks.end()) continue;  // closed by an earlier event of this batch
+      Sock& sock = it->second;
+      if (sock.want == 0) {
+        enlist(fd, sock, 0);  // an idle kept-alive connection: out of the set until wanted again
+        continue;
+      }
+      int flags = 0;
+      if (evs[i].events & (EPOLLIN | EPOLLHUP)) flags |= CURL_CSELECT_IN;
+      if (evs[i].events & EPOLLOUT) flags |= CURL_CSELECT_OUT;
+      if (evs[i].events & EPOLLERR) flags |= CURL_CSELECT_ERR;
+      int running = 0;
+      curl_multi_socket_action(multi, fd, flags, &running);
+    }
+    if (n > 0) collect();
+  }
+
+  // curl -> us: call back after `ms` (-1: never).
   static int on_timer(CURLM*, long ms, void* userp) {
     auto* self = static_cast<Impl*>(userp);
     if (ms < 0) {
-      self->timer.cancel();
+      self->deadline.reset();
+      if (self->armed) {
+        self->armed.reset();
+        self->timer.cancel();  // nothing is left to time: the loop may end
+      }
       return 0;
     }
     if (ms == 0) {
       // "Now" (every new transfer asks for it): one posted call serves them all, and no timer
       // syscall. A later timer still pending only makes one extra, harmless, call.
+      self->deadline.reset();
       if (!self->kick_posted) {
         self->kick_posted = true;
         asio::post(self->ex, [self, alive = std::weak_ptr<int>(self->alive)] {
@@ -250,21 +337,38 @@ struct HttpClient::Impl {
       }
       return 0;
     }
-    self->timer.expires_after(std::chrono::milliseconds(ms));
-    self->timer.async_wait([self, alive = std::weak_ptr<int>(self->alive)](std::error_code ec) {
-      if (ec || alive.expired()) return;
-      self->action(CURL_SOCKET_TIMEOUT, 0);
-    });
+    self->deadline = asio::steady_timer::clock_type::now() + std::chrono::milliseconds(ms);
+    if (!self->armed || *self->armed > *self->deadline) self->arm_timer(*self->deadline);
     return 0;
+  }
+
+  void arm_timer(asio::steady_timer::time_point at) {
+    armed = at;
+    timer.expires_at(at);
+    timer.async_wait([this, alive = std::weak_ptr<int>(alive)](std::error_code ec) {
+      if (ec || alive.expired()) return;
+      armed.reset();
+      if (!deadline) return;  // curl took its call back
+      if (*deadline > asio::steady_timer::clock_type::now()) {
+        arm_timer(*deadline);  // curl moved it later since
+        return;
+      }
+      deadline.reset();
+      action(CURL_SOCKET_TIMEOUT, 0);
+    });
   }
 
   static curl_socket_t on_open(void* clientp, curlsocktype, curl_sockaddr* a) {
     auto* self = static_cast<Impl*>(clientp);
     int fd = ::socket(a->family, a->socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->protocol);
     if (fd < 0) return CURL_SOCKET_BAD;
-    self->socks.erase(fd);  // a watched-only fd of that number was closed behind our back
+    if (auto it = self->socks.find(fd); it != self->socks.end()) {
+      // A watched-only fd of that number was closed behind our back (so it left the set).
+      self->want(it->second, 0);
+      self->socks.erase(it);
+    }
     try {
-      self->socks.emplace(fd, std::make_shared<Sock>(self->ex, fd, true));
+      self->socks.emplace(fd, Sock{.owned = true});
     } catch (const std::exception&) {
       ::close(fd);
       return CURL_SOCKET_BAD;
@@ -275,31 +379,14 @@ struct HttpClient::Impl {
   static int on_close(void* clientp, curl_socket_t fd) {
     auto* self = static_cast<Impl*>(clientp);
     auto it = self->socks.find(fd);
-    if (it == self->socks.end()) return ::close(fd);
-    it->second->gone = true;
-    std::error_code ec;
-    it->second->d.close(ec);  // pending waits end with operation_aborted
-    self->socks.erase(it);
-    return 0;
-  }
-
-  // Waits for what curl wants on `s`, re-armed after every event while curl still wants it.
-  void arm(const std::shared_ptr<Sock>& s) {
-    auto watch = [this](const std::shared_ptr<Sock>& sock, bool read) {
-      (read ? sock->reading : sock->writing) = true;
-      sock->d.async_wait(read ? asio::posix::descriptor_base::wait_read : asio::posix::descriptor_base::wait_write,
-                         [this, sock, read, alive = std::weak_ptr<int>(alive)](std::error_code ec) {
-                           if (alive.expired()) return;
-                           (read ? sock->reading : sock->writing) = false;
-                           if (ec || sock->gone) return;
-                           int bit = read ? CURL_POLL_IN : CURL_POLL_OUT;
-                           if (sock->want & bit)
-                             action(sock->d.native_handle(), read ? CURL_CSELECT_IN : CURL_CSELECT_OUT);
-                           if (!sock->gone) arm(sock);
-                         });
-    };
-    if ((s->want & CURL_POLL_IN) && !s->reading) watch(s, true);
-    if ((s->want & CURL_POLL_OUT) && !s->writing) watch(s, false);
+    if (it != self->socks.end()) {
+      // Out of the set before the close: a copy of the fd in a child not yet exec'd would
+      // otherwise keep it there.
+      if (it->second.registered >= 0) ::epoll_ctl(self->set.native_handle(), EPOLL_CTL_DEL, fd, nullptr);
+      self->want(it->second, 0);
+      self->socks.erase(it);
+    }
+    return ::close(fd);
   }
 
   void action(curl_socket_t fd, int events) {
