@@ -15,6 +15,7 @@
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 
+#include <time.h>
 #include <chrono>
 #include <string>
 #include <vector>
@@ -163,6 +164,27 @@ TEST_F(Http, CancellingARequestAbortsItAndTheClientGoesOn) {
     EXPECT_EQ(c.active(), 0u);
     auto next = co_await c.get(server.url("/text/after"));
     EXPECT_EQ(next.status, 200);
+  });
+}
+
+// A kept-alive connection the server closes while idle is readable for good; it must not make
+// the client spin while it waits for another host's slow answer.
+TEST_F(Http, AnIdleConnectionClosedByItsServerCostsNoCpuWhileOthersWait) {
+  coropool::test::HttpServer other;
+  on_loop([&](HttpClient& c) -> asio::awaitable<void> {
+    auto bye = co_await c.get(server.url("/hangup/x"));
+    EXPECT_EQ(bye.status, 200);
+    timespec t0{}, t1{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
+    auto start = std::chrono::steady_clock::now();
+    auto late = co_await c.get(other.url("/delay/500"));
+    auto wall = std::chrono::steady_clock::now() - start;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t1);
+    EXPECT_EQ(late.status, 200);
+    auto cpu = std::chrono::seconds(t1.tv_sec - t0.tv_sec) + std::chrono::nanoseconds(t1.tv_nsec - t0.tv_nsec);
+    EXPECT_LT(cpu, wall / 4) << "the client was busy while it only waited";
+    auto again = co_await c.get(server.url("/text/again"));  // on a new connection
+    EXPECT_EQ(again.status, 200);
   });
 }
 

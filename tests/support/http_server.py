@@ -16,6 +16,7 @@ listens, and serves until killed. Paths:
   /seen/KEY            200, counted under KEY
   /conn/KEY            200, and the connection it came on noted under KEY
   /conns/KEY           how many distinct connections /conn/KEY requests came on
+  /hangup/ANY          200 "bye\\n" as if the connection stayed open, then closes it
 """
 import socket
 import struct
@@ -107,6 +108,11 @@ class Handler(BaseHTTPRequestHandler):
             elif head == "conns":
                 with lock:
                     self.reply(200, b"%d\n" % len(conns.get(parts[1], ())))
+            elif head == "hangup":
+                self.reply(200, b"bye\n")
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+                self.close_connection = True
             elif head == "count":
                 with lock:
                     self.reply(200, b"%d\n" % counts.get(parts[1], 0))
