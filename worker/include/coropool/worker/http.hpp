@@ -1,9 +1,9 @@
 #pragma once
 // An HTTP client for coroutines on an Asio loop: libcurl's multi interface driven by the
-// loop itself (curl's socket and timer callbacks mapped onto Asio waits and one timer), so a
-// worker fetches many URLs at once on its single thread. One client per thread, reused by
-// every job there: connections, DNS answers and TLS sessions are reused, and HTTP/2 is
-// multiplexed where the server offers it.
+// loop itself (curl's sockets in an epoll set the loop waits on as one descriptor, curl's
+// timer on one Asio timer), so a worker fetches many URLs at once on its single thread. One
+// client per thread, reused by every job there: connections, DNS answers and TLS sessions are
+// reused, and HTTP/2 is multiplexed where the server offers it.
 //
 //     auto& client = coropool::worker::HttpClient::for_this_thread(co_await asio::this_coro::executor);
 //     auto r = co_await client.get("https://example.org/");
