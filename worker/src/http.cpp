@@ -231,7 +231,7 @@ struct HttpClient::Impl {
       // An owned socket stays in the set until an event comes for it or curl closes it: a
       // kept-alive connection is wanted again by the next transfer, mostly with the same events.
       if (!it->second.owned) {
-        if (it->second.registered >= 0) ::epoll_ctl(self->set.native_handle(), EPOLL_CTL_DEL, s, nullptr);
+        self->enlist(s, it->second, 0);
         self->socks.erase(it);
       }
       return 0;
@@ -261,7 +261,7 @@ struct HttpClient::Impl {
     int want = static_cast<int>(events);
     if (sock.registered == want) return true;
     if (want == 0) {
-      ::epoll_ctl(set.native_handle(), EPOLL_CTL_DEL, fd, nullptr);
+      if (sock.registered >= 0) ::epoll_ctl(set.native_handle(), EPOLL_CTL_DEL, fd, nullptr);
       sock.registered = -1;
       return true;
     }
@@ -382,7 +382,7 @@ struct HttpClient::Impl {
     if (it != self->socks.end()) {
       // Out of the set before the close: a copy of the fd in a child not yet exec'd would
       // otherwise keep it there.
-      if (it->second.registered >= 0) ::epoll_ctl(self->set.native_handle(), EPOLL_CTL_DEL, fd, nullptr);
+      self->enlist(fd, it->second, 0);
       self->want(it->second, 0);
       self->socks.erase(it);
     }
