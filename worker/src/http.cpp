@@ -227,13 +227,12 @@ struct HttpClient::Impl {
     auto it = self->socks.find(s);
     if (what == CURL_POLL_REMOVE) {
       if (it == self->socks.end()) return 0;
-      self->want(it->second, 0);
       // An owned socket stays in the set until an event comes for it or curl closes it: a
       // kept-alive connection is wanted again by the next transfer, mostly with the same events.
-      if (!it->second.owned) {
-        self->enlist(s, it->second, 0);
-        self->socks.erase(it);
-      }
+      if (it->second.owned)
+        self->want(it->second, 0);
+      else
+        self->forget(it);
       return 0;
     }
     if (it == self->socks.end()) {
@@ -254,6 +253,14 @@ struct HttpClient::Impl {
     sock.want = what;
     // Nothing to wait for: the wait on the set ends, so that a loop with no more work returns.
     if (wanting == 0 && set_waiting) set.cancel();
+  }
+
+  // A socket curl is done with, or that was closed behind our back: out of the set, no longer
+  // wanted, no longer known.
+  void forget(std::unordered_map<curl_socket_t, Sock>::iterator it) {
+    enlist(it->first, it->second, 0);
+    want(it->second, 0);
+    socks.erase(it);
   }
 
   // Puts `fd` in the set with `events` (out of it for none); false when epoll refuses.
@@ -362,11 +369,8 @@ struct HttpClient::Impl {
     auto* self = static_cast<Impl*>(clientp);
     int fd = ::socket(a->family, a->socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->protocol);
     if (fd < 0) return CURL_SOCKET_BAD;
-    if (auto it = self->socks.find(fd); it != self->socks.end()) {
-      // A watched-only fd of that number was closed behind our back (so it left the set).
-      self->want(it->second, 0);
-      self->socks.erase(it);
-    }
+    // A watched-only fd of that number was closed behind our back.
+    if (auto it = self->socks.find(fd); it != self->socks.end()) self->forget(it);
     try {
       self->socks.emplace(fd, Sock{.owned = true});
     } catch (const std::exception&) {
@@ -379,13 +383,9 @@ struct HttpClient::Impl {
   static int on_close(void* clientp, curl_socket_t fd) {
     auto* self = static_cast<Impl*>(clientp);
     auto it = self->socks.find(fd);
-    if (it != self->socks.end()) {
-      // Out of the set before the close: a copy of the fd in a child not yet exec'd would
-      // otherwise keep it there.
-      self->enlist(fd, it->second, 0);
-      self->want(it->second, 0);
-      self->socks.erase(it);
-    }
+    // Out of the set before the close: a copy of the fd in a child not yet exec'd would
+    // otherwise keep it there.
+    if (it != self->socks.end()) self->forget(it);
     return ::close(fd);
   }
 
