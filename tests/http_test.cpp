@@ -15,8 +15,10 @@
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 
+#include <strings.h>
 #include <time.h>
 #include <chrono>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -70,6 +72,40 @@ TEST_F(Http, AResponseWithItsStatusTypeAndBody) {
   auto head = fetch("/bytes/100", {.method = "HEAD"});
   EXPECT_EQ(head.status, 200);
   EXPECT_EQ(head.bytes, 0u);
+}
+
+TEST_F(Http, TheUserAgentIsSentOnceAndAHeaderOfTheCallersReplacesIt) {
+  auto agents = [](const HttpResult& r) {
+    std::vector<std::string> found;
+    std::size_t at = 0;
+    while (at < r.body.size()) {
+      auto end = r.body.find('\n', at);
+      auto line = r.body.substr(at, end - at);
+      if (strncasecmp(line.c_str(), "User-Agent: ", 12) == 0) found.push_back(line.substr(12));
+      at = end == std::string::npos ? r.body.size() : end + 1;
+    }
+    return found;
+  };
+  EXPECT_EQ(agents(fetch("/headers")), std::vector<std::string>{"coropool/0.1"});
+  EXPECT_EQ(agents(fetch("/headers", {.user_agent = "tester/2"})), std::vector<std::string>{"tester/2"});
+  EXPECT_EQ(agents(fetch("/headers", {.headers = {"user-agent: mine/3", "X-Other: 1"}, .user_agent = "tester/2"})),
+            std::vector<std::string>{"mine/3"});
+  EXPECT_TRUE(agents(fetch("/headers", {.user_agent = ""})).empty());
+}
+
+TEST_F(Http, SharedOptionsServeManyRequestsAndStayTheCallers) {
+  auto opts = std::make_shared<const HttpOptions>(HttpOptions{.headers = {"X-Shared: yes"}, .user_agent = "shared/1"});
+  std::vector<HttpResult> results;
+  on_loop([&](HttpClient& c) -> asio::awaitable<void> {
+    for (int i = 0; i < 3; ++i) results.push_back(co_await c.get(server.url("/headers"), opts));
+  });
+  ASSERT_EQ(results.size(), 3u);
+  for (auto& r : results) {
+    EXPECT_EQ(r.status, 200);
+    EXPECT_NE(r.body.find("X-Shared: yes\n"), std::string::npos) << r.body;
+    EXPECT_NE(r.body.find("User-Agent: shared/1\n"), std::string::npos) << r.body;
+  }
+  EXPECT_EQ(opts.use_count(), 1) << "the client kept a reference to the caller's options";
 }
 
 TEST_F(Http, RedirectsAreFollowedWithinTheLimitAndOnlyToHttp) {

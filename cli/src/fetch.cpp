@@ -28,6 +28,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <random>
 #include <unordered_map>
 #include <unordered_set>
@@ -36,15 +37,17 @@ namespace coropool::cli {
 
 struct FetchJob {
   std::uint64_t index = 0;  // position in the stream, echoed back
-  std::uint64_t line = 0;   // line number in the input
   std::string url;
   std::string invalid;  // why the line is not a URL we fetch, or empty
 };
-auto coropool_fields(FetchJob& j) { return std::tie(j.index, j.line, j.url, j.invalid); }
+auto coropool_fields(FetchJob& j) { return std::tie(j.index, j.url, j.invalid); }
 
+// What a worker sends back for a URL. The supervisor still holds the URL and its line (in
+// UrlInput::pending), so they do not travel back; nor does a final URL that is the URL itself.
 struct FetchRecord {
-  std::uint64_t index = 0, line = 0;
-  std::string url, final_url, content_type, file;
+  std::uint64_t index = 0;
+  std::string final_url, content_type, file;
+  bool final_is_url = false;  // final_url is the URL (and left empty)
   long status = 0;
   std::uint64_t bytes = 0;
   double time_ms = 0;
@@ -52,8 +55,8 @@ struct FetchRecord {
   std::string error, message;
 };
 auto coropool_fields(FetchRecord& r) {
-  return std::tie(r.index, r.line, r.url, r.final_url, r.content_type, r.file, r.status, r.bytes, r.time_ms, r.attempts,
-                  r.error, r.message);
+  return std::tie(r.index, r.final_url, r.content_type, r.file, r.final_is_url, r.status, r.bytes, r.time_ms,
+                  r.attempts, r.error, r.message);
 }
 
 namespace {
@@ -61,6 +64,7 @@ namespace {
 // What every worker needs, set before the pool forks them.
 struct FetchConfig {
   worker::HttpOptions http;
+  std::shared_ptr<const worker::HttpOptions> shared_http;  // `http`, passed to every request uncopied
   worker::HttpClientOptions client;
   unsigned retries = 0;
   std::int64_t rate_interval_ns = 0;  // 0: no global rate
@@ -166,37 +170,35 @@ asio::awaitable<coropool::cli::FetchRecord> coropool_fetch_url(coropool::cli::Fe
   using namespace coropool::cli;
   FetchRecord rec;
   rec.index = job.index;
-  rec.line = job.line;
-  rec.url = std::move(job.url);
   if (!job.invalid.empty()) {
     rec.error = "invalid_url";
     rec.message = std::move(job.invalid);
     co_return rec;
   }
-  auto& client = coropool::worker::HttpClient::for_this_thread(co_await asio::this_coro::executor, g_config.client);
-  coropool::worker::HttpOptions opts = g_config.http;
+  static thread_local coropool::worker::HttpClient* client = nullptr;
+  if (!client)
+    client = &coropool::worker::HttpClient::for_this_thread(co_await asio::this_coro::executor, g_config.client);
   std::string path, part;
   if (!g_config.save_dir.empty()) {
     char name[17];
-    std::snprintf(name, sizeof name, "%016llx", static_cast<unsigned long long>(fnv1a(rec.url)));
+    std::snprintf(name, sizeof name, "%016llx", static_cast<unsigned long long>(fnv1a(job.url)));
     path = g_config.save_dir + "/" + name;
     part = path + ".part";
-    opts.keep_body = false;
   }
   coropool::worker::HttpResult r;
   for (unsigned attempt = 1;; ++attempt) {
     // Each is a coroutine frame per URL, so only when asked for.
     if (g_config.rate_interval_ns) co_await pace();
     HostTicket ticket;
-    if (g_config.per_host) co_await ticket.acquire(host_of(rec.url));
-    std::FILE* f = nullptr;
-    if (!part.empty()) {
-      f = std::fopen(part.c_str(), "wb");
+    if (g_config.per_host) co_await ticket.acquire(host_of(job.url));
+    if (part.empty()) {
+      r = co_await client->get(job.url, g_config.shared_http);
+    } else {
+      coropool::worker::HttpOptions opts = g_config.http;
+      std::FILE* f = std::fopen(part.c_str(), "wb");
       if (f) opts.body_sink = [f](std::string_view chunk) { std::fwrite(chunk.data(), 1, chunk.size(), f); };
-    }
-    r = co_await client.get(rec.url, opts);
-    if (f) {
-      bool written = std::fclose(f) == 0;
+      r = co_await client->get(job.url, std::move(opts));
+      bool written = f && std::fclose(f) == 0;
       if (r.ok() && written && std::rename(part.c_str(), path.c_str()) == 0) {
         rec.file = path;
       } else {
@@ -212,7 +214,8 @@ asio::awaitable<coropool::cli::FetchRecord> coropool_fetch_url(coropool::cli::Fe
     r.error = "save_failed";
     r.error_message = "cannot write " + path;
   }
-  rec.final_url = std::move(r.final_url);
+  rec.final_is_url = r.final_url == job.url;
+  if (!rec.final_is_url) rec.final_url = std::move(r.final_url);
   rec.content_type = std::move(r.content_type);
   rec.status = r.status;
   rec.bytes = r.bytes;
@@ -390,7 +393,7 @@ struct UrlInput {
       line = line.substr(b, e - b + 1);
       auto problem = url_problem(line);
       pending.emplace(index, Pending{line_no, line});
-      job = FetchJob{index++, line_no, std::move(line), problem.value_or("")};
+      job = FetchJob{index++, std::move(line), problem.value_or("")};
       return true;
     }
     return false;
@@ -399,25 +402,28 @@ struct UrlInput {
 
 using UrlView = PullView<UrlInput, FetchJob>;
 
-// Appends the record's JSON line to `j`.
-void append_json(std::string& j, const FetchRecord& r) {
+// Appends the JSON line of `r`, the record of `url` on input line `line`, to `j`.
+void append_json(std::string& j, std::uint64_t line, std::string_view url, const FetchRecord& r) {
   char num[32];
   auto number = [&](auto v) {
     auto [end, ec] = std::to_chars(num, num + sizeof num, v);
     j.append(num, end);
   };
-  auto text_or_null = [&](const std::string& v) {
+  auto text_or_null = [&](std::string_view v) {
     if (v.empty())
       j += "null";
     else
       append_json_string(j, v);
   };
   j += "{\"line\":";
-  number(r.line);
+  number(line);
   j += ",\"url\":";
-  append_json_string(j, r.url);
+  append_json_string(j, url);
   j += ",\"final_url\":";
-  text_or_null(r.final_url);
+  if (r.final_is_url)
+    append_json_string(j, url);
+  else
+    text_or_null(r.final_url);
   j += ",\"status\":";
   if (r.status)
     number(r.status);
@@ -527,6 +533,7 @@ int fetch_main(const FetchOptions& o) {
   g_config.http.user_agent = o.user_agent;
   g_config.http.ca_file = o.ca_file;
   g_config.http.keep_body = false;
+  g_config.shared_http = std::make_shared<const worker::HttpOptions>(g_config.http);
   // No cap on connections in all: the pool runs at most -c transfers in a worker. But room for
   // many idle ones, so that a worker fetching from many hosts keeps a connection to each
   // (with curl's cache at -c, 8 hosts and -c 8 opened a new connection for 12% of requests).
@@ -571,8 +578,10 @@ int fetch_main(const FetchOptions& o) {
   bool write_failed = false;
   std::string line_buf;
   auto record = [&](const FetchRecord& r) {
+    auto it = input.pending.find(r.index);
+    if (it == input.pending.end()) return;  // recorded already
     line_buf.clear();
-    append_json(line_buf, r);
+    append_json(line_buf, it->second.line, it->second.url, r);
     const std::string& j = line_buf;
     if (std::fwrite(j.data(), 1, j.size(), out) != j.size() && !write_failed) {
       write_failed = true;
@@ -584,18 +593,16 @@ int fetch_main(const FetchOptions& o) {
     } else {
       ++tally.failed;
       ++by_error[r.error];
-      if (r.error == "invalid_url") tally.note(o.input + ":" + std::to_string(r.line) + ": " + r.message);
+      if (r.error == "invalid_url") tally.note(o.input + ":" + std::to_string(it->second.line) + ": " + r.message);
     }
     bytes += r.bytes;
-    input.pending.erase(r.index);
+    input.pending.erase(it);
   };
   auto lost = [&](const coropool::Error& e, std::uint64_t index) {
     auto it = input.pending.find(index);
     if (it == input.pending.end()) return;
     FetchRecord r;
     r.index = index;
-    r.line = it->second.line;
-    r.url = it->second.url;
     r.error = "worker_lost";
     r.message = e.what();
     record(r);

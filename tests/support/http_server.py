@@ -113,6 +113,9 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 self.connection.shutdown(socket.SHUT_RDWR)
                 self.close_connection = True
+            elif head == "headers":
+                # the request's headers as received, one "Name: value" per line
+                self.reply(200, "".join("%s: %s\n" % kv for kv in self.headers.items()).encode())
             elif head == "count":
                 with lock:
                     self.reply(200, b"%d\n" % counts.get(parts[1], 0))

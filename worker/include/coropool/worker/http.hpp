@@ -75,6 +75,8 @@ class HttpClient {
   // does is in the result, never an exception; cancelling the awaiting operation aborts the
   // transfer (std::system_error with asio::error::operation_aborted).
   asio::awaitable<HttpResult> get(std::string url, HttpOptions options);
+  // The same, with options shared by many requests rather than copied into each.
+  asio::awaitable<HttpResult> get(std::string url, std::shared_ptr<const HttpOptions> options);
   // With the default options. (Not a default argument: GCC 12 destroys a coroutine's
   // defaulted class-type argument twice.)
   asio::awaitable<HttpResult> get(std::string url);
