@@ -26,6 +26,7 @@
 #include <ctime>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <typeinfo>
 #include <unordered_map>
 #include <unordered_set>
@@ -77,12 +78,13 @@ struct QueuedJob {
   std::uint32_t timeout_ms;
 };
 
-// A job whose coroutine is still running.
+// A job whose coroutine is still running. Its map node is kept for the next job when it
+// ends (WorkerState::spare_), signal and timer with it, so a job allocates none of them.
 struct RunningJob {
-  explicit RunningJob(asio::io_context& io) : deadline(io) {}
   asio::cancellation_signal cancel;
-  asio::steady_timer deadline;
-  Kind stopped_for = Kind::EXCEPTION;  // CANCELLED or TIMEOUT once we asked it to stop
+  std::optional<asio::steady_timer> deadline;  // made for the first job with a timeout
+  bool timed = false;                          // this job waits on `deadline`
+  Kind stopped_for = Kind::EXCEPTION;          // CANCELLED or TIMEOUT once we asked it to stop
 };
 
 class WorkerState {
@@ -133,7 +135,7 @@ class WorkerState {
     });
     queue_.erase(kept, queue_.end());
     for (auto id : ids)
-      if (auto r = running_.find(id); r != running_.end()) stop(*r->second, Kind::CANCELLED);
+      if (auto r = running_.find(id); r != running_.end()) stop(r->second, Kind::CANCELLED);
     schedule_flush();
   }
 
@@ -189,17 +191,27 @@ class WorkerState {
     }
     // The worker owns the coroutine through running_: its completion removes it, and a
     // cancel() emits its signal.
-    auto running = std::make_unique<RunningJob>(io_);
-    auto slot = running->cancel.slot();
     std::uint64_t id = job.id;
-    if (job.timeout_ms) {
-      running->deadline.expires_after(std::chrono::milliseconds(job.timeout_ms));
-      running->deadline.async_wait([this, id](const asio::error_code& ec) {
+    RunningJob* running = nullptr;
+    if (!spare_.empty()) {
+      auto node = std::move(spare_.back());
+      spare_.pop_back();
+      node.key() = id;
+      running = &running_.insert(std::move(node)).position->second;
+      running->stopped_for = Kind::EXCEPTION;
+    } else {
+      running = &running_.try_emplace(id).first->second;
+    }
+    auto slot = running->cancel.slot();
+    running->timed = job.timeout_ms != 0;
+    if (running->timed) {
+      if (!running->deadline) running->deadline.emplace(io_);
+      running->deadline->expires_after(std::chrono::milliseconds(job.timeout_ms));
+      running->deadline->async_wait([this, id](const asio::error_code& ec) {
         if (ec) return;
-        if (auto r = running_.find(id); r != running_.end()) stop(*r->second, Kind::TIMEOUT);
+        if (auto r = running_.find(id); r != running_.end()) stop(r->second, Kind::TIMEOUT);
       });
     }
-    running_.emplace(id, std::move(running));
     asio::co_spawn(io_, std::move(*inv.pending),
                    asio::bind_cancellation_slot(
                        slot, [this, id](const std::exception_ptr& e, const std::string& out) { finish(id, e, out); }));
@@ -255,9 +267,9 @@ class WorkerState {
   void finish(std::uint64_t id, const std::exception_ptr& e, const std::string& out) {
     auto it = running_.find(id);
     if (it == running_.end()) return;
-    Kind stopped_for = it->second->stopped_for;
-    it->second->deadline.cancel();
-    running_.erase(it);
+    Kind stopped_for = it->second.stopped_for;
+    if (it->second.timed) it->second.deadline->cancel();
+    spare_.push_back(running_.extract(it));
     if (e && stopped_for != Kind::EXCEPTION) {
       failures_.push_back(Failed{id, stopped_for, "", stopped_for == Kind::TIMEOUT ? "deadline passed" : "cancelled"});
     } else if (e) {
@@ -346,7 +358,8 @@ class WorkerState {
   WorkerConfig cfg_;
   kj::Maybe<rpc::ResultSink::Client> sink_;
   std::deque<QueuedJob> queue_;
-  std::unordered_map<std::uint64_t, std::unique_ptr<RunningJob>> running_;
+  std::unordered_map<std::uint64_t, RunningJob> running_;
+  std::vector<decltype(running_)::node_type> spare_;  // nodes of ended jobs, for the next ones
   // What finished since the last flush.
   std::vector<std::uint64_t> ids_;
   std::vector<std::uint32_t> ends_;

@@ -131,12 +131,31 @@ T decode(Reader& r) {
   return Codec<std::remove_cv_t<T>>::decode(r);
 }
 
+// Encoded in a buffer the thread keeps, then copied out at its exact size: one allocation
+// (none up to 15 bytes) rather than one per doubling. A nested call uses a buffer of its own.
 template <class T>
 std::string encode_to_string(const T& v) {
-  std::string s;
-  Writer w(s);
-  encode(w, v);
-  return s;
+  thread_local std::string scratch;
+  thread_local bool busy = false;
+  if (busy) {
+    std::string s;
+    Writer w(s);
+    encode(w, v);
+    return s;
+  }
+  busy = true;
+  scratch.clear();
+  try {
+    Writer w(scratch);
+    encode(w, v);
+  } catch (...) {
+    busy = false;
+    throw;
+  }
+  busy = false;
+  std::string out(scratch);
+  if (scratch.capacity() > (std::size_t{1} << 16)) scratch = std::string();  // holds no large one
+  return out;
 }
 
 // Decodes a whole buffer as one T; trailing bytes are an error.
