@@ -579,7 +579,7 @@ int fetch_main(const FetchOptions& o) {
   std::string line_buf;
   auto record = [&](const FetchRecord& r) {
     auto it = input.pending.find(r.index);
-    if (it == input.pending.end()) return;  // recorded already
+    if (it == input.pending.end()) return;  // recorded already (or lost twice)
     line_buf.clear();
     append_json(line_buf, it->second.line, it->second.url, r);
     const std::string& j = line_buf;
@@ -599,8 +599,6 @@ int fetch_main(const FetchOptions& o) {
     input.pending.erase(it);
   };
   auto lost = [&](const coropool::Error& e, std::uint64_t index) {
-    auto it = input.pending.find(index);
-    if (it == input.pending.end()) return;
     FetchRecord r;
     r.index = index;
     r.error = "worker_lost";
