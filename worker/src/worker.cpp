@@ -343,14 +343,32 @@ class WorkerState {
     failures_.clear();
   }
 
-  // Sends everything finished since the last send as one ResultBatch through the sink.
+  // Sends everything finished since the last send as one ResultBatch through the sink. While
+  // a batch is on its way, results gather for the next one (unless they grew large), which
+  // goes when the supervisor has taken the first: under load a batch holds what finished in a
+  // round trip instead of what one loop turn finished, and a lone result still goes at once.
   void flush() {
     if (ids_.empty() && failures_.empty()) return;
+    if (unacked_ > 0 && values_.size() < flush_bytes) {
+      held_ = true;
+      return;
+    }
     KJ_IF_MAYBE (sink, sink_) {
       auto req = sink->doneRequest(capnp::MessageSize{pending_words(), 0});
       fill(req.initResults());
-      loop_.add_task(req.send().ignoreResult());
+      ++unacked_;
+      held_ = false;
+      loop_.add_task(req.send().then([this](auto&&) { acked(); },
+                                     [this](kj::Exception&& e) {
+                                       acked();
+                                       kj::throwFatalException(kj::mv(e));
+                                     }));
     }
+  }
+
+  void acked() {
+    --unacked_;
+    if (held_) flush();
   }
 
   asio::io_context& io_;
@@ -366,6 +384,8 @@ class WorkerState {
   std::string values_;
   std::vector<Failed> failures_;
   bool drain_posted_ = false, flush_posted_ = false;
+  unsigned unacked_ = 0;  // ResultBatches sent and not yet answered
+  bool held_ = false;     // results wait for an answer to go
   timer_t timer_{};
   bool timer_ok_ = false;
 };
