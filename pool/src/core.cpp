@@ -747,9 +747,9 @@ class PoolCore final : public Core {
   // How many jobs of `op` worker `w` may hold at once.
   std::size_t window_for(const WorkerConn& w, const Op& op) const {
     if (opts_.prefetch) return (op.task().is_async ? opts_.child_concurrency : 1) + *opts_.prefetch;
-    std::size_t min_window = op.task().is_async ? opts_.child_concurrency : 2;
-    return std::clamp<std::size_t>(static_cast<std::size_t>(w.rate * prefetch_seconds), min_window,
-                                   std::max(min_window, max_window));
+    std::size_t runs = op.task().is_async ? opts_.child_concurrency : 1;
+    return std::clamp<std::size_t>(runs + static_cast<std::size_t>(w.rate * prefetch_seconds), runs + 1,
+                                   std::max(runs + 1, max_window));
   }
 
   // The jobs parked on a worker that takes no more go back to be run by any.
