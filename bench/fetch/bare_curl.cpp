@@ -1,13 +1,17 @@
 // The floor for a libcurl client: a bare multi loop with reused easy handles, NOSIGNAL and a
 // 64 KiB receive buffer, that fetches every URL of a file and throws the bodies away. It records
 // nothing, retries nothing and writes no output, so what `coropool fetch` spends beyond it is
-// the tool's own cost. bench/fetch/compare.sh runs it beside wrk and coropool.
-// Usage: bench_bare_curl FILE CONNECTIONS
+// the tool's own cost. bench/fetch/compare.sh runs it beside wrk and coropool. With PROCESSES,
+// that many processes (forked) each fetch every PROCESSES-th URL over their share of the
+// connections: the floor for `coropool fetch -j PROCESSES`.
+// Usage: bench_bare_curl FILE CONNECTIONS [PROCESSES]
 #include "url_args.hpp"
 
 #include <curl/curl.h>
 
 #include <malloc.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -18,14 +22,8 @@ namespace {
 
 size_t discard(char*, size_t size, size_t n, void*) { return size * n; }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  auto args = coropool::bench::parse_url_args(argc, argv);
-  if (!args) return 2;
-  const std::vector<std::string>& urls = args->urls;
-  const int connections = args->connections;
-
+// Fetches every URL, `connections` at a time; the number that failed.
+std::size_t fetch_all(const std::vector<std::string>& urls, int connections) {
   const long buffer = std::getenv("BUF") ? std::atol(std::getenv("BUF")) : 65536L;
   if (buffer > 65536) {
     mallopt(M_MMAP_THRESHOLD, 4 << 20);
@@ -70,5 +68,37 @@ int main(int argc, char** argv) {
   for (CURL* e : idle) curl_easy_cleanup(e);
   curl_multi_cleanup(multi);
   std::fprintf(stderr, "%zu URLs, %zu failed\n", done, failed);
+  return failed;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto args = coropool::bench::parse_url_args(argc, argv);
+  if (!args) return 2;
+  const int procs = args->processes;
+  // Process k takes URLs k, k + procs, ... and its share of the connections.
+  auto share = [&](int k) {
+    std::vector<std::string> mine;
+    for (std::size_t i = static_cast<std::size_t>(k); i < args->urls.size(); i += static_cast<std::size_t>(procs))
+      mine.push_back(args->urls[i]);
+    return mine;
+  };
+  auto conns = [&](int k) { return args->connections / procs + (k < args->connections % procs ? 1 : 0); };
+  std::vector<pid_t> children;
+  for (int k = 1; k < procs; ++k) {
+    pid_t pid = ::fork();
+    if (pid == 0) ::_exit(fetch_all(share(k), conns(k)) ? 1 : 0);
+    if (pid < 0) {
+      std::perror("fork");
+      return 2;
+    }
+    children.push_back(pid);
+  }
+  bool failed = fetch_all(share(0), conns(0)) != 0;
+  for (pid_t pid : children) {
+    int status = 0;
+    if (::waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) failed = true;
+  }
   return failed ? 1 : 0;
 }

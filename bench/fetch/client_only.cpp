@@ -35,6 +35,10 @@ asio::awaitable<void> fetcher(coropool::worker::HttpClient& client, Run& run) {
 int main(int argc, char** argv) {
   auto args = coropool::bench::parse_url_args(argc, argv);
   if (!args) return 2;
+  if (args->processes != 1) {
+    std::fprintf(stderr, "%s: one process only\n", argv[0]);
+    return 2;
+  }
   Run run;
   run.urls = std::move(args->urls);
   const int connections = args->connections;

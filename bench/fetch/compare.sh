@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `coropool fetch` beside wrk, curl --parallel and a bare libcurl multi loop (bench_bare_curl:
-# the floor for any libcurl client, as it records nothing) against nginx on loopback. Also
+# the floor for any libcurl client, as it records nothing; in one process, and in two with 32
+# connections each, the floor for -j 2) against nginx on loopback. Also
 # worker::HttpClient alone in one process (bench_http_client), to tell where CPU goes:
 #   F1: 50,000 distinct URLs of a 1 KiB file;  F2: 5,000 distinct URLs of a 100 KiB file;
 # 64 connections in total for every client. coropool runs as -j 1 -c 64 and -j 2 -c 32.
@@ -54,31 +55,34 @@ for f in 1k 100k; do
   sed 's/.*/url = "&"\noutput = "\/dev\/null"/' "$work/$f.txt" > "$work/$f.curl"
 done
 
-# One run: "requests/s CPU-µs-per-request", the CPU taken by the command and every process it
-# starts (perf stat's task-clock follows children), over N requests and the command's wall
-# time as perf stat times it (from its fork to its exit: perf's own start-up, some 30 ms here,
-# is left out, as wrk's figure leaves out wrk's).
+# One run: "requests/s CPU-µs-per-request user-µs sys-µs", the CPU taken by the command and
+# every process it starts (perf stat's task-clock follows children; user and sys as perf
+# reports them), over N requests and the command's wall time as perf stat times it (from its
+# fork to its exit: perf's own start-up, some 30 ms here, is left out, as wrk's figure leaves
+# out wrk's).
+per_request() {
+  awk -v n="$1" -v rate="$2" '/msec task-clock/ {ms = $1} /seconds user/ {u = $1} /seconds sys/ {s = $1}
+    END {gsub(",", "", ms); printf "%f %f %f %f\n", rate, ms * 1000 / n, u * 1e6 / n, s * 1e6 / n}' "$work/perf.out"
+}
 measure() {
   local n=$1
   shift
   perf stat -e task-clock -o "$work/perf.out" "$@" >/dev/null 2>&1 </dev/null
-  awk -v n="$n" '/msec task-clock/ {ms = $1} /seconds time elapsed/ {s = $1}
-    END {gsub(",", "", ms); printf "%f %f\n", n / s, ms * 1000 / n}' "$work/perf.out"
+  per_request "$n" "$(awk -v n="$n" '/seconds time elapsed/ {print n / $1}' "$work/perf.out")"
 }
 measure_wrk() {
   perf stat -e task-clock -o "$work/perf.out" wrk -t2 -c64 -d5s "$1" >"$work/wrk.out"
-  local n ms
-  n=$(awk '/requests in/ {print $1}' "$work/wrk.out")
-  ms=$(awk '/msec task-clock/ {gsub(",", "", $1); print $1}' "$work/perf.out")
-  echo "$(awk '/Requests\/sec/ {print $2}' "$work/wrk.out") $(echo "$ms * 1000 / $n" | bc -l)"
+  per_request "$(awk '/requests in/ {print $1}' "$work/wrk.out")" "$(awk '/Requests\/sec/ {print $2}' "$work/wrk.out")"
 }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-# medians of the first and of the second fields of the lines given
+# medians of the lines' fields: rate, CPU, user and kernel time per request
 m() { printf '%s\n' "$@" | awk '{print $1}' | median; }
 mc() { printf '%s\n' "$@" | awk '{print $2}' | median; }
+mu() { printf '%s\n' "$@" | awk '{print $3}' | median; }
+msys() { printf '%s\n' "$@" | awk '{print $4}' | median; }
 
 declare -A res
-clients=(wrk curl bare client o1 o2)
+clients=(wrk curl bare bare2 client o1 o2)
 for size in 1k 100k; do
   n=$(wc -l < "$work/$size.txt")
   declare -A runs_of=()
@@ -86,6 +90,7 @@ for size in 1k 100k; do
     runs_of[wrk]+="$(measure_wrk "$base/$size.bin");"
     runs_of[curl]+="$(measure "$n" curl -s --parallel --parallel-max 64 -K "$work/$size.curl");"
     runs_of[bare]+="$(measure "$n" "$bare" "$work/$size.txt" 64);"
+    runs_of[bare2]+="$(measure "$n" "$bare" "$work/$size.txt" 64 2);"
     runs_of[client]+="$(measure "$n" "$client" "$work/$size.txt" 64);"
     runs_of[o1]+="$(measure "$n" "$bin" fetch -j 1 -c 64 --no-progress "$work/$size.txt");"
     runs_of[o2]+="$(measure "$n" "$bin" fetch -j 2 -c 32 --no-progress "$work/$size.txt");"
@@ -94,24 +99,42 @@ for size in 1k 100k; do
     IFS=';' read -r -a r <<<"${runs_of[$c]}"
     res[$size.$c]=$(m "${r[@]}")
     res[$size.$c.cpu]=$(mc "${r[@]}")
+    res[$size.$c.user]=$(mu "${r[@]}")
+    res[$size.$c.sys]=$(msys "${r[@]}")
   done
 done
 
 echo "date: $(date -u +%Y-%m-%d) machine: $(nproc) cores, runs: $runs (medians, requests/s)"
-printf '| %-20s | %-9s | %-10s | %-16s | %-17s | %-17s | %-7s |\n' "requests/s" "wrk -c64" "curl -Z 64" "bare libcurl -64" "coropool -j1 -c64" "coropool -j2 -c32" "target"
-printf '|%s|%s|%s|%s|%s|%s|%s|\n' "----------------------" "-----------" "------------" "------------------" "-------------------" "-------------------" "---------"
+printf '| %-20s | %-9s | %-10s | %-16s | %-17s | %-17s | %-17s | %-7s |\n' "requests/s" "wrk -c64" "curl -Z 64" \
+  "bare libcurl -64" "bare libcurl 2x32" "coropool -j1 -c64" "coropool -j2 -c32" "target"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' "----------------------" "-----------" "------------" "------------------" \
+  "-------------------" "-------------------" "-------------------" "---------"
 for size in 1k 100k; do
   target=">= 1.0x"; [ "$size" = 100k ] && target=">= 1.1x"
   label="F1 50,000 x 1 KiB"; [ "$size" = 100k ] && label="F2 5,000 x 100 KiB"
-  awk -v l="$label" -v w="${res[$size.wrk]}" -v c="${res[$size.curl]}" -v f="${res[$size.bare]}" -v a="${res[$size.o1]}" \
-    -v b="${res[$size.o2]}" -v t="$target" 'BEGIN {
-    printf "| %-20s | %-9.0f | %-10.0f | %-16s | %-17s | %-17s | %-7s |\n", l, w, c, sprintf("%.0f (%.2fx)", f, f/w),
-      sprintf("%.0f (%.2fx)", a, a/w), sprintf("%.0f (%.2fx)", b, b/w), t }'
+  awk -v l="$label" -v w="${res[$size.wrk]}" -v c="${res[$size.curl]}" -v f="${res[$size.bare]}" \
+    -v f2="${res[$size.bare2]}" -v a="${res[$size.o1]}" -v b="${res[$size.o2]}" -v t="$target" 'BEGIN {
+    printf "| %-20s | %-9.0f | %-10.0f | %-16s | %-17s | %-17s | %-17s | %-7s |\n", l, w, c,
+      sprintf("%.0f (%.2fx)", f, f/w), sprintf("%.0f (%.2fx)", f2, f2/w), sprintf("%.0f (%.2fx)", a, a/w),
+      sprintf("%.0f (%.2fx)", b, b/w), t }'
 done
 echo
 echo "client CPU per request (µs, all of its processes, medians; nginx's own CPU not included):"
 for size in 1k 100k; do
-  printf '  %-5s wrk %.1f  curl %.1f  bare libcurl %.1f  HttpClient alone %.1f (%.0f/s)  coropool -j1 %.1f  coropool -j2 %.1f\n' \
-    "$size" "${res[$size.wrk.cpu]}" "${res[$size.curl.cpu]}" "${res[$size.bare.cpu]}" "${res[$size.client.cpu]}" \
-    "${res[$size.client]}" "${res[$size.o1.cpu]}" "${res[$size.o2.cpu]}"
+  printf '  %-5s wrk %.1f  curl %.1f  bare libcurl %.1f (2x32: %.1f)  HttpClient alone %.1f (%.0f/s)  coropool -j1 %.1f  coropool -j2 %.1f\n' \
+    "$size" "${res[$size.wrk.cpu]}" "${res[$size.curl.cpu]}" "${res[$size.bare.cpu]}" "${res[$size.bare2.cpu]}" \
+    "${res[$size.client.cpu]}" "${res[$size.client]}" "${res[$size.o1.cpu]}" "${res[$size.o2.cpu]}"
 done
+echo
+# perf's user and sys times come from wait4, which counts the processes each client waited
+# for: not coropool's workers, which its zygote starts, so coropool is left out here.
+echo "user / kernel CPU per request (µs, medians; perf's user and sys times):"
+for size in 1k 100k; do
+  printf '  %-5s' "$size"
+  for c in wrk curl bare bare2 client; do printf '  %s %.1f / %.1f' "$c" "${res[$size.$c.user]}" "${res[$size.$c.sys]}"; done
+  echo
+done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+echo "coropool as a share of the bare libcurl floor: -j1 of one process $(ratio "${res[1k.o1]}" "${res[1k.bare]}")" \
+  "(1 KiB), $(ratio "${res[100k.o1]}" "${res[100k.bare]}") (100 KiB); -j2 of two processes" \
+  "$(ratio "${res[1k.o2]}" "${res[1k.bare2]}") (1 KiB), $(ratio "${res[100k.o2]}" "${res[100k.bare2]}") (100 KiB)"

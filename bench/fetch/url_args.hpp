@@ -1,6 +1,7 @@
 #pragma once
-// The command line of the fetch benchmark clients: FILE CONNECTIONS. The URLs of FILE (one a
-// line, blank lines skipped) and the connection count, or nullopt after a message.
+// The command line of the fetch benchmark clients: FILE CONNECTIONS [PROCESSES]. The URLs of
+// FILE (one a line, blank lines skipped), the connection count in total and the number of
+// processes to spread them over (1 unless given), or nullopt after a message.
 
 #include <cstdio>
 #include <fstream>
@@ -13,11 +14,12 @@ namespace coropool::bench {
 struct UrlArgs {
   std::vector<std::string> urls;
   int connections = 0;
+  int processes = 1;
 };
 
 inline std::optional<UrlArgs> parse_url_args(int argc, char** argv) {
-  if (argc != 3) {
-    std::fprintf(stderr, "usage: %s FILE CONNECTIONS\n", argv[0]);
+  if (argc != 3 && argc != 4) {
+    std::fprintf(stderr, "usage: %s FILE CONNECTIONS [PROCESSES]\n", argv[0]);
     return std::nullopt;
   }
   std::ifstream in(argv[1]);
@@ -29,6 +31,11 @@ inline std::optional<UrlArgs> parse_url_args(int argc, char** argv) {
   for (std::string line; std::getline(in, line);)
     if (!line.empty()) a.urls.push_back(line);
   a.connections = std::stoi(argv[2]);
+  if (argc == 4) a.processes = std::stoi(argv[3]);
+  if (a.connections < 1 || a.processes < 1 || a.processes > a.connections) {
+    std::fprintf(stderr, "%s: want 1 <= PROCESSES <= CONNECTIONS\n", argv[0]);
+    return std::nullopt;
+  }
   return a;
 }
 
