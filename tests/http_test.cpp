@@ -20,6 +20,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 // A pool task: one GET through its worker's client.
@@ -27,6 +28,12 @@ asio::awaitable<long> http_status_of(std::string url) {
   auto& client = coropool::worker::HttpClient::for_this_thread(co_await asio::this_coro::executor);
   auto r = co_await client.get(std::move(url));
   co_return r.ok() ? r.status : -1;
+}
+
+// A pool task: true when the worker's client, once made, is what of_this_thread gives.
+asio::awaitable<bool> the_client_is_known(int) {
+  auto& client = coropool::worker::HttpClient::for_this_thread(co_await asio::this_coro::executor);
+  co_return coropool::worker::HttpClient::of_this_thread() == &client;
 }
 
 namespace {
@@ -230,6 +237,14 @@ TEST_F(Http, PoolTasksUseTheirWorkersClient) {
   for (int i = 0; i < 500; ++i) urls.push_back(server.url(i % 10 ? "/seen/pool" : "/status/404"));
   auto statuses = pool.map(http_status_of, urls);
   for (std::size_t i = 0; i < urls.size(); ++i) EXPECT_EQ(statuses[i], i % 10 ? 200 : 404);
+}
+
+TEST_F(Http, OfThisThreadGivesTheThreadsClientOnceMadeAndNullBefore) {
+  bool none_before = false;
+  std::thread([&] { none_before = HttpClient::of_this_thread() == nullptr; }).join();
+  EXPECT_TRUE(none_before) << "a thread that made no client has one";
+  coropool::Pool pool({.processes = 2, .child_concurrency = 4});
+  for (bool known : pool.map(the_client_is_known, std::vector<int>(64, 0))) EXPECT_TRUE(known);
 }
 
 }  // namespace

@@ -175,7 +175,7 @@ asio::awaitable<coropool::cli::FetchRecord> coropool_fetch_url(coropool::cli::Fe
     rec.message = std::move(job.invalid);
     co_return rec;
   }
-  static thread_local coropool::worker::HttpClient* client = nullptr;
+  auto* client = coropool::worker::HttpClient::of_this_thread();
   if (!client)
     client = &coropool::worker::HttpClient::for_this_thread(co_await asio::this_coro::executor, g_config.client);
   std::string path, part;

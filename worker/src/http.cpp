@@ -600,12 +600,17 @@ asio::awaitable<HttpResult> HttpClient::get(std::string url) {
   return get(std::move(url), defaults);
 }
 
+namespace {
+// The thread's client. Never destroyed: a worker leaves with _exit, and at a program's exit
+// the loop it was made on may be gone already.
+thread_local HttpClient* thread_client = nullptr;
+}  // namespace
+
 HttpClient& HttpClient::for_this_thread(asio::any_io_executor executor, HttpClientOptions options) {
-  // Never destroyed: a worker leaves with _exit, and at a program's exit the loop it was
-  // made on may be gone already.
-  static thread_local HttpClient* client = nullptr;
-  if (!client) client = new HttpClient(std::move(executor), options);
-  return *client;
+  if (!thread_client) thread_client = new HttpClient(std::move(executor), options);
+  return *thread_client;
 }
+
+HttpClient* HttpClient::of_this_thread() noexcept { return thread_client; }
 
 }  // namespace coropool::worker

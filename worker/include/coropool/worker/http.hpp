@@ -87,6 +87,9 @@ class HttpClient {
   // The client of the calling thread, made on first use with `executor` and `options`
   // (later calls return it as it is).
   static HttpClient& for_this_thread(asio::any_io_executor executor, HttpClientOptions options = {});
+  // The calling thread's client if for_this_thread has made it, else null: for a hot path
+  // that should not build for_this_thread's arguments once it exists.
+  static HttpClient* of_this_thread() noexcept;
 
   struct Impl;
 
