@@ -349,11 +349,15 @@ class WorkerState {
   // round trip instead of what one loop turn finished, and a lone result still goes at once.
   void flush() {
     if (ids_.empty() && failures_.empty()) return;
-    if (unacked_ > 0 && values_.size() < flush_bytes) return;  // acked() sends them
+    if (unacked_ > 0 && values_.size() < flush_bytes) {
+      held_ = true;
+      return;
+    }
     KJ_IF_MAYBE (sink, sink_) {
       auto req = sink->doneRequest(capnp::MessageSize{pending_words(), 0});
       fill(req.initResults());
       ++unacked_;
+      held_ = false;
       loop_.add_task(req.send().then([this](auto&&) { acked(); },
                                      [this](kj::Exception&& e) {
                                        acked();
@@ -362,10 +366,9 @@ class WorkerState {
     }
   }
 
-  // An answer came: what gathered meanwhile goes now.
   void acked() {
     --unacked_;
-    flush();
+    if (held_) flush();
   }
 
   asio::io_context& io_;
@@ -382,6 +385,7 @@ class WorkerState {
   std::vector<Failed> failures_;
   bool drain_posted_ = false, flush_posted_ = false;
   unsigned unacked_ = 0;  // ResultBatches sent and not yet answered
+  bool held_ = false;     // results wait for an answer to go
   timer_t timer_{};
   bool timer_ok_ = false;
 };
