@@ -385,7 +385,9 @@ class WorkerState {
   std::vector<Failed> failures_;
   bool drain_posted_ = false, flush_posted_ = false;
   unsigned unacked_ = 0;  // ResultBatches sent and not yet answered
-  bool held_ = false;     // results wait for an answer to go
+  // A flush was put off until an answer. Not the same as "results wait": a turn's results wait
+  // for its posted flush, and an answer sending them early makes more, smaller batches.
+  bool held_ = false;
   timer_t timer_{};
   bool timer_ok_ = false;
 };
