@@ -605,7 +605,8 @@ int fetch_main(const FetchOptions& o) {
     r.message = e.what();
     record(r);
   };
-  for (;;) {
+  std::string broken;  // why the pool could not go on, if it could not
+  while (broken.empty()) {
     try {
       auto r = stream.get();
       if (!r) break;
@@ -614,6 +615,11 @@ int fetch_main(const FetchOptions& o) {
       lost(e, e.index());
     } catch (const coropool::RemoteError& e) {
       lost(e, e.index());
+    } catch (const coropool::Error& e) {
+      // The pool itself failed (it lost its helper processes): URLs not recorded are
+      // fetched by --resume.
+      broken = e.what();
+      tally.note(broken);
     } catch (const std::system_error& e) {
       if (e.code() != asio::error::operation_aborted) throw;
       ++tally.cancelled;
@@ -642,9 +648,11 @@ int fetch_main(const FetchOptions& o) {
   if (input.resumed) summary += "; " + std::to_string(input.resumed) + " recorded before";
   if (tally.cancelled) summary += "; " + std::to_string(tally.cancelled) + " cancelled";
   if (interrupt.signal()) summary += std::string("; interrupted by ") + interrupt.name();
+  if (!broken.empty()) summary += "; stopped: the pool failed";
   tally.note(summary);
   if (!flushed || write_failed) return 2;
-  if (interrupt.signal()) return 130;
+  if (interrupt.signal()) return interrupt.exit_status();
+  if (!broken.empty()) return 255;
   return tally.failed ? 1 : 0;
 }
 

@@ -34,7 +34,7 @@ struct FetchOptions {
 };
 
 // Exit status: 0 when every URL got a response, 1 when some did not, 2 for a usage or input
-// error, 130 when interrupted by SIGINT or SIGTERM.
+// error, 128 + the signal when interrupted by SIGINT, SIGTERM or SIGHUP, 255 when the pool failed.
 int fetch_main(const FetchOptions& options);
 
 // Which shard of how many this run is: from --shard K/N, else from a Slurm array

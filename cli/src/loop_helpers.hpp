@@ -12,11 +12,13 @@
 
 namespace coropool::cli {
 
-// SIGINT and SIGTERM, handled on the loop while it runs: the first one is remembered and
-// `on_signal` runs once.
+// SIGINT, SIGTERM and SIGHUP, handled on the loop while it runs: the first one is remembered
+// and `on_signal` runs once. A terminal's Ctrl-C, `timeout`, a batch scheduler's stop and a
+// closed terminal send them to the whole process group; the pool's helper processes sit them
+// out, so what they mean is decided here.
 class Interrupt {
  public:
-  Interrupt(const asio::any_io_executor& ex, std::function<void()> on_signal) : set_(ex, SIGINT, SIGTERM) {
+  Interrupt(const asio::any_io_executor& ex, std::function<void()> on_signal) : set_(ex, SIGINT, SIGTERM, SIGHUP) {
     set_.async_wait([this, f = std::move(on_signal)](std::error_code ec, int sig) {
       if (ec) return;
       sig_ = sig;
@@ -24,7 +26,9 @@ class Interrupt {
     });
   }
   int signal() const noexcept { return sig_; }  // 0: none came
-  const char* name() const noexcept { return sig_ == SIGINT ? "SIGINT" : "SIGTERM"; }
+  const char* name() const noexcept { return sig_ == SIGINT ? "SIGINT" : sig_ == SIGTERM ? "SIGTERM" : "SIGHUP"; }
+  // The shell's convention: 128 + the signal (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP).
+  int exit_status() const noexcept { return 128 + sig_; }
   void cancel() { set_.cancel(); }
 
  private:

@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <exception>
 
 int main(int argc, char** argv) {
   CLI::App app{"coropool: spread jobs over every core"};
@@ -25,8 +26,9 @@ int main(int argc, char** argv) {
                          "runs in a process group of its own with stdin from /dev/null, and its output is printed\n"
                          "whole when it ends (or line by line with --line-buffer).\n"
                          "Exit status: 0 if every job succeeded; else the number of failed jobs (at most 101);\n"
-                         "2 for a usage or input error; 130 when interrupted by SIGINT or SIGTERM (the running\n"
-                         "jobs are killed, the joblog keeps what finished, and --resume runs the rest).");
+                         "2 for a usage or input error; 130, 143 or 129 when interrupted by SIGINT, SIGTERM or\n"
+                         "SIGHUP (the running jobs are killed, the joblog keeps what finished, and --resume runs\n"
+                         "the rest); 255 when coropool itself cannot go on.");
   cmd->add_option("file", run.positional, "File of commands, one per line (- or none: stdin); with -a, the template");
   cmd->add_option("-a,--arg-file", run.arg_file, "File of arguments, one per line (- for stdin), for the template");
   cmd->add_option("-j,--jobs", run.jobs, "Job slots in all (default: the CPU count)")->check(CLI::PositiveNumber);
@@ -61,8 +63,9 @@ int main(int argc, char** argv) {
       "reset, empty_reply, truncated, too_large, too_many_redirects, bad_redirect, bad_response,\n"
       "save_failed, worker_lost, other. A 404 is a response (status 404, error null).\n"
       "Exit status: 0 if every URL got a response; 1 if some did not; 2 for a usage or input\n"
-      "error (a missing input, an unwritable output); 130 when interrupted by SIGINT or SIGTERM\n"
-      "(transfers in flight are cancelled and not recorded; --resume fetches them).");
+      "error (a missing input, an unwritable output); 130, 143 or 129 when interrupted by SIGINT,\n"
+      "SIGTERM or SIGHUP (transfers in flight are cancelled and not recorded; --resume fetches\n"
+      "them); 255 when coropool itself cannot go on.");
   fcmd->add_option("file", fetch.input, "File of URLs, one per line; - for stdin")->default_val("-");
   fcmd->add_option("-o,--output", fetch.output, "Write the records to this file instead of stdout");
   fcmd->add_option("-j,--processes", fetch.processes, "Worker processes (default: the CPU count)");
@@ -101,7 +104,13 @@ int main(int argc, char** argv) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
   }
-  if (cmd->parsed()) return coropool::cli::run_main(run);
-  if (fcmd->parsed()) return coropool::cli::fetch_main(fetch);
+  try {
+    if (cmd->parsed()) return coropool::cli::run_main(run);
+    if (fcmd->parsed()) return coropool::cli::fetch_main(fetch);
+  } catch (const std::exception& e) {
+    // coropool itself could not go on (it could not start its processes, say).
+    std::fprintf(stderr, "coropool: %s\n", e.what());
+    return 255;
+  }
   return 2;
 }

@@ -367,7 +367,8 @@ int run_main(const RunOptions& o) {
     ++tally.failed;
     input.pending.erase(index);
   };
-  for (;;) {
+  std::string broken;  // why the pool could not go on, if it could not
+  while (broken.empty()) {
     try {
       auto r = stream.get();
       if (!r) break;
@@ -378,6 +379,11 @@ int run_main(const RunOptions& o) {
       record_error(e, e.index());
     } catch (const coropool::Timeout& e) {
       record_error(e, e.index());
+    } catch (const coropool::Error& e) {
+      // The pool itself failed (it lost its helper processes): the jobs not finished are not
+      // logged, so --resume runs them.
+      broken = e.what();
+      tally.note(broken);
     } catch (const std::system_error& e) {
       if (e.code() != asio::error::operation_aborted) throw;
       ++tally.cancelled;  // interrupted, or --halt now
@@ -403,8 +409,10 @@ int run_main(const RunOptions& o) {
     std::fprintf(stderr, ", %llu skipped as done before", static_cast<unsigned long long>(input.skipped));
   if (tally.cancelled) std::fprintf(stderr, ", %zu killed", tally.cancelled);
   if (interrupt.signal()) std::fprintf(stderr, "; interrupted by %s", interrupt.name());
+  if (!broken.empty()) std::fprintf(stderr, "; stopped: the pool failed");
   std::fputc('\n', stderr);
-  if (interrupt.signal()) return 130;
+  if (interrupt.signal()) return interrupt.exit_status();
+  if (!broken.empty()) return 255;
   return static_cast<int>(std::min<std::size_t>(tally.failed, 101));
 }
 

@@ -24,7 +24,8 @@ struct RunOptions {
 };
 
 // Exit status: 0 when every job succeeded, else the number of failed jobs capped at 101;
-// 2 for a usage or input error; 130 when interrupted by SIGINT or SIGTERM.
+// 2 for a usage or input error; 128 + the signal when interrupted by SIGINT, SIGTERM or SIGHUP;
+// 255 when the pool failed (it lost its helper processes).
 int run_main(const RunOptions& options);
 
 }  // namespace coropool::cli

@@ -510,8 +510,10 @@ class PoolCore final : public Core {
     auto err = std::make_exception_ptr(Error(std::string("coropool: the pool cannot run jobs any more: ") + why));
     broken_ = err;
     fail_everything(err);
+    // Not SIGKILL: with no spawner to clean up after them, workers must take their commands'
+    // process groups along themselves.
     for (auto& w : workers_) {
-      ::kill(w->pid, SIGKILL);
+      ::kill(w->pid, worker::leave_signal());
       w->disconnect();
     }
     workers_.clear();

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -72,9 +73,10 @@ ssize_t receive_with_fd(int sock, void* data, std::size_t size, UniqueFd& fd, in
   return n;
 }
 
-// The child side of a fork: dies with its parent, and leaves if the parent is already gone.
+// The worker side of the fork: leaves with its parent (the spawner), taking its commands
+// along (worker::leave_signal), and leaves at once if the parent is already gone.
 void die_with_parent(pid_t parent) {
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  ::prctl(PR_SET_PDEATHSIG, worker::leave_signal());
   if (::getppid() != parent) ::_exit(0);
 }
 
@@ -92,23 +94,27 @@ void drain_signalfd(int sfd) {
   }
 }
 
-[[noreturn]] void worker_child(int fd, const SpawnRequest& req, std::atomic<std::uint64_t>* running_job) {
+[[noreturn]] void worker_child(int fd, const SpawnRequest& req, worker::WorkerShared* shared) {
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   worker::WorkerConfig cfg;
   cfg.child_concurrency = req.child_concurrency ? req.child_concurrency : 1;
   cfg.initializer = reinterpret_cast<void (*)()>(req.initializer);  // NOLINT(performance-no-int-to-ptr)
-  cfg.running_job = running_job;
+  cfg.shared = shared;
   worker::run_worker(fd, cfg);
 }
 
 // Serves one pool: forks its workers, reports their exits, and leaves once the pool has
-// closed its socket and every worker is gone (killing stragglers after a grace period).
+// closed its socket (or its process died) and every worker is gone, killing stragglers
+// after a grace period. It is a child subreaper: the commands a dead worker started come to
+// it rather than to init, and it kills their process groups (listed in the worker's shared
+// state) before it reaps any of them, so that no listed number can be a reused one.
 [[noreturn]] void spawner_main(int sock, int sfd) {
   const pid_t self = ::getpid();
-  // Each worker's shared word (see WorkerConfig::running_job), by pid.
-  std::map<pid_t, std::atomic<std::uint64_t>*> children;
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+  // Each worker's shared state (see worker/shared.hpp), by pid.
+  std::map<pid_t, worker::WorkerShared*> children;
   bool closing = false;
   auto deadline = std::chrono::steady_clock::time_point::max();
   for (;;) {
@@ -117,20 +123,28 @@ void drain_signalfd(int sfd) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       timeout = left.count() > 0 ? static_cast<int>(left.count()) : 0;
     }
-    pollfd fds[2] = {{sfd, POLLIN, 0}, {sock, static_cast<short>(closing ? 0 : POLLIN), 0}};
+    // Once closing, the socket is left out: a hung-up socket would wake poll at once, forever.
+    pollfd fds[2] = {{sfd, POLLIN, 0}, {closing ? -1 : sock, POLLIN, 0}};
     int n = ::poll(fds, 2, timeout);
     if (n < 0 && errno != EINTR) ::_exit(1);
     if (fds[0].revents) {
       drain_signalfd(sfd);
-      int status;
-      pid_t pid;
-      while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
-        std::uint64_t running = 0;
-        if (auto c = children.find(pid); c != children.end()) {
-          running = c->second->load();
-          ::munmap(c->second, sizeof(std::atomic<std::uint64_t>));
-          children.erase(c);
-        }
+      // Each exited child is looked at before it is reaped. A worker's commands are killed
+      // (their groups) before the worker is reaped, and it is reported; anything else is a
+      // command that came to us from a dead worker.
+      siginfo_t info;
+      for (;;) {
+        info.si_pid = 0;
+        if (::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0) break;
+        pid_t pid = info.si_pid;
+        int status = 0;
+        auto c = children.find(pid);
+        if (c != children.end()) worker::kill_job_groups(*c->second);
+        if (::waitpid(pid, &status, WNOHANG) != pid) break;
+        if (c == children.end()) continue;
+        std::uint64_t running = c->second->running_job.load();
+        ::munmap(c->second, sizeof(worker::WorkerShared));
+        children.erase(c);
         if (!closing) {
           SpawnerMessage m{SpawnerMessage::exited, pid, status, running};
           ::send(sock, &m, sizeof m, MSG_NOSIGNAL);
@@ -149,33 +163,33 @@ void drain_signalfd(int sfd) {
       if (got <= 0) {
         // The pool is done (or gone): its workers see their sockets close and exit.
         closing = true;
-        deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+        deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
         continue;
       }
       int sv[2];
       if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) ::_exit(1);
-      void* word = ::mmap(nullptr, sizeof(std::atomic<std::uint64_t>), PROT_READ | PROT_WRITE,
-                          MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-      if (word == MAP_FAILED) ::_exit(1);
-      auto* running_job = new (word) std::atomic<std::uint64_t>(0);
+      void* mem =
+          ::mmap(nullptr, sizeof(worker::WorkerShared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+      if (mem == MAP_FAILED) ::_exit(1);
+      auto* shared = new (mem) worker::WorkerShared();
       pid_t pid = ::fork();
       if (pid == 0) {
         ::close(sock);
         ::close(sfd);
         ::close(sv[0]);
         die_with_parent(self);
-        worker_child(sv[1], req, running_job);
+        worker_child(sv[1], req, shared);
       }
       ::close(sv[1]);
       if (pid < 0) {
         int err = errno;
         ::close(sv[0]);
-        ::munmap(word, sizeof(std::atomic<std::uint64_t>));
+        ::munmap(mem, sizeof(worker::WorkerShared));
         SpawnerMessage m{SpawnerMessage::exited, -1, err, 0};
         ::send(sock, &m, sizeof m, MSG_NOSIGNAL);
         continue;
       }
-      children.emplace(pid, running_job);
+      children.emplace(pid, shared);
       SpawnerMessage m{SpawnerMessage::spawned, pid, 0, 0};
       try {
         send_with_fd(sock, &m, sizeof m, sv[0]);
@@ -191,11 +205,13 @@ void drain_signalfd(int sfd) {
 // request and reaps them; leaves when the supervisor's end of `ctl` closes.
 [[noreturn]] void zygote_main(int ctl) {
   in_pool_child = true;
+  // Only the supervisor decides what a signal to the whole group means; the spawners and
+  // workers forked from here inherit this.
+  worker::sit_out_group_signals();
   // Keep only stdio and our socket: a user's fds must not live on in workers.
   int keep = ::dup2(ctl, 3) == 3 ? 3 : ctl;
   ::close_range(static_cast<unsigned>(keep) + 1, ~0U, 0);
   ctl = keep;
-  const pid_t self = ::getpid();
   int sfd = make_sigchld_fd();
   if (sfd < 0) ::_exit(1);
   for (;;) {
@@ -210,14 +226,21 @@ void drain_signalfd(int sfd) {
     char req[16];
     ssize_t got = ::recv(ctl, req, sizeof req, 0);
     if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) ::_exit(0);
+    if (got <= 0) {
+      // The process is gone or done: its spawners finish their cleanup and are reaped here,
+      // not left to init.
+      while (::waitpid(-1, nullptr, 0) > 0 || errno == EINTR) {
+      }
+      ::_exit(0);
+    }
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) ::_exit(1);
     pid_t pid = ::fork();
     if (pid == 0) {
+      // No PR_SET_PDEATHSIG here: this process exits at supervisor death anyway, and the
+      // spawner must outlive it long enough to clean up (its socket's EOF tells it when).
       ::close(ctl);
       ::close(sv[0]);
-      die_with_parent(self);
       spawner_main(sv[1], sfd);
     }
     ::close(sv[1]);
@@ -235,6 +258,9 @@ int start_zygote() {
     throw std::logic_error("coropool: the first Pool of a process must be created on a thread without a KJ event loop");
   int sv[2];
   sys("socketpair", [&] { return ::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv); });
+  // What the program printed and did not flush yet is its own: never a copy in the children,
+  // which would print it again when they flush at exit.
+  std::fflush(nullptr);
   pid_t pid = ::fork();
   if (pid < 0) {
     ::close(sv[0]);

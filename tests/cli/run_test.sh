@@ -93,6 +93,29 @@ exec 3<&-
 seq 1 20 | "$bin" run -j 4 --line-buffer --tag -a - -- 'for i in 1 2 3; do echo line-$i-of-{}; done' > "$dir/lbt.txt"
 check "--line-buffer --tag lines stay whole" test "$(grep -Ec $'^for i in 1 2 3; do echo line-\\$i-of-[0-9]+; done\tline-[123]-of-[0-9]+$' "$dir/lbt.txt")" -eq 60
 
+# The end of a job is its process's exit, not its output pipe's EOF: a daemon that keeps the
+# pipe open neither holds the job (as GNU parallel, which reads its output from files) nor
+# hides what the job printed; --timeout is not needed to end it.
+start=$(date +%s%N)
+echo 'setsid sleep 39.7 & echo started' | "$bin" run --timeout 2 - > "$dir/daemon.txt" 2>/dev/null
+rc=$?
+took=$(( ($(date +%s%N) - start) / 1000000 ))
+pkill -f 'sleep 39\.7'
+check "a job whose daemon holds the pipe ends with its process" test "$rc" -eq 0 -a "$took" -lt 1500
+check "and its output is kept" test "$(cat "$dir/daemon.txt")" = started
+start=$(date +%s%N)
+echo 'sleep 3.3 & echo x' | "$bin" run - > "$dir/bg.txt" 2>/dev/null
+took=$(( ($(date +%s%N) - start) / 1000000 ))
+pkill -f 'sleep 3\.3'
+check "a job that leaves a background child ends at once" test "$took" -lt 1500 -a "$(cat "$dir/bg.txt")" = x
+# A job that itself runs past --timeout ends on time, whatever its daemon does.
+start=$(date +%s%N)
+echo 'setsid sleep 39.8 & sleep 30' | "$bin" run --timeout 1 - > /dev/null 2>&1
+rc=$?
+took=$(( ($(date +%s%N) - start) / 1000000 ))
+pkill -f 'sleep 39\.8'
+check "--timeout ends a job on time though its daemon holds the pipe" test "$rc" -eq 1 -a "$took" -lt 3000
+
 # Bad input: a NUL byte, invalid UTF-8 and a 1 MiB line (one argument over the kernel's
 # 128 KiB limit, refused as GNU parallel does); every other job still runs.
 { printf 'echo before\n'; printf 'echo a\0b\n'; printf 'printf "%%s\\n" \xff\xfe\n';
@@ -107,7 +130,7 @@ check "the jobs around them run" test "$(sed -n '1p;3p' "$dir/bad_out.txt" | tr 
 check "every job has a joblog row" test "$(tail -n +2 "$dir/bad.tsv" | wc -l)" -eq 5
 
 # SIGINT and SIGTERM: the running jobs' process groups are killed, what finished is logged,
-# exit 130; --resume then runs exactly the rest.
+# exit 130 or 143; --resume then runs exactly the rest.
 for sig in INT TERM; do
   rm -f "$dir/block" "$dir/started" "$dir/int.tsv"
   touch "$dir/block"
@@ -125,7 +148,9 @@ for sig in INT TERM; do
   wait "$pid"
   rc=$?
   check "SIG$sig: both blocking jobs had started" test "$up" -eq 2
-  check "SIG$sig: exit 130" test "$rc" -eq 130
+  want=130
+  [ "$sig" = TERM ] && want=143
+  check "SIG$sig: exit $want" test "$rc" -eq "$want"
   check "SIG$sig: no job process left behind" test -z "$(pgrep -f 'sleep 31.7')"
   check "SIG$sig: the finished jobs are logged" test "$(tail -n +2 "$dir/int.tsv" | cut -f1 | sort -n | tr '\n' ,)" = "1,2,3,4,"
   rm -f "$dir/block" "$dir/started"

@@ -7,6 +7,7 @@
 #endif
 
 #include "coropool/ipc/sys.hpp"
+#include "coropool/worker/shared.hpp"
 
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
@@ -75,8 +76,21 @@ std::string resolve(const std::string& name) {
   return found;
 }
 
+// A running command's output pipes and what ends reading them: both pipes at EOF, or, once
+// the command has exited, a pipe kept open by a descendant that left its group (a daemon)
+// and stays quiet for `idle`. The end of a job is its process's exit, not the pipes' EOF.
+struct JobIo {
+  JobIo(const asio::any_io_executor& ex, int out, int err) : out(ex, out), err(ex, err), linger(ex) {}
+  Descriptor out, err;
+  asio::steady_timer linger;
+  int open = 2;          // pipes not at EOF yet
+  std::size_t seen = 0;  // bytes read so far, to tell a quiet pipe from a busy one
+};
+constexpr auto linger_idle = std::chrono::milliseconds(100);
+constexpr auto linger_most = std::chrono::seconds(1);
+
 // Reads a pipe to its end, collecting into `into` or handing whole lines to `on_line`.
-asio::awaitable<void> read_all(Descriptor& d, std::string& into, std::size_t& bytes, int stream,
+asio::awaitable<void> read_all(JobIo& io, Descriptor& d, std::string& into, std::size_t& bytes, int stream,
                                const CommandOptions& opts) {
   std::array<char, 65536> buf;
   std::size_t sent = 0;  // with on_line: how much of `into` was handed over
@@ -84,6 +98,7 @@ asio::awaitable<void> read_all(Descriptor& d, std::string& into, std::size_t& by
     auto [ec, n] = co_await d.async_read_some(asio::buffer(buf), asio::experimental::as_tuple(asio::use_awaitable));
     into.append(buf.data(), n);
     bytes += n;
+    io.seen += n;
     if (opts.on_line) {
       std::size_t nl;
       while ((nl = into.find('\n', sent)) != std::string::npos) {
@@ -94,28 +109,50 @@ asio::awaitable<void> read_all(Descriptor& d, std::string& into, std::size_t& by
       into.erase(0, ec ? into.size() : sent);
       sent = 0;
     }
-    if (ec) co_return;  // EOF: the command and everything it started closed the pipe
+    if (ec) {  // EOF, or the linger after the exit ran out
+      if (--io.open == 0) io.linger.cancel();
+      co_return;
+    }
   }
 }
 
-// Completes when the child has exited, and reaps it.
-asio::awaitable<void> wait_exit(Descriptor& pidfd, pid_t pid, int& status) {
+// Completes when the child has exited and its pipes are read (see JobIo), and reaps it.
+// `entry`: its process group's place in the worker's list, freed before the reap.
+asio::awaitable<void> wait_exit(Descriptor& pidfd, JobIo& io, pid_t pid, int& entry, bool& reaped, int& status) {
   co_await pidfd.async_wait(Descriptor::wait_read, asio::use_awaitable);
+  unregister_job_group(entry);
+  entry = -1;
   ipc::sys("waitpid", [&] { return ::waitpid(pid, &status, 0); });  // it has exited: no wait
+  reaped = true;
+  auto exited = std::chrono::steady_clock::now();
+  while (io.open > 0) {
+    std::size_t before = io.seen;
+    io.linger.expires_after(linger_idle);
+    co_await io.linger.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+    if (io.open == 0) break;
+    if (io.seen == before || std::chrono::steady_clock::now() - exited >= linger_most) {
+      io.out.cancel();
+      io.err.cancel();
+      break;
+    }
+  }
 }
 
 // Kills the process group after the timeout (SIGTERM, then SIGKILL after the grace period),
-// then waits to be cancelled, which is how it ends when the command ends first.
-asio::awaitable<void> watchdog(pid_t pgid, CommandOptions opts, bool& timed_out) {
+// then waits to be cancelled, which is how it ends when the command ends first. Once the
+// leader is reaped (`reaped`), the job is over but for the last of its output: no kill then.
+asio::awaitable<void> watchdog(pid_t pgid, CommandOptions opts, bool& timed_out, const bool& reaped) {
   asio::steady_timer t(co_await asio::this_coro::executor);
   if (opts.timeout.count() > 0) {
     t.expires_after(opts.timeout);
     co_await t.async_wait(asio::use_awaitable);
-    timed_out = true;
-    ::kill(-pgid, SIGTERM);
-    t.expires_after(opts.grace);
-    co_await t.async_wait(asio::use_awaitable);
-    ::kill(-pgid, SIGKILL);
+    if (!reaped) {
+      timed_out = true;
+      ::kill(-pgid, SIGTERM);
+      t.expires_after(opts.grace);
+      co_await t.async_wait(asio::use_awaitable);
+      if (!reaped) ::kill(-pgid, SIGKILL);
+    }
   }
   t.expires_after(std::chrono::hours(24 * 365));
   co_await t.async_wait(asio::use_awaitable);
@@ -271,17 +308,24 @@ asio::awaitable<CommandResult> run_command(std::string line, CommandOptions opti
   }
   pid_t pid = child.pid;
   int pidfd = child.pidfd.release();
-  Descriptor exited(ex, pidfd), out_d(ex, out.read.release()), err_d(ex, err.read.release());
+  int entry = register_job_group(pid);
+  Descriptor exited(ex, pidfd);
+  JobIo io(ex, out.read.release(), err.read.release());
   int status = 0;
+  bool reaped = false;
   try {
-    co_await ((wait_exit(exited, pid, status) && read_all(out_d, result.out, result.out_bytes, 1, options) &&
-               read_all(err_d, result.err, result.err_bytes, 2, options)) ||
-              watchdog(pid, options, result.timed_out));
+    co_await ((wait_exit(exited, io, pid, entry, reaped, status) &&
+               read_all(io, io.out, result.out, result.out_bytes, 1, options) &&
+               read_all(io, io.err, result.err, result.err_bytes, 2, options)) ||
+              watchdog(pid, options, result.timed_out, reaped));
   } catch (...) {
     // Cancelled (or failed) while the command runs: it must not outlive the job. After
     // SIGKILL the reap is immediate.
-    ::kill(-pid, SIGKILL);
-    ::waitpid(pid, &status, 0);
+    if (!reaped) {
+      ::kill(-pid, SIGKILL);
+      unregister_job_group(entry);
+      ::waitpid(pid, &status, 0);
+    }
     throw;
   }
   result.runtime = std::chrono::steady_clock::now() - start;

@@ -224,7 +224,7 @@ class WorkerState {
    public:
     Deadline(WorkerState& w, const QueuedJob& job) : w_(w), armed_(job.timeout_ms && w.timer_ok_) {
       if (!armed_) return;
-      if (w_.cfg_.running_job) w_.cfg_.running_job->store(job.id, std::memory_order_relaxed);
+      if (w_.cfg_.shared) w_.cfg_.shared->running_job.store(job.id, std::memory_order_relaxed);
       itimerspec t{};
       t.it_value.tv_sec = job.timeout_ms / 1000;
       t.it_value.tv_nsec = static_cast<long>(job.timeout_ms % 1000) * 1000000L;
@@ -234,7 +234,7 @@ class WorkerState {
       if (!armed_) return;
       itimerspec off{};
       ::timer_settime(w_.timer_, 0, &off, nullptr);
-      if (w_.cfg_.running_job) w_.cfg_.running_job->store(0, std::memory_order_relaxed);
+      if (w_.cfg_.shared) w_.cfg_.shared->running_job.store(0, std::memory_order_relaxed);
     }
     Deadline(const Deadline&) = delete;
     Deadline& operator=(const Deadline&) = delete;
@@ -422,9 +422,12 @@ void run_worker(int fd, const WorkerConfig& config) {
   int code = 0;
   try {
     std::signal(SIGPIPE, SIG_IGN);
-    // A terminal's Ctrl-C goes to the whole process group: leave it to the supervisor, which
-    // may close gracefully (Pool::close_on_signals) or die, and then so do we.
-    std::signal(SIGINT, SIG_IGN);
+    // A terminal's Ctrl-C (and `timeout`, a batch scheduler's stop) signals the whole process
+    // group: leave it to the supervisor, which may close gracefully (Pool::close_on_signals)
+    // or die, and then so do we.
+    sit_out_group_signals();
+    set_worker_shared(config.shared);
+    leave_on_signal();
     if (config.initializer) config.initializer();
     asio::io_context io(1);
     ipc::KjLoop loop(io.get_executor());
@@ -442,6 +445,8 @@ void run_worker(int fd, const WorkerConfig& config) {
     std::fprintf(stderr, "coropool worker %d: %s\n", static_cast<int>(::getpid()), e.what());
     code = 70;
   }
+  // Commands still running go with us, their descendants included.
+  if (config.shared) kill_job_groups(*config.shared);
   std::fflush(stdout);
   std::fflush(stderr);
   ::_exit(code);

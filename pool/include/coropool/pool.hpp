@@ -222,9 +222,14 @@ class Pool : public PoolCalls {
 
   // Graceful shutdown on signals, handled on the pool's loop (while it runs): the first of
   // `signals` closes the pool (jobs already submitted finish, new ones fail with PoolClosed),
-  // a second one terminates it (jobs not finished fail with PoolClosed). Workers ignore
-  // SIGINT, so a Ctrl-C in a terminal reaches only the supervisor's handling.
-  void close_on_signals(std::vector<int> signals = {SIGINT, SIGTERM}) { core_->close_on_signals(std::move(signals)); }
+  // a second one terminates it (jobs not finished fail with PoolClosed). The pool's helper
+  // processes sit out SIGINT, SIGTERM, SIGHUP and SIGQUIT, so a Ctrl-C in a terminal (a
+  // signal to the whole process group) reaches only the supervisor's handling; without
+  // this call the program dies as the signal says, and its workers and their commands die
+  // with it.
+  void close_on_signals(std::vector<int> signals = {SIGINT, SIGTERM, SIGHUP}) {
+    core_->close_on_signals(std::move(signals));
+  }
 
  private:
   explicit Pool(std::unique_ptr<detail::Core> core) noexcept;

@@ -4,6 +4,8 @@
 // its invoker (generated per task type and argument types by pool/, see detail/task.hpp)
 // and its target (the user's function pointer, or 0 for a captureless lambda).
 
+#include "coropool/worker/shared.hpp"
+
 #include <asio/awaitable.hpp>
 
 #include <atomic>
@@ -31,9 +33,8 @@ using Invoker = void (*)(Invocation&);
 struct WorkerConfig {
   std::uint32_t child_concurrency = 16;
   void (*initializer)() = nullptr;  // runs once before the first job
-  // A word shared with the worker's parent (the spawner): the id of the job running with a
-  // deadline, 0 when none, so that a worker ended for overrunning one names its job.
-  std::atomic<std::uint64_t>* running_job = nullptr;
+  // State shared with the worker's parent (the spawner), see shared.hpp; may be null.
+  WorkerShared* shared = nullptr;
 };
 
 // The exit status of a worker that ended itself because a plain-R job ran past its deadline
