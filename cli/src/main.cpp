@@ -6,7 +6,62 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <cstring>
 #include <exception>
+#include <filesystem>
+#include <string>
+#include <system_error>
+
+namespace {
+
+// A number option that must be above 0 (CLI::PositiveNumber would print a 300-digit range).
+const CLI::Validator above_zero(
+    [](std::string& s) -> std::string {
+      try {
+        std::size_t used = 0;
+        if (std::stod(s, &used) > 0 && used == s.size()) return {};
+      } catch (const std::exception&) {  // NOLINT(bugprone-empty-catch): reported below
+      }
+      return "must be a number above 0, not " + s;
+    },
+    "> 0");
+
+// An input file that is a directory is refused up front, naming it.
+const CLI::Validator not_a_directory(
+    [](std::string& s) -> std::string {
+      std::error_code ec;
+      if (s != "-" && std::filesystem::is_directory(s, ec)) return s + " is a directory, not a file";
+      return {};
+    },
+    "FILE");
+
+// "Name: value", as curl takes -H.
+const CLI::Validator header_line(
+    [](std::string& s) -> std::string {
+      auto colon = s.find(':');
+      if (colon == std::string::npos || colon == 0) return "a header is \"Name: value\", not " + s;
+      return {};
+    },
+    "\"NAME: VALUE\"");
+
+// CLI11 blames the last word it could not place (after `--`, the template's words) when an
+// option is unknown; name the unknown option instead. Returns it, or empty.
+std::string unknown_option(const CLI::App& sub, int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--") break;
+    if (a.size() < 2 || a[0] != '-') continue;
+    std::string name = a.substr(0, a.find('='));
+    if (name.size() > 2 && name[1] != '-') name = name.substr(0, 2);  // -j4, -kv
+    const CLI::Option* opt = sub.get_option_no_throw(name);
+    if (!opt && !(sub.get_parent() && sub.get_parent()->get_option_no_throw(name))) return name;
+    // Its value may start with '-' (--timeout -1): skip it.
+    if (opt && opt->get_type_size() != 0 && a.find('=') == std::string::npos && a.size() == name.size()) ++i;
+  }
+  return {};
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"coropool: spread jobs over every core"};
@@ -30,11 +85,12 @@ int main(int argc, char** argv) {
                          "SIGHUP (the running jobs are killed, the joblog keeps what finished, and --resume runs\n"
                          "the rest); 255 when coropool itself cannot go on.");
   cmd->add_option("file", run.positional, "File of commands, one per line (- or none: stdin); with -a, the template");
-  cmd->add_option("-a,--arg-file", run.arg_file, "File of arguments, one per line (- for stdin), for the template");
-  cmd->add_option("-j,--jobs", run.jobs, "Job slots in all (default: the CPU count)")->check(CLI::PositiveNumber);
+  cmd->add_option("-a,--arg-file", run.arg_file, "File of arguments, one per line (- for stdin), for the template")
+      ->check(not_a_directory);
+  cmd->add_option("-j,--jobs", run.jobs, "Job slots in all (default: the CPU count)")->check(above_zero);
   cmd->add_option("--timeout", run.timeout_seconds,
                   "Seconds a job may run: then SIGTERM to its process group, SIGKILL 2 s later")
-      ->check(CLI::NonNegativeNumber);
+      ->check(above_zero);
   cmd->add_option("--retries", run.retries, "Run a failed job again, up to this many times");
   cmd->add_option("--joblog", run.joblog,
                   "Log each finished job to this file in GNU parallel's columns:\n"
@@ -66,26 +122,37 @@ int main(int argc, char** argv) {
       "error (a missing input, an unwritable output); 130, 143 or 129 when interrupted by SIGINT,\n"
       "SIGTERM or SIGHUP (transfers in flight are cancelled and not recorded; --resume fetches\n"
       "them); 255 when coropool itself cannot go on.");
-  fcmd->add_option("file", fetch.input, "File of URLs, one per line; - for stdin")->default_val("-");
+  fcmd->add_option("file", fetch.input, "File of URLs, one per line; - for stdin")
+      ->default_val("-")
+      ->check(not_a_directory);
   fcmd->add_option("-o,--output", fetch.output, "Write the records to this file instead of stdout");
-  fcmd->add_option("-j,--processes", fetch.processes, "Worker processes (default: the CPU count)");
-  fcmd->add_option("-c,--concurrency", fetch.concurrency, "Transfers at once per process")->default_val(64);
-  fcmd->add_option("--timeout", fetch.timeout_seconds, "Seconds a transfer may take in all")->default_val(30);
-  fcmd->add_option("--connect-timeout", fetch.connect_timeout_seconds, "Seconds to connect")->default_val(10);
+  fcmd->add_option("-j,--processes", fetch.processes, "Worker processes (default: the CPU count)")->check(above_zero);
+  fcmd->add_option("-c,--concurrency", fetch.concurrency, "Transfers at once per process")
+      ->default_val(64)
+      ->check(above_zero);
+  fcmd->add_option("--timeout", fetch.timeout_seconds, "Seconds a transfer may take in all")
+      ->default_val(30)
+      ->check(above_zero);
+  fcmd->add_option("--connect-timeout", fetch.connect_timeout_seconds, "Seconds to connect")
+      ->default_val(10)
+      ->check(above_zero);
   fcmd->add_option("--retries", fetch.retries,
                    "Retries after a network error, 429, 502, 503 or 504: exponential backoff from 0.5 s\n"
                    "with jitter, or the server's Retry-After (at most 60 s)");
   fcmd->add_option("--max-size", fetch.max_size, "Abort a body larger than this many bytes (error too_large)");
   fcmd->add_option("--max-redirects", fetch.max_redirects, "Redirects followed, over http and https only")
       ->default_val(10);
-  fcmd->add_option("-H,--header", fetch.headers, "A request header, \"Name: value\" (repeatable)");
+  fcmd->add_option("-H,--header", fetch.headers, "A request header, \"Name: value\" (repeatable)")
+      ->allow_extra_args(false)  // each -H takes one value: the input file is not a header
+      ->check(header_line);
   fcmd->add_option("-X,--method", fetch.method, "The request method")->default_val("GET");
   fcmd->add_option("--user-agent", fetch.user_agent, "The User-Agent header")->default_val("coropool/0.1");
   fcmd->add_option("--cacert", fetch.ca_file,
                    "PEM file of the certificates that https servers are verified with (default: the\n"
                    "system's)");
-  fcmd->add_option("--rate", fetch.rate, "Requests per second over all workers (default: no limit)");
-  fcmd->add_option("--per-host", fetch.per_host, "Connections per host over all workers (default: no limit)");
+  fcmd->add_option("--rate", fetch.rate, "Requests per second over all workers (default: no limit)")->check(above_zero);
+  fcmd->add_option("--per-host", fetch.per_host, "Connections per host over all workers (default: no limit)")
+      ->check(above_zero);
   fcmd->add_option("--save-dir", fetch.save_dir,
                    "Save each body there, named by a 64-bit FNV-1a hash of its URL in hex");
   fcmd->add_flag("-k,--keep-order", fetch.keep_order, "Write the records in input order");
@@ -101,6 +168,18 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    if (dynamic_cast<const CLI::ExtrasError*>(&e)) {
+      for (const CLI::App* sub : {cmd, fcmd}) {
+        bool chosen = false;
+        for (int i = 1; i < argc && !chosen; ++i) chosen = sub->get_name() == argv[i];
+        if (!chosen) continue;
+        if (auto bad = unknown_option(*sub, argc, argv); !bad.empty()) {
+          std::fprintf(stderr, "coropool %s: unknown option %s\nRun with --help for more information.\n",
+                       sub->get_name().c_str(), bad.c_str());
+          return 2;
+        }
+      }
+    }
     int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
   }

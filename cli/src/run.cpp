@@ -20,6 +20,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -279,6 +280,8 @@ int run_main(const RunOptions& o) {
   input.in = &std::cin;
   input.name = input_path == "-" ? "stdin" : input_path;
   if (input_path != "-") {
+    std::error_code ec;
+    if (std::filesystem::is_directory(input_path, ec)) return usage(input_path + " is a directory, not a file");
     file.open(input_path, std::ios::binary);
     if (!file) return usage("cannot read " + input_path);
     input.in = &file;

@@ -115,4 +115,23 @@ done
 check "SIGINT: its workers were found" test -n "$workers"
 check "SIGINT: no worker left" test "$left" -eq 0
 
+# Options refused with exit 2 and a message naming the option or the input; -H takes one value.
+usage_case() {  # NAME EXPECTED-TEXT ARGS...
+  local name=$1 text=$2
+  shift 2
+  "$bin" fetch "$@" < /dev/null > /dev/null 2> "$dir/usage.txt"
+  local rc=$?
+  check "refused, naming it: $name" test "$rc" -eq 2 -a -n "$(grep -F -- "$text" "$dir/usage.txt")"
+  check "and short: $name" test "$(wc -c < "$dir/usage.txt")" -lt 300
+}
+echo "$base/headers" > "$dir/one.txt"
+usage_case "a directory as the input" "$dir is a directory" "$dir"
+usage_case "--rate 0" "--rate" --rate 0 "$dir/one.txt"
+usage_case "--rate -1" "--rate" --rate -1 "$dir/one.txt"
+usage_case "--timeout 0" "--timeout" --timeout 0 "$dir/one.txt"
+usage_case "-j 0" "--processes" -j 0 "$dir/one.txt"
+usage_case "-H without a colon" "--header" -H nocolon "$dir/one.txt"
+"$bin" fetch -H "X-Test: 1" "$dir/one.txt" < /dev/null > "$dir/h.jsonl" 2>/dev/null
+check "-H takes one value: the file after it is the input" test "$(field status < "$dir/h.jsonl")" = 200
+
 report
