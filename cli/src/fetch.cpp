@@ -3,6 +3,12 @@
 
 #include "fetch.hpp"
 
+// GCC 12 reports a false -Wmismatched-new-delete on Asio's awaitable frames in this file
+// (operator new and delete are the frame's own matching pair).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
 #include "loop_helpers.hpp"
 #include "progress.hpp"
 #include "pull_view.hpp"
@@ -25,6 +31,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -50,13 +57,14 @@ struct FetchRecord {
   bool final_is_url = false;  // final_url is the URL (and left empty)
   long status = 0;
   std::uint64_t bytes = 0;
-  double time_ms = 0;
+  double time_ms = 0;          // all attempts, with the waits between them
+  double last_attempt_ms = 0;  // the last attempt alone
   std::uint32_t attempts = 0;
   std::string error, message;
 };
 auto coropool_fields(FetchRecord& r) {
   return std::tie(r.index, r.final_url, r.content_type, r.file, r.final_is_url, r.status, r.bytes, r.time_ms,
-                  r.attempts, r.error, r.message);
+                  r.last_attempt_ms, r.attempts, r.error, r.message);
 }
 
 namespace {
@@ -73,11 +81,21 @@ struct FetchConfig {
 };
 FetchConfig g_config;
 
+constexpr std::size_t host_buckets = 4096;
+constexpr std::size_t max_holders = 256;
+
 // Shared by all workers (an anonymous shared mapping made before the pool): the global
-// request pace and the connections in use per host (hosts hashed into buckets).
+// request pace and the connections in use per host (hosts hashed into buckets). Each worker
+// also counts what it holds, in a record of its own, so that what a dead worker held is
+// given back (HostTicket::reclaim); pages of it are touched only as used.
 struct Shared {
   std::atomic<std::int64_t> next_start_ns{0};
-  std::atomic<std::int32_t> per_host[4096];
+  std::atomic<std::int32_t> per_host[host_buckets];
+  struct Holder {
+    std::atomic<pid_t> pid;
+    std::atomic<std::int32_t> held[host_buckets];
+  };
+  Holder holders[max_holders];
 };
 Shared* g_shared = nullptr;
 
@@ -86,8 +104,9 @@ std::int64_t now_ns() {
       .count();
 }
 
+// 64-bit FNV-1a (offset basis 14695981039346656037, prime 1099511628211).
 std::uint64_t fnv1a(std::string_view s) {
-  std::uint64_t h = 1469598103934665603ull;
+  std::uint64_t h = 14695981039346656037ull;
   for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
   return h;
 }
@@ -117,7 +136,9 @@ asio::awaitable<void> pace() {
 }
 
 // A connection to the host under --per-host, counted across workers; waits while all are
-// taken (in steps of 2 ms: the holders are in other processes).
+// taken (in steps of 2 ms: the holders are in other processes). A worker's own record is
+// counted up before the total and down after it, so a worker killed in between leaves the
+// total at most one too low for a moment, never a connection lost for good.
 class HostTicket {
  public:
   HostTicket() = default;
@@ -126,21 +147,65 @@ class HostTicket {
   ~HostTicket() { release(); }
   asio::awaitable<void> acquire(std::string_view host) {
     if (!g_config.per_host) co_return;
-    auto& c = g_shared->per_host[fnv1a(host) % 4096];
-    for (;;) {
+    std::size_t b = fnv1a(host) % host_buckets;
+    auto& c = g_shared->per_host[b];
+    Shared::Holder* me = self();
+    for (unsigned waits = 0;; ++waits) {
+      if (me) me->held[b].fetch_add(1);
       std::int32_t n = c.load();
-      if (n < g_config.per_host && c.compare_exchange_weak(n, n + 1)) break;
-      if (n >= g_config.per_host) co_await sleep_for(std::chrono::milliseconds(2));
+      while (n < g_config.per_host && !c.compare_exchange_weak(n, n + 1)) {
+      }
+      if (n < g_config.per_host) break;
+      if (me) me->held[b].fetch_sub(1);
+      // Every 100 ms of waiting, give back what dead workers held.
+      if (waits % 50 == 49) reclaim();
+      co_await sleep_for(std::chrono::milliseconds(2));
     }
     held_ = &c;
+    bucket_ = b;
+    holder_ = me;
   }
   void release() {
     if (held_) held_->fetch_sub(1);
+    if (holder_) holder_->held[bucket_].fetch_sub(1);
     held_ = nullptr;
+    holder_ = nullptr;
   }
 
  private:
+  // This process's record, taken on first use (null when all are taken: then what it holds
+  // cannot be given back if it dies).
+  static Shared::Holder* self() {
+    static thread_local Shared::Holder* mine = [] {
+      const pid_t me = ::getpid();
+      for (auto& h : g_shared->holders) {
+        pid_t expected = 0;
+        if (h.pid.compare_exchange_strong(expected, me)) return &h;
+      }
+      reclaim();
+      for (auto& h : g_shared->holders) {
+        pid_t expected = 0;
+        if (h.pid.compare_exchange_strong(expected, me)) return &h;
+      }
+      return static_cast<Shared::Holder*>(nullptr);
+    }();
+    return mine;
+  }
+  // Gives back what workers that died held, and frees their records.
+  static void reclaim() {
+    for (auto& h : g_shared->holders) {
+      pid_t owner = h.pid.load();
+      if (owner == 0 || ::kill(owner, 0) == 0 || errno != ESRCH) continue;
+      if (!h.pid.compare_exchange_strong(owner, -1)) continue;  // another worker does it
+      for (std::size_t b = 0; b < host_buckets; ++b)
+        if (std::int32_t n = h.held[b].exchange(0); n != 0) g_shared->per_host[b].fetch_sub(n);
+      h.pid.store(0);
+    }
+  }
+
   std::atomic<std::int32_t>* held_ = nullptr;
+  Shared::Holder* holder_ = nullptr;
+  std::size_t bucket_ = 0;
 };
 
 bool retryable(const worker::HttpResult& r) {
@@ -178,31 +243,52 @@ asio::awaitable<coropool::cli::FetchRecord> coropool_fetch_url(coropool::cli::Fe
   auto* client = coropool::worker::HttpClient::of_this_thread();
   if (!client)
     client = &coropool::worker::HttpClient::for_this_thread(co_await asio::this_coro::executor, g_config.client);
-  std::string path, part;
+  // A body is written to a .part file of this transfer's own (the same URL may be fetched
+  // twice at once), renamed into place when whole, and removed otherwise, also when the
+  // transfer is cancelled (an interrupted run leaves no .part behind).
+  struct PartFile {
+    std::string name;
+    std::FILE* f = nullptr;
+    bool kept = false;
+    PartFile() = default;
+    PartFile(const PartFile&) = delete;
+    PartFile& operator=(const PartFile&) = delete;
+    ~PartFile() {
+      if (f) std::fclose(f);
+      if (!name.empty() && !kept) std::remove(name.c_str());
+    }
+  };
+  static thread_local std::uint64_t part_count = 0;
+  std::string path;
+  PartFile part;
   if (!g_config.save_dir.empty()) {
     char name[17];
     std::snprintf(name, sizeof name, "%016llx", static_cast<unsigned long long>(fnv1a(job.url)));
     path = g_config.save_dir + "/" + name;
-    part = path + ".part";
+    part.name = path + "." + std::to_string(::getpid()) + "-" + std::to_string(++part_count) + ".part";
   }
+  const auto started = std::chrono::steady_clock::now();
   coropool::worker::HttpResult r;
   for (unsigned attempt = 1;; ++attempt) {
     // Each is a coroutine frame per URL, so only when asked for.
     if (g_config.rate_interval_ns) co_await pace();
     HostTicket ticket;
     if (g_config.per_host) co_await ticket.acquire(host_of(job.url));
-    if (part.empty()) {
+    if (part.name.empty()) {
       r = co_await client->get(job.url, g_config.shared_http);
     } else {
       coropool::worker::HttpOptions opts = g_config.http;
-      std::FILE* f = std::fopen(part.c_str(), "wb");
-      if (f) opts.body_sink = [f](std::string_view chunk) { std::fwrite(chunk.data(), 1, chunk.size(), f); };
+      part.f = std::fopen(part.name.c_str(), "wb");
+      if (std::FILE* f = part.f)
+        opts.body_sink = [f](std::string_view chunk) { std::fwrite(chunk.data(), 1, chunk.size(), f); };
       r = co_await client->get(job.url, std::move(opts));
-      bool written = f && std::fclose(f) == 0;
-      if (r.ok() && written && std::rename(part.c_str(), path.c_str()) == 0) {
+      bool written = part.f && std::fclose(part.f) == 0;
+      part.f = nullptr;
+      if (r.ok() && written && std::rename(part.name.c_str(), path.c_str()) == 0) {
+        part.kept = true;
         rec.file = path;
       } else {
-        std::remove(part.c_str());
+        std::remove(part.name.c_str());
       }
     }
     rec.attempts = attempt;
@@ -210,7 +296,7 @@ asio::awaitable<coropool::cli::FetchRecord> coropool_fetch_url(coropool::cli::Fe
     ticket.release();
     co_await sleep_for(backoff(r, attempt));
   }
-  if (!part.empty() && rec.file.empty() && r.ok()) {
+  if (!part.name.empty() && rec.file.empty() && r.ok()) {
     r.error = "save_failed";
     r.error_message = "cannot write " + path;
   }
@@ -219,7 +305,8 @@ asio::awaitable<coropool::cli::FetchRecord> coropool_fetch_url(coropool::cli::Fe
   rec.content_type = std::move(r.content_type);
   rec.status = r.status;
   rec.bytes = r.bytes;
-  rec.time_ms = r.total_ms;
+  rec.time_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  rec.last_attempt_ms = r.total_ms;
   rec.error = std::move(r.error);
   rec.message = std::move(r.error_message);
   co_return rec;
@@ -433,9 +520,14 @@ void append_json(std::string& j, std::uint64_t line, std::string_view url, const
   number(r.bytes);
   j += ",\"content_type\":";
   text_or_null(r.content_type);
+  auto millis = [&](double v) {
+    auto [end, ec] = std::to_chars(num, num + sizeof num, v, std::chars_format::fixed, 3);
+    j.append(num, end);
+  };
   j += ",\"time_ms\":";
-  auto [end, ec] = std::to_chars(num, num + sizeof num, r.time_ms, std::chars_format::fixed, 3);
-  j.append(num, end);
+  millis(r.time_ms);
+  j += ",\"last_attempt_ms\":";
+  millis(r.last_attempt_ms);
   j += ",\"attempts\":";
   number(r.attempts);
   if (!r.file.empty()) {
@@ -455,21 +547,54 @@ void append_json(std::string& j, std::uint64_t line, std::string_view url, const
   j += "}\n";
 }
 
-// --resume: the lines an earlier run recorded; a last record cut short is cut off the file.
-std::optional<std::unordered_set<std::uint64_t>> recorded_lines(const std::string& path) {
+// The error code of a record, or empty when it has none.
+std::string_view record_error(std::string_view record) {
+  constexpr std::string_view key = "\"error\":{\"code\":\"";
+  auto at = record.rfind(key);
+  if (at == std::string_view::npos) return {};
+  auto code = record.substr(at + key.size());
+  return code.substr(0, code.find('"'));
+}
+
+// --resume: the lines an earlier run recorded. A last record cut short is cut off the file,
+// and records that are not an outcome of their URL are taken out of it, to be fetched again:
+// `worker_lost` ones (the process fetching it died), and with `redo_failed` every record with
+// an error.
+std::optional<std::unordered_set<std::uint64_t>> recorded_lines(const std::string& path, bool redo_failed) {
   std::unordered_set<std::uint64_t> lines;
   std::ifstream in(path, std::ios::binary);
   if (!in) return lines;  // nothing recorded yet
-  std::string line;
+  std::string line, kept;
   std::uint64_t whole = 0;  // bytes of whole lines
+  bool dropped = false;
   while (std::getline(in, line)) {
     if (in.eof()) break;
     whole += line.size() + 1;
+    auto error = record_error(line);
+    if (error == "worker_lost" || (redo_failed && !error.empty())) {
+      dropped = true;
+      continue;
+    }
+    kept += line;
+    kept += '\n';
     unsigned long long n = 0;
     if (std::sscanf(line.c_str(), "{\"line\":%llu", &n) == 1) lines.insert(n);
   }
   in.close();
-  if (::truncate(path.c_str(), static_cast<off_t>(whole)) != 0) return std::nullopt;
+  if (!dropped) {
+    if (::truncate(path.c_str(), static_cast<off_t>(whole)) != 0) return std::nullopt;
+    return lines;
+  }
+  // Rewritten whole, then renamed over: a crash leaves the old file or the new one.
+  std::string tmp = path + ".resume-tmp";
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) return std::nullopt;
+  bool ok = std::fwrite(kept.data(), 1, kept.size(), f) == kept.size();
+  ok = std::fclose(f) == 0 && ok;
+  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    return std::nullopt;
+  }
   return lines;
 }
 
@@ -482,7 +607,8 @@ int fetch_main(const FetchOptions& o) {
   };
   auto shard = pick_shard(o.shard, o.shards);
   if (!shard) return 2;
-  if (o.resume && o.output.empty()) return usage("--resume needs -o FILE");
+  const bool resume = o.resume || o.resume_failed;
+  if (resume && o.output.empty()) return usage(o.resume ? "--resume needs -o FILE" : "--resume-failed needs -o FILE");
   if (o.concurrency == 0) return usage("-c must be at least 1");
   if (!o.ca_file.empty() && ::access(o.ca_file.c_str(), R_OK) != 0)
     return usage("cannot read --cacert " + o.ca_file + ": " + std::strerror(errno));
@@ -497,19 +623,22 @@ int fetch_main(const FetchOptions& o) {
     input.in = &file;
   }
   std::unordered_set<std::uint64_t> done_before;
-  if (o.resume) {
-    auto lines = recorded_lines(o.output);
+  if (resume) {
+    auto lines = recorded_lines(o.output, o.resume_failed);
     if (!lines) return usage("cannot write " + o.output);
     done_before = std::move(*lines);
     input.done = &done_before;
   }
   std::FILE* out = stdout;
   if (!o.output.empty()) {
-    out = std::fopen(o.output.c_str(), o.resume ? "ab" : "wb");
+    out = std::fopen(o.output.c_str(), resume ? "ab" : "wb");
     if (!out) return usage("cannot write " + o.output + ": " + std::strerror(errno));
   }
-  if (!o.save_dir.empty() && ::access(o.save_dir.c_str(), W_OK) != 0)
-    return usage("cannot write to the directory " + o.save_dir);
+  if (!o.save_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(o.save_dir, ec);  // a missing directory is made
+    if (::access(o.save_dir.c_str(), W_OK) != 0) return usage("cannot write to the directory " + o.save_dir);
+  }
   static char outbuf[1 << 20];
   std::setvbuf(out, outbuf, _IOFBF, sizeof outbuf);
 
@@ -550,7 +679,11 @@ int fetch_main(const FetchOptions& o) {
 
   // Each worker holds as many URLs again as it fetches, so a finished transfer's connection
   // takes the next URL without waiting for a round trip to the supervisor.
-  coropool::Pool pool({.processes = procs, .child_concurrency = o.concurrency, .prefetch = o.concurrency});
+  // A URL whose worker died is fetched again, as after a network error, up to --retries times.
+  coropool::Pool pool({.processes = procs,
+                       .child_concurrency = o.concurrency,
+                       .retries_on_worker_loss = o.retries,
+                       .prefetch = o.concurrency});
   std::size_t bound = std::size_t{4} * procs * o.concurrency;
   // A host's URLs go to one worker, whose connections to it they reuse; a host busy enough to
   // fill that worker spills over to the others (CallOptions::affinity).

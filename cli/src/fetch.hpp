@@ -28,9 +28,10 @@ struct FetchOptions {
   std::string save_dir;
   bool keep_order = false;
   bool resume = false;
-  int progress = 2;     // 2: when stderr is a terminal; 1 on; 0 or below off
-  std::string shard;    // "K/N"
-  unsigned shards = 0;  // with JOB_COMPLETION_INDEX (Kubernetes Indexed Job)
+  bool resume_failed = false;  // --resume, and fetch again the lines whose record has an error
+  int progress = 2;            // 2: when stderr is a terminal; 1 on; 0 or below off
+  std::string shard;           // "K/N"
+  unsigned shards = 0;         // with JOB_COMPLETION_INDEX (Kubernetes Indexed Job)
 };
 
 // Exit status: 0 when every URL got a response, 1 when some did not, 2 for a usage or input

@@ -156,7 +156,11 @@ int main(int argc, char** argv) {
   fcmd->add_option("--save-dir", fetch.save_dir,
                    "Save each body there, named by a 64-bit FNV-1a hash of its URL in hex");
   fcmd->add_flag("-k,--keep-order", fetch.keep_order, "Write the records in input order");
-  fcmd->add_flag("--resume", fetch.resume, "Skip the lines the -o file holds records of; append to it");
+  fcmd->add_flag("--resume", fetch.resume,
+                 "Skip the lines the -o file holds records of (but worker_lost ones); append to it");
+  fcmd->add_flag("--resume-failed", fetch.resume_failed,
+                 "As --resume, and fetch again the lines whose record has an error (their records are\n"
+                 "taken out of the -o file first)");
   fcmd->add_option("--shard", fetch.shard,
                    "K/N: fetch only the URL lines i with i % N == K (0 <= K < N). Without it, taken from\n"
                    "a Slurm array (SLURM_ARRAY_TASK_ID, _MIN, _STEP, _COUNT) or, with --shards N, from\n"

@@ -115,6 +115,74 @@ done
 check "SIGINT: its workers were found" test -n "$workers"
 check "SIGINT: no worker left" test "$left" -eq 0
 
+# Records that say what happened: broken replies are bad_response, an unparseable Location is
+# bad_redirect, and an upper-case scheme is a URL (as curl takes it).
+for r in badstatus http09 status2000 bigheader badchunk badlocation; do echo "$base/raw/$r"; done > "$dir/raw.txt"
+echo "HTTP://127.0.0.1:$port/text/upper" >> "$dir/raw.txt"
+"$bin" fetch -k "$dir/raw.txt" > "$dir/raw.jsonl" 2>/dev/null
+check "malformed replies: bad_response; a bad Location: bad_redirect; HTTP:// fetched" \
+  test "$(errcode < "$dir/raw.jsonl" | tr '\n' ,)" = "bad_response,bad_response,bad_response,bad_response,bad_response,bad_redirect,None,"
+
+# --save-dir: a missing directory is made, the same URL twice is saved twice (no shared
+# .part), names are the documented 64-bit FNV-1a of the URL, and no .part is left.
+printf '%s\n' "$base/text/same" "$base/text/same" > "$dir/same.txt"
+"$bin" fetch --save-dir "$dir/made/here" "$dir/same.txt" > "$dir/same.jsonl" 2>/dev/null
+check "--save-dir makes a missing directory; the same URL twice is saved twice" \
+  test "$(errcode < "$dir/same.jsonl" | tr '\n' ,)" = "None,None,"
+fnv=$(python3 -c 'import sys
+h = 14695981039346656037
+for c in sys.argv[1].encode(): h = ((h ^ c) * 1099511628211) % 2**64
+print("%016x" % h)' "$base/text/same")
+check "files are named by the URL's FNV-1a" test -f "$dir/made/here/$fnv"
+check "no .part file is left" test -z "$(ls "$dir/made/here" | grep part)"
+{ echo "$base/text/first"; for i in 1 2 3 4; do echo "$base/drip/200/50?i=$i"; done; } > "$dir/drip.txt"
+"$bin" fetch -j 1 -c 8 --save-dir "$dir/dripped" -o "$dir/drip.jsonl" "$dir/drip.txt" 2>/dev/null &
+pid=$!
+timeout 20 tail -n +1 -F "$dir/drip.jsonl" 2>/dev/null | head -n 1 > /dev/null
+for ((t = 0; t < 200; t++)); do [ -n "$(ls "$dir/dripped" | grep part)" ] && break; sleep 0.05; done
+parts=$(ls "$dir/dripped" | grep -c part)
+kill -INT "$pid"
+wait "$pid"
+check "SIGINT with --save-dir: the bodies in flight had .part files" test "$parts" -ge 1
+check "SIGINT with --save-dir: none is left" test -z "$(ls "$dir/dripped" | grep part)"
+
+# time_ms is the whole time over every attempt; last_attempt_ms the last one alone.
+echo "$base/flaky/timing/1/1" | "$bin" fetch --retries 1 - > "$dir/t.jsonl" 2>/dev/null
+check "time_ms covers the retries and their wait" \
+  python3 -c "import json; r = json.load(open('$dir/t.jsonl')); assert r['attempts'] == 2 and r['time_ms'] >= 1000 > 500 > r['last_attempt_ms'], r"
+
+# --per-host after every worker was killed mid-run: their connections are given back, the
+# run finishes, and with --retries the URLs they held are fetched again (not worker_lost).
+for i in $(seq 1 60); do echo "$base/delay/100?ph=$i"; done > "$dir/ph.txt"
+"$bin" fetch -j 2 -c 4 --per-host 2 --retries 2 -o "$dir/ph.jsonl" "$dir/ph.txt" 2> "$dir/ph_err.txt" &
+pid=$!
+timeout 20 tail -n +1 -F "$dir/ph.jsonl" 2>/dev/null | head -n 3 > /dev/null
+zygote=$(pgrep -P "$pid")
+spawner=$(pgrep -P "$zygote")
+victims=$(pgrep -P "$spawner" | tr '\n' ' ')
+kill -KILL $victims
+for ((t = 0; t < 600; t++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+finished=yes
+kill -0 "$pid" 2>/dev/null && { finished=no; kill -KILL "$pid"; }
+wait "$pid"
+check "--per-host: workers were killed" test -n "$victims"
+check "--per-host: the run finishes after its workers were killed" test "$finished" = yes
+check "--retries covers a lost worker: every URL answered once" \
+  test "$(errcode < "$dir/ph.jsonl" | sort | uniq -c | tr -s ' ' | tr '\n' ,)" = " 60 None,"
+
+# --resume fetches again a line whose record says worker_lost; --resume-failed every line
+# whose record has an error, and the file keeps one record per line.
+printf '%s\n' "$base/seen/rf" "$base/text/keep" > "$dir/rf.txt"
+"$bin" fetch -k --max-size 1 -o "$dir/rf.jsonl" "$dir/rf.txt" 2>/dev/null
+"$bin" fetch --resume-failed -o "$dir/rf.jsonl" "$dir/rf.txt" 2>/dev/null
+check "--resume-failed fetches the failed lines again" test "$(curl -s "$base/count/rf")" = 2
+check "--resume-failed leaves one record per line, each answered" \
+  test "$(field line < "$dir/rf.jsonl" | sort | tr '\n' ,)$(errcode < "$dir/rf.jsonl" | sort -u)" = "1,2,None"
+printf '{"line":1,"url":"%s","error":{"code":"worker_lost","message":"x"}}\n' "$base/seen/wl" > "$dir/wl.jsonl"
+echo "$base/seen/wl" > "$dir/wl.txt"
+"$bin" fetch --resume -o "$dir/wl.jsonl" "$dir/wl.txt" 2>/dev/null
+check "--resume fetches a worker_lost line again" test "$(curl -s "$base/count/wl"),$(errcode < "$dir/wl.jsonl")" = "1,None"
+
 # Options refused with exit 2 and a message naming the option or the input; -H takes one value.
 usage_case() {  # NAME EXPECTED-TEXT ARGS...
   local name=$1 text=$2

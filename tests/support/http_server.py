@@ -116,6 +116,19 @@ class Handler(BaseHTTPRequestHandler):
             elif head == "headers":
                 # the request's headers as received, one "Name: value" per line
                 self.reply(200, "".join("%s: %s\n" % kv for kv in self.headers.items()).encode())
+            elif head == "raw":
+                # replies that break HTTP in the ways servers do, written byte for byte
+                raw = {
+                    "badstatus": b"HTTP/1.1 abc\r\nContent-Length: 0\r\n\r\n",
+                    "http09": b"hello, no status line\n",
+                    "status2000": b"HTTP/1.1 2000 Odd\r\nContent-Length: 0\r\n\r\n",
+                    "bigheader": b"HTTP/1.1 200 OK\r\nX-Big: " + b"b" * 200000 + b"\r\nContent-Length: 2\r\n\r\nok",
+                    "badchunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+                    "badlocation": b"HTTP/1.1 302 Found\r\nLocation: http://[::1/x\r\nContent-Length: 0\r\n\r\n",
+                }[parts[1]]
+                self.wfile.write(raw)
+                self.wfile.flush()
+                self.close_connection = True
             elif head == "count":
                 with lock:
                     self.reply(200, b"%d\n" % counts.get(parts[1], 0))

@@ -77,20 +77,29 @@ void global_init() {
 
 bool http_url(std::string_view url) {
   auto starts = [&](std::string_view p) {
-    return url.size() > p.size() && std::equal(p.begin(), p.end(), url.begin(), [](char a, char b) {
-             return std::tolower(static_cast<unsigned char>(a)) == b;
+    // Schemes are case-insensitive (RFC 3986): HTTP:// is http://.
+    return url.size() > p.size() && std::equal(p.begin(), p.end(), url.begin(), [](char want, char got) {
+             return std::tolower(static_cast<unsigned char>(got)) == want;
            });
   };
   return starts("http://") || starts("https://");
 }
 
-const char* error_code_for(CURLcode rc, bool too_large) {
+// `status`: the last response's status (0: none came); `message`: curl's error text.
+const char* error_code_for(CURLcode rc, bool too_large, long status, const char* message) {
   if (too_large) return "too_large";
+  const bool redirecting = status >= 300 && status < 400;
   switch (rc) {
     case CURLE_URL_MALFORMAT:
-      return "invalid_url";
+      // The first URL was checked: a malformed one now is a redirect's Location.
+      return redirecting ? "bad_redirect" : "invalid_url";
     case CURLE_UNSUPPORTED_PROTOCOL:
-      return "bad_redirect";  // the first URL was checked
+      // A redirect to another scheme, or a status line curl cannot read (HTTP/0.9, "HTTP/1.1
+      // abc", status 2000) that it reports the same way.
+      return redirecting ? "bad_redirect" : "bad_response";
+    case CURLE_OUT_OF_MEMORY:
+      // curl 7.88 says so of response headers over its 100 KiB limit.
+      return status > 0 ? "bad_response" : "other";
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
       return "dns";
@@ -106,8 +115,10 @@ const char* error_code_for(CURLcode rc, bool too_large) {
     case CURLE_SSL_ISSUER_ERROR:
       return "tls";
     case CURLE_SEND_ERROR:
-    case CURLE_RECV_ERROR:
       return "reset";
+    case CURLE_RECV_ERROR:
+      // A malformed chunked body is reported as a receive error; the connection was fine.
+      return std::strstr(message, "chunked-encoding") ? "bad_response" : "reset";
     case CURLE_GOT_NOTHING:
       return "empty_reply";
     case CURLE_PARTIAL_FILE:
@@ -442,7 +453,7 @@ struct HttpClient::Impl {
     r.first_byte_ms = static_cast<double>(first) / 1000;
     r.total_ms = static_cast<double>(total) / 1000;
     if (rc != CURLE_OK) {
-      r.error = error_code_for(rc, t.too_large);
+      r.error = error_code_for(rc, t.too_large, r.status, t.errbuf);
       r.error_message = t.too_large   ? "the body is larger than " + std::to_string(t.opts->max_size) + " bytes"
                         : t.errbuf[0] ? std::string(t.errbuf)
                                       : std::string(curl_easy_strerror(rc));
