@@ -3,10 +3,14 @@
 #include "coropool/worker/command.hpp"
 
 #include <gtest/gtest.h>
+
+#include <unistd.h>
 #include <asio/co_spawn.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
+#include <fstream>
+#include <iterator>
 
 #include <cerrno>
 #include <csignal>
@@ -140,13 +144,51 @@ TEST(Command, OnLineHandsOverWholeLinesAsTheyCome) {
   EXPECT_EQ(r.err_bytes, 2u);
   std::vector<std::pair<int, std::string>> out, err;
   for (auto& l : lines) (l.first == 1 ? out : err).push_back(l);
-  ASSERT_EQ(out.size(), 4u);
-  EXPECT_EQ(out[0].second, "a\n");
-  EXPECT_EQ(out[1].second, "bc\n");
-  EXPECT_EQ(out[2].second, "d\n");
-  EXPECT_EQ(out[3].second, "tail");
+  // Whole lines, several at once as they came; the unterminated tail last, as it is.
+  std::string joined;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if (i + 1 < out.size()) {
+      EXPECT_EQ(out[i].second.back(), '\n') << out[i].second;
+    }
+    joined += out[i].second;
+  }
+  EXPECT_EQ(joined, "a\nbc\nd\ntail");
+  ASSERT_FALSE(out.empty());
+  EXPECT_EQ(out.back().second, "tail");
   ASSERT_EQ(err.size(), 1u);
   EXPECT_EQ(err[0].second, "e\n");
+}
+
+TEST(Command, OutputPastSpoolOverGoesToAFileOfItsOwn) {
+  CommandOptions o;
+  o.spool_over = 1000;
+  o.spool_dir = ::testing::TempDir();
+  auto small = run("printf small", o);
+  EXPECT_EQ(small.out, "small");
+  EXPECT_TRUE(small.out_file.empty());
+  auto big = run("head -c 300000 /dev/zero | tr '\\0' x; echo err >&2", o);
+  EXPECT_EQ(big.out, "");
+  EXPECT_EQ(big.out_bytes, 300000u);
+  EXPECT_EQ(big.err, "err\n");
+  ASSERT_FALSE(big.out_file.empty());
+  std::ifstream f(big.out_file, std::ios::binary);
+  std::string content((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(content, std::string(300000, 'x'));
+  ::unlink(big.out_file.c_str());
+}
+
+TEST(Command, ALineLongerThanAPieceGoesOutInPiecesByteForByte) {
+  CommandOptions o;
+  std::string got;
+  std::size_t calls = 0;
+  o.on_line = [&](int, std::string_view piece) {
+    got += piece;
+    ++calls;
+  };
+  auto r = run("head -c 3000000 /dev/zero | tr '\\0' y", o);
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(got, std::string(3000000, 'y'));  // no newline added
+  EXPECT_GE(calls, 2u);                       // never held whole
 }
 
 }  // namespace

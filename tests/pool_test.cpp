@@ -514,7 +514,8 @@ TEST(PoolErrors, AValueTooLargeToTravelFailsAloneAndNamesTheJob) {
   try {
     pool.map(make_big, std::vector<int>{1, 60, 2});
     FAIL() << "map should throw";
-  } catch (const coropool::Error& e) {
+  } catch (const coropool::TooLarge& e) {
+    EXPECT_EQ(e.index(), 1u);
     std::string what = e.what();
     EXPECT_NE(what.find("make_big"), std::string::npos) << what;
     EXPECT_NE(what.find("#1"), std::string::npos) << what;
@@ -526,7 +527,7 @@ TEST(PoolErrors, AValueTooLargeToTravelFailsAloneAndNamesTheJob) {
   try {
     pool.apply(measure, std::string(50u << 20, 'y'));
     FAIL() << "apply should throw";
-  } catch (const coropool::Error& e) {
+  } catch (const coropool::TooLarge& e) {
     std::string what = e.what();
     EXPECT_NE(what.find("measure"), std::string::npos) << what;
     EXPECT_NE(what.find("over the limit"), std::string::npos) << what;

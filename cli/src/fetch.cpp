@@ -748,6 +748,8 @@ int fetch_main(const FetchOptions& o) {
       lost(e, e.index());
     } catch (const coropool::RemoteError& e) {
       lost(e, e.index());
+    } catch (const coropool::TooLarge& e) {
+      lost(e, e.index());
     } catch (const coropool::Error& e) {
       // The pool itself failed (it lost its helper processes): URLs not recorded are
       // fetched by --resume.

@@ -11,11 +11,15 @@
 #include "template.hpp"
 
 #include <coropool/coropool.hpp>
+#include <coropool/ipc/sys.hpp>
 #include <coropool/worker/command.hpp>
 
+#include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <unistd.h>
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <chrono>
 #include <csignal>
@@ -52,18 +56,24 @@ struct RunOutcome {
   int signal = 0;
   bool timed_out = false;
   std::string out, err;
-  std::string error;  // why it could not be started, or empty
+  std::string out_file, err_file;  // output too large to travel: spooled there (see spool_over)
+  std::string error;               // why it could not be started, or empty
   std::uint64_t out_bytes = 0;
   double start = 0;    // seconds since the epoch
   double runtime = 0;  // seconds
 };
 auto coropool_fields(RunOutcome& o) {
-  return std::tie(o.index, o.seq, o.command, o.exit_code, o.signal, o.timed_out, o.out, o.err, o.error, o.out_bytes,
-                  o.start, o.runtime);
+  return std::tie(o.index, o.seq, o.command, o.exit_code, o.signal, o.timed_out, o.out, o.err, o.out_file, o.err_file,
+                  o.error, o.out_bytes, o.start, o.runtime);
 }
 
 // Made before the pool, so every worker shares it (see slots.hpp).
 SlotTable* g_slots = nullptr;
+// A job's output over spool_over goes to a file in this directory (made before the pool,
+// removed with everything in it when the run ends), so output has no size limit and the
+// supervisor holds at most spool_over bytes of a job's output at once.
+std::string g_spool_dir;
+constexpr std::size_t spool_over = std::size_t{1} << 20;
 
 namespace {
 
@@ -82,19 +92,63 @@ void write_all(int fd, std::string_view data) {
   }
 }
 
-// With --tag, each line of output starts with the job's command and a tab.
-std::string tagged(std::string_view text, std::string_view tag) {
+// Writes whole lines with writes of at most PIPE_BUF bytes where it can: the kernel keeps such
+// a write to a pipe whole, so lines of jobs writing at once never mix (a longer line goes in
+// one write of its own).
+void write_lines(int fd, std::string_view text) {
+  while (!text.empty()) {
+    std::size_t end = 0;
+    for (std::size_t nl; end < text.size() && (nl = text.find('\n', end)) != std::string_view::npos;) {
+      if (nl + 1 > PIPE_BUF && end > 0) break;
+      end = nl + 1;
+      if (end >= PIPE_BUF) break;
+    }
+    if (end == 0) end = text.size();  // an unterminated piece
+    write_all(fd, text.substr(0, end));
+    text.remove_prefix(end);
+  }
+}
+
+// With --tag, each line of output starts with the job's command and a tab. `at_start`: the
+// text begins a line (it is false after a piece that ended mid-line); updated.
+std::string tagged(std::string_view text, std::string_view tag, bool& at_start) {
   std::string r;
   std::size_t i = 0;
   while (i < text.size()) {
     std::size_t nl = text.find('\n', i);
     std::size_t end = nl == std::string_view::npos ? text.size() : nl + 1;
-    r.append(tag);
-    r += '\t';
+    if (at_start) {
+      r.append(tag);
+      r += '\t';
+    }
     r.append(text, i, end - i);
+    at_start = nl != std::string_view::npos;
     i = end;
   }
   return r;
+}
+std::string tagged(std::string_view text, std::string_view tag) {
+  bool at_start = true;
+  return tagged(text, tag, at_start);
+}
+
+// Copies a spooled output file to `fd` (tagged with --tag) a block at a time, then removes it.
+void write_spooled(int fd, const std::string& path, const std::string* tag) {
+  ipc::UniqueFd in(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (in) {
+    std::string buf(std::size_t{1} << 16, '\0');
+    bool at_start = true;
+    ssize_t n;
+    while ((n = ::read(in.get(), buf.data(), buf.size())) > 0 || (n < 0 && errno == EINTR)) {
+      if (n <= 0) continue;
+      std::string_view chunk(buf.data(), static_cast<std::size_t>(n));
+      if (tag)
+        write_all(fd, tagged(chunk, *tag, at_start));
+      else
+        write_all(fd, chunk);
+    }
+  }
+  ::unlink(path.c_str());
 }
 
 double epoch_seconds(std::chrono::system_clock::time_point t) {
@@ -122,12 +176,18 @@ asio::awaitable<coropool::cli::RunOutcome> coropool_run_job(coropool::cli::RunJo
   opts.timeout = std::chrono::milliseconds(job.timeout_ms);
   opts.env = {"COROPOOL_SEQ=" + std::to_string(job.seq), "COROPOOL_SLOT=" + std::to_string(slot.n)};
   if (job.line_buffer) {
-    // Each whole line goes out on its own with one write, so lines of jobs never mix.
-    opts.on_line = [tag = job.tag ? o.command : std::string()](int stream, std::string_view line) {
-      std::string l = tag.empty() ? std::string(line) : tagged(line, tag);
-      if (l.back() != '\n') l += '\n';
-      write_all(stream, l);
+    // Each whole line goes out on its own with one write, so lines of jobs never mix (but for
+    // a line over 1 MiB, which goes in pieces). Byte for byte: no newline is added.
+    opts.on_line = [tag = job.tag ? o.command : std::string(), at_start = std::array<bool, 3>{true, true, true}](
+                       int stream, std::string_view lines) mutable {
+      if (tag.empty())
+        write_lines(stream, lines);
+      else
+        write_lines(stream, tagged(lines, tag, at_start[static_cast<std::size_t>(stream) % 3]));
     };
+  } else {
+    opts.spool_over = spool_over;
+    opts.spool_dir = g_spool_dir;
   }
   // A failed job runs again, up to job.retries times; the last run is the one reported.
   coropool::worker::CommandResult r;
@@ -142,6 +202,8 @@ asio::awaitable<coropool::cli::RunOutcome> coropool_run_job(coropool::cli::RunJo
   o.timed_out = r.timed_out;
   o.out = std::move(r.out);
   o.err = std::move(r.err);
+  o.out_file = std::move(r.out_file);
+  o.err_file = std::move(r.err_file);
   o.error = std::move(r.error);
   o.out_bytes = r.out_bytes;
   o.start = epoch_seconds(wall);
@@ -324,6 +386,19 @@ int run_main(const RunOptions& o) {
 
   SlotTable slot_table(slots);
   g_slots = &slot_table;
+  struct SpoolDir {
+    SpoolDir() {
+      const char* tmp = std::getenv("TMPDIR");
+      std::string t = std::string(tmp && *tmp ? tmp : "/tmp") + "/coropool-run-XXXXXX";
+      if (::mkdtemp(t.data())) g_spool_dir = t;
+    }
+    ~SpoolDir() {
+      std::error_code ec;
+      if (!g_spool_dir.empty()) std::filesystem::remove_all(g_spool_dir, ec);
+    }
+    SpoolDir(const SpoolDir&) = delete;
+    SpoolDir& operator=(const SpoolDir&) = delete;
+  } spool_dir;
   unsigned procs = worker_count(slots);
   // No prefetch: a job never waits behind a long one while a slot elsewhere is free.
   coropool::Pool pool(
@@ -346,8 +421,14 @@ int run_main(const RunOptions& o) {
   };
   auto record = [&](const RunOutcome& r) {
     if (!o.line_buffer) {
-      write_all(1, o.tag ? tagged(r.out, r.command) : r.out);
-      write_all(2, o.tag ? tagged(r.err, r.command) : r.err);
+      if (!r.out_file.empty())
+        write_spooled(1, r.out_file, o.tag ? &r.command : nullptr);
+      else
+        write_all(1, o.tag ? tagged(r.out, r.command) : r.out);
+      if (!r.err_file.empty())
+        write_spooled(2, r.err_file, o.tag ? &r.command : nullptr);
+      else
+        write_all(2, o.tag ? tagged(r.err, r.command) : r.err);
     }
     if (!r.error.empty())
       tally.note(where(r.index) + ": not run: " + r.error);
@@ -381,6 +462,8 @@ int run_main(const RunOptions& o) {
     } catch (const coropool::WorkerLost& e) {
       record_error(e, e.index());
     } catch (const coropool::Timeout& e) {
+      record_error(e, e.index());
+    } catch (const coropool::TooLarge& e) {
       record_error(e, e.index());
     } catch (const coropool::Error& e) {
       // The pool itself failed (it lost its helper processes): the jobs not finished are not

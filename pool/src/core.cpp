@@ -350,8 +350,9 @@ class PoolCore final : public Core {
           break;
         case rpc::Failure::Kind::TOO_LARGE:
           settle_fail(*op, index,
-                      std::make_exception_ptr(Error("coropool: task " + describe_task(op->task()) + " #" +
-                                                    std::to_string(index) + ": " + f.getMessage().cStr())));
+                      std::make_exception_ptr(TooLarge("coropool: task " + describe_task(op->task()) + " #" +
+                                                           std::to_string(index) + ": " + f.getMessage().cStr(),
+                                                       describe_task(op->task()), index)));
           break;
         default:
           settle_fail(*op, index,
@@ -866,9 +867,10 @@ class PoolCore final : public Core {
         arena_.resize(before);
         settle_fail(
             *op, index,
-            std::make_exception_ptr(Error("coropool: the arguments of task " + describe_task(op->task()) + " #" +
-                                          std::to_string(index) + " take " + std::to_string(len) +
-                                          " bytes, over the limit of " + std::to_string(ipc::max_value_bytes))));
+            std::make_exception_ptr(TooLarge("coropool: the arguments of task " + describe_task(op->task()) + " #" +
+                                                 std::to_string(index) + " take " + std::to_string(len) +
+                                                 " bytes, over the limit of " + std::to_string(ipc::max_value_bytes),
+                                             describe_task(op->task()), index)));
         continue;
       }
       if (Placement p = place(*op, index, w); p.park_on) {

@@ -59,6 +59,9 @@ Timeout::Timeout(std::string task, std::uint64_t index, pid_t worker_pid)
       index_(index),
       worker_pid_(worker_pid) {}
 
+TooLarge::TooLarge(const std::string& what, std::string task, std::uint64_t index)
+    : Error(what), task_(std::move(task)), index_(index) {}
+
 std::string WorkerLost::reason() const { return reason_of(wait_status_); }
 
 namespace detail {

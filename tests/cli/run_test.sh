@@ -171,6 +171,23 @@ check "the joblog holds whole rows only" test "$(tail -n +2 "$dir/rf.tsv" | head
 "$bin" run --resume "$dir/rf.txt" 2>/dev/null
 check "--resume without --joblog is a usage error" test $? -eq 2
 
+# A job's output has no size limit: 1 GiB comes out byte for byte, grouped (in input order
+# with -k or not) and with --line-buffer, beside another job's; coropool's processes stay
+# small (output past 1 MiB is spooled to a file); no spool file is left behind.
+mkdir -p "$dir/tmp"
+for mode in -k "" --line-buffer; do
+  read -r rc exact small rss < <(TMPDIR="$dir/tmp" python3 "$(dirname "$0")/big_output.py" "$bin" 1073741824 $mode)
+  check "1 GiB of output ${mode:-grouped}: exit 0, byte for byte, the other job's too" \
+    test "$rc $exact $small" = "0 exact small"
+  check "1 GiB of output ${mode:-grouped}: largest process under 256 MiB (was $rss MiB)" test "$rss" -lt 256
+done
+check "no spool file is left" test -z "$(ls -A "$dir/tmp")"
+echo 'yes abcdefgh | head -c 3000006' | "$bin" run --tag - > "$dir/tagbig.txt"
+check "--tag on spooled output: every line tagged" \
+  test "$(grep -cxF "$(printf 'yes abcdefgh | head -c 3000006\tabcdefgh')" "$dir/tagbig.txt")" -eq 333334
+printf 'printf abc\n' | "$bin" run --line-buffer - > "$dir/nonl.txt"
+check "--line-buffer adds no newline to an unterminated last line" test "$(od -An -c "$dir/nonl.txt" | tr -d ' ')" = abc
+
 # Options refused with exit 2 and a message naming the option or the input.
 usage_case() {  # NAME EXPECTED-TEXT ARGS...
   local name=$1 text=$2

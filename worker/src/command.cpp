@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <array>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <unordered_map>
@@ -89,24 +90,53 @@ struct JobIo {
 constexpr auto linger_idle = std::chrono::milliseconds(100);
 constexpr auto linger_most = std::chrono::seconds(1);
 
-// Reads a pipe to its end, collecting into `into` or handing whole lines to `on_line`.
-asio::awaitable<void> read_all(JobIo& io, Descriptor& d, std::string& into, std::size_t& bytes, int stream,
-                               const CommandOptions& opts) {
+// A line longer than this goes to on_line in pieces of this size.
+constexpr std::size_t max_line_piece = std::size_t{1} << 20;
+
+// Writes all of `data` to the regular file `fd`.
+void write_file(int fd, std::string_view data, const std::string& path) {
+  while (!data.empty()) {
+    auto n = ipc::sys(("write " + path).c_str(), [&] { return ::write(fd, data.data(), data.size()); });
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+// Reads a pipe to its end: collecting into `into`, moving to a file of its own (`file`) once
+// it passes options.spool_over, or handing whole lines to `on_line`.
+asio::awaitable<void> read_all(JobIo& io, Descriptor& d, std::string& into, std::size_t& bytes, std::string& file,
+                               int stream, const CommandOptions& opts) {
   std::array<char, 65536> buf;
   std::size_t sent = 0;  // with on_line: how much of `into` was handed over
+  ipc::UniqueFd spool;   // the open `file`, once output spills to it
   for (;;) {
     auto [ec, n] = co_await d.async_read_some(asio::buffer(buf), asio::experimental::as_tuple(asio::use_awaitable));
-    into.append(buf.data(), n);
     bytes += n;
     io.seen += n;
+    if (spool) {
+      write_file(spool.get(), std::string_view(buf.data(), n), file);
+    } else {
+      into.append(buf.data(), n);
+      if (opts.spool_over && !opts.on_line && into.size() > opts.spool_over) {
+        const char* tmp = std::getenv("TMPDIR");
+        file = (opts.spool_dir.empty() ? std::string(tmp && *tmp ? tmp : "/tmp") : opts.spool_dir) +
+               (stream == 1 ? "/stdout-XXXXXX" : "/stderr-XXXXXX");
+        spool =
+            ipc::UniqueFd(ipc::sys(("mkstemp " + file).c_str(), [&] { return ::mkostemp(file.data(), O_CLOEXEC); }));
+        write_file(spool.get(), into, file);
+        into.clear();
+        into.shrink_to_fit();
+      }
+    }
     if (opts.on_line) {
-      std::size_t nl;
-      while ((nl = into.find('\n', sent)) != std::string::npos) {
+      // Every whole line read so far, in one call.
+      if (std::size_t nl = into.rfind('\n'); nl != std::string::npos && nl >= sent) {
         opts.on_line(stream, std::string_view(into).substr(sent, nl + 1 - sent));
         sent = nl + 1;
       }
-      if (ec && sent < into.size()) opts.on_line(stream, std::string_view(into).substr(sent));
-      into.erase(0, ec ? into.size() : sent);
+      // The last unterminated line at the end, or a line too long to hold, in pieces.
+      if ((ec || into.size() - sent >= max_line_piece) && sent < into.size())
+        opts.on_line(stream, std::string_view(into).substr(sent));
+      into.erase(0, ec || into.size() - sent >= max_line_piece ? into.size() : sent);
       sent = 0;
     }
     if (ec) {  // EOF, or the linger after the exit ran out
@@ -315,8 +345,8 @@ asio::awaitable<CommandResult> run_command(std::string line, CommandOptions opti
   bool reaped = false;
   try {
     co_await ((wait_exit(exited, io, pid, entry, reaped, status) &&
-               read_all(io, io.out, result.out, result.out_bytes, 1, options) &&
-               read_all(io, io.err, result.err, result.err_bytes, 2, options)) ||
+               read_all(io, io.out, result.out, result.out_bytes, result.out_file, 1, options) &&
+               read_all(io, io.err, result.err, result.err_bytes, result.err_file, 2, options)) ||
               watchdog(pid, options, result.timed_out, reaped));
   } catch (...) {
     // Cancelled (or failed) while the command runs: it must not outlive the job. After
@@ -326,6 +356,8 @@ asio::awaitable<CommandResult> run_command(std::string line, CommandOptions opti
       unregister_job_group(entry);
       ::waitpid(pid, &status, 0);
     }
+    for (const auto& f : {result.out_file, result.err_file})
+      if (!f.empty()) ::unlink(f.c_str());
     throw;
   }
   result.runtime = std::chrono::steady_clock::now() - start;

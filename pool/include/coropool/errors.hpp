@@ -68,6 +68,19 @@ class Timeout : public Error {
   pid_t worker_pid_;
 };
 
+// A job's arguments or result take more than a message may carry (48 MiB encoded): that job
+// fails, the others go on. what() says which value and how large it is.
+class TooLarge : public Error {
+ public:
+  TooLarge(const std::string& what, std::string task, std::uint64_t index);
+  const std::string& task() const noexcept { return task_; }
+  std::uint64_t index() const noexcept { return index_; }
+
+ private:
+  std::string task_;
+  std::uint64_t index_;
+};
+
 // A job was submitted to a pool that is closed or terminated, or was dropped by terminate().
 class PoolClosed : public Error {
  public:

@@ -26,10 +26,17 @@ struct CommandOptions {
   std::chrono::milliseconds grace{2000};
   // Extra environment entries ("NAME=value"), added to the worker's own.
   std::vector<std::string> env;
-  // When set, output is handed over line by line as it arrives (stream 1: stdout, 2:
-  // stderr; each line with its newline, a last unterminated line at the end) instead of being
-  // collected in CommandResult::out/err.
+  // When set, output is handed over a whole line at a time as it arrives (stream 1: stdout,
+  // 2: stderr; whole lines with their newlines, as many as have come in one call; a line over
+  // 1 MiB in pieces of about 1 MiB; a last unterminated line at the end, with no newline
+  // added) instead of being collected in CommandResult::out/err.
   std::function<void(int stream, std::string_view line)> on_line;
+  // Without on_line: a stream's output past this many bytes goes to a file of its own
+  // (CommandResult::out_file / err_file) instead of memory, so output has no size limit.
+  // 0: always in memory.
+  std::size_t spool_over = 0;
+  // Where those files are made (default: $TMPDIR, else /tmp).
+  std::string spool_dir;
 };
 
 struct CommandResult {
@@ -38,6 +45,9 @@ struct CommandResult {
   bool timed_out = false;
   bool via_shell = false;
   std::string out, err;  // everything it wrote, grouped per job (empty with on_line)
+  // When output passed CommandOptions::spool_over: the file that holds all of it (`out` or
+  // `err` is then empty). The caller removes it.
+  std::string out_file, err_file;
   std::size_t out_bytes = 0, err_bytes = 0;
   // Why the command could not be started (no such program, a NUL byte, too long for exec),
   // or empty. exit_code is then 126 or 127, as in a shell.
