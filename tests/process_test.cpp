@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 #include <asio/co_spawn.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
@@ -27,6 +28,12 @@ asio::awaitable<int> signal_then_hang(std::string beacon) {
   asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::hours(1));
   co_await t.async_wait(asio::use_awaitable);
   co_return 0;
+}
+
+asio::awaitable<int> answer_after(int ms) {
+  asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(ms));
+  co_await t.async_wait(asio::use_awaitable);
+  co_return 42;
 }
 
 namespace {
@@ -74,6 +81,35 @@ TEST(Process, AwaitableOnAnExecutorAndAKilledChildIsWorkerLost) {
       });
   io.run_for(std::chrono::seconds(30));  // a hang guard only
   EXPECT_TRUE(lost);
+}
+
+// A wait that loses a race against a timer ends when the timer does, not when the task does;
+// the child goes on, and a later wait gets its value.
+TEST(Process, ACancelledWaitEndsAtOnceAndTheChildGoesOn) {
+  using namespace asio::experimental::awaitable_operators;
+  asio::io_context io;
+  coropool::Process p(io.get_executor(), answer_after, 1500);
+  std::chrono::steady_clock::duration raced{};
+  bool timer_won = false;
+  int later = 0;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        auto start = std::chrono::steady_clock::now();
+        asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(10));
+        auto r = co_await (p.async_result() || t.async_wait(asio::use_awaitable));
+        raced = std::chrono::steady_clock::now() - start;
+        timer_won = r.index() == 1;
+        later = co_await p.async_result();
+      },
+      [&](std::exception_ptr e) {
+        io.stop();
+        if (e) std::rethrow_exception(e);
+      });
+  io.run_for(std::chrono::seconds(30));  // a hang guard only
+  EXPECT_TRUE(timer_won);
+  EXPECT_LT(raced, std::chrono::milliseconds(500));
+  EXPECT_EQ(later, 42);
 }
 
 }  // namespace

@@ -13,7 +13,9 @@
 
 #include "coropool/pool.hpp"
 
+#include <asio/associated_cancellation_slot.hpp>
 #include <asio/async_result.hpp>
+#include <asio/error.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/experimental/append.hpp>
 #include <asio/post.hpp>
@@ -21,6 +23,7 @@
 
 #include <memory>
 #include <optional>
+#include <system_error>
 #include <type_traits>
 
 namespace coropool {
@@ -53,6 +56,12 @@ class Process {
 
   // Completes with the task's outcome: void(std::exception_ptr, R), or void(std::exception_ptr)
   // for a void task. One wait at a time, on the process's loop thread.
+  //
+  // Cancellation (the handler's cancellation slot, as when the wait loses an
+  // awaitable_operators `||` race against a timer) ends the wait at once with
+  // std::system_error(operation_aborted). It ends only the wait, as aiomultiprocess's
+  // join(timeout) does: the child keeps running, a later wait gets its outcome, and
+  // terminate() ends it.
   template <class Token = asio::use_awaitable_t<>>
   auto async_result(Token&& token = {}) {
     return asio::async_initiate<Token, signature>(
@@ -60,18 +69,37 @@ class Process {
           using H = decltype(handler);
           struct Waiter final : WaiterBase {
             Waiter(H h, asio::any_io_executor fallback)
-                : h(std::move(h)), work(asio::make_work_guard(asio::get_associated_executor(this->h, fallback))) {}
-            void deliver(State& s) override {
+                : h(std::move(h)),
+                  work(asio::make_work_guard(asio::get_associated_executor(this->h, fallback))),
+                  slot(asio::get_associated_cancellation_slot(this->h)) {}
+            void deliver(State& s) override { complete(s.error, s.value); }
+            void abandon() override {
+              complete(std::make_exception_ptr(
+                           std::system_error(asio::error::operation_aborted, "coropool: the wait was cancelled")),
+                       std::nullopt);
+            }
+            void complete(std::exception_ptr e, const std::optional<Stored>& value) {
+              if (slot.is_connected()) slot.clear();
               auto ex = work.get_executor();
               if constexpr (std::is_void_v<R>)
-                asio::post(ex, asio::experimental::append(std::move(h), s.error));
+                asio::post(ex, asio::experimental::append(std::move(h), e));
               else
-                asio::post(ex, asio::experimental::append(std::move(h), s.error, s.value.value_or(R{})));
+                asio::post(ex, asio::experimental::append(std::move(h), e, value.value_or(R{})));
             }
             H h;
             asio::executor_work_guard<asio::associated_executor_t<H, asio::any_io_executor>> work;
+            asio::associated_cancellation_slot_t<H> slot;
           };
-          st->waiter = std::make_unique<Waiter>(std::move(handler), ex);
+          auto waiter = std::make_unique<Waiter>(std::move(handler), ex);
+          if (waiter->slot.is_connected()) {
+            waiter->slot.assign([weak = std::weak_ptr<State>(st), w = waiter.get()](asio::cancellation_type) {
+              auto s = weak.lock();
+              if (!s || s->waiter.get() != w) return;
+              auto taken = std::move(s->waiter);
+              taken->abandon();
+            });
+          }
+          st->waiter = std::move(waiter);
           if (st->done) st->settle();
         },
         token);
@@ -85,12 +113,14 @@ class Process {
   struct State;
   struct WaiterBase {
     virtual ~WaiterBase() = default;
-    virtual void deliver(State& s) = 0;
+    virtual void deliver(State& s) = 0;  // the outcome
+    virtual void abandon() = 0;          // the wait was cancelled
   };
+  using Stored = std::conditional_t<std::is_void_v<R>, bool, R>;
   struct State {
     bool done = false;
     std::exception_ptr error;
-    std::optional<std::conditional_t<std::is_void_v<R>, bool, R>> value;
+    std::optional<Stored> value;
     std::unique_ptr<WaiterBase> waiter;
     void settle() {
       if (!waiter) return;
