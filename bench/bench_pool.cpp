@@ -8,6 +8,8 @@
 //   bench_pool async N          B3: N independent async_apply calls in flight, jobs/s
 //   bench_pool cpu P N          B4: N CPU jobs of ~20 ms on P processes, seconds
 //   bench_pool imap N           B5: imap_unordered over N lazy ints, peak RSS of this process, MiB
+//   bench_pool naps N           B6: map of N coroutine jobs that each wait 50 ms, on 4 processes of
+//                               8 at once each: the time as a multiple of the ideal (N / 32 * 50 ms)
 
 #include <coropool/coropool.hpp>
 
@@ -138,6 +140,23 @@ int bench_imap(long n) {
 
 }  // namespace
 
+asio::awaitable<int> nap_50ms(int x) {
+  asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
+  co_await t.async_wait(asio::use_awaitable);
+  co_return x;
+}
+
+int bench_naps(long n) {
+  coropool::Pool pool({.processes = 4, .child_concurrency = 8});
+  std::vector<int> xs(static_cast<std::size_t>(n), 1);
+  auto start = Clock::now();
+  auto r = pool.map(nap_50ms, xs);
+  double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  double ideal = static_cast<double>((n + 31) / 32) * 0.05;
+  std::printf("naps %.3f x_ideal %.3f s\n", secs / ideal, secs);
+  return r.size() == xs.size() ? 0 : 1;
+}
+
 int main(int argc, char** argv) {
   if (argc < 3) {
     std::fprintf(stderr, "usage: bench_pool map|apply|pingpong|async|imap N | cpu P N\n");
@@ -151,6 +170,7 @@ int main(int argc, char** argv) {
   if (mode == "async") return bench_async(n);
   if (mode == "cpu") return bench_cpu(static_cast<unsigned>(std::atoi(argv[2])), n);
   if (mode == "imap") return bench_imap(n);
+  if (mode == "naps") return bench_naps(n);
   std::fprintf(stderr, "unknown mode %s\n", mode.c_str());
   return 2;
 }

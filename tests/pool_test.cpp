@@ -583,6 +583,38 @@ TEST(PoolErrors, AResultThatDoesNotDecodeFailsItsJobByName) {
 
 namespace {
 
+asio::awaitable<int> nap_50ms(int x) {
+  asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
+  co_await t.async_wait(asio::use_awaitable);
+  co_return x;
+}
+
+// Slow coroutine jobs spread over every worker: a worker's rate is measured soundly (jobs it
+// held over the time each spent there), so none hoards jobs while others idle. Before, jobs
+// finishing together made 160 jobs/s look like tens of thousands, and one worker held 221.
+TEST(PoolScheduling, SlowCoroutineJobsDoNotPileUpOnOneWorker) {
+  coropool::Pool pool({.processes = 4, .child_concurrency = 8});
+  std::size_t most = 0;
+  double fastest = 0;
+  std::vector<int> xs(400, 1);
+  auto start = std::chrono::steady_clock::now();
+  pool.with({.on_progress =
+                 [&](const coropool::Progress&) {
+                   for (auto& w : pool.stats().workers) {
+                     most = std::max(most, w.in_flight);
+                     fastest = std::max(fastest, w.jobs_per_second);
+                   }
+                 },
+             .progress_interval = std::chrono::milliseconds(1)})
+      .map(nap_50ms, xs);
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_LE(most, 8u + 8u) << "a worker held " << most << " jobs";
+  // 8 at once for 50 ms is 160 jobs/s; allow for the smoothing, not for a 100x error.
+  EXPECT_LT(fastest, 1000.0);
+  // Ideal: 13 rounds of 50 ms. A loose bound (the bench holds the tight one: bench_pool naps).
+  EXPECT_LT(took, std::chrono::milliseconds(1300));
+}
+
 TEST(PoolStats, CountsLoadAndLatency) {
   coropool::Pool pool({.processes = 2});
   auto zero = pool.stats();

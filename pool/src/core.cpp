@@ -94,7 +94,6 @@ struct WorkerConn final : kj::TaskSet::ErrorHandler, std::enable_shared_from_thi
   std::uint64_t sent_total = 0;
   bool started = false;  // answered hello: its initializer ran and it serves
   double rate = 0;       // jobs/s, smoothed
-  Clock::time_point last_result{};
   std::optional<asio::steady_timer> lost_timer;
   // Jobs whose affinity key picked this worker, waiting for room in its window.
   std::deque<Held> parked;
@@ -324,6 +323,9 @@ class PoolCore final : public Core {
 
   void on_results(WorkerConn& w, rpc::ResultBatch::Reader batch) {
     auto now = Clock::now();
+    const std::size_t held = w.outstanding;  // jobs on the worker when these came back
+    settled_latency_ = Clock::duration::zero();
+    settled_jobs_ = 0;
     auto ids = batch.getIds();
     auto ends = batch.getValueEnds();
     auto values = batch.getValues();
@@ -360,13 +362,16 @@ class PoolCore final : public Core {
                                                           describe_task(op->task()), index)));
       }
     }
-    std::size_t n = ids.size() + batch.getFailures().size();
-    double dt = std::chrono::duration<double>(now - w.last_result).count();
-    if (dt > 0 && n > 0) {
-      double inst = static_cast<double>(n) / dt;
-      w.rate = w.rate == 0 ? inst : 0.7 * w.rate + 0.3 * inst;
+    // The worker's throughput by Little's law: the jobs it held over the time a job spent
+    // there (hand-out to result). Not from the gaps between result batches: jobs that finish
+    // together arrive microseconds apart, which made 160 jobs/s look like 40,000.
+    if (settled_jobs_ > 0) {
+      double latency = std::chrono::duration<double>(settled_latency_).count() / static_cast<double>(settled_jobs_);
+      if (latency > 0) {
+        double inst = static_cast<double>(held) / latency;
+        w.rate = w.rate == 0 ? inst : 0.7 * w.rate + 0.3 * inst;
+      }
     }
-    w.last_result = now;
     if (w.state == WorkerConn::State::retiring && w.outstanding == 0) close_worker(w);
     schedule_dispatch();
   }
@@ -387,6 +392,8 @@ class PoolCore final : public Core {
   friend struct WorkerConn;
   std::uint64_t submitted_ = 0, done_ = 0, failed_ = 0, retried_ = 0;
   std::array<std::uint64_t, std::size_t{62} * 8> latency_{};
+  Clock::duration settled_latency_{};  // of the jobs settled in the current result batch
+  std::size_t settled_jobs_ = 0;
   std::uint64_t max_latency_us_ = 0;
 
   worker::WorkerConfig worker_config() const {
@@ -449,7 +456,6 @@ class PoolCore final : public Core {
         if (auto c = weak.lock()) on_disconnect(c);
       });
     }));
-    w->last_result = Clock::now();
     workers_.push_back(std::move(w));
     publish_pids();
     schedule_dispatch();
@@ -680,6 +686,8 @@ class PoolCore final : public Core {
   void release_slot(WorkerConn& w, std::uint32_t i, Clock::time_point now = Clock::now()) {
     auto& s = w.slots[i];
     record_latency(now - s.sent);
+    settled_latency_ += now - s.sent;
+    ++settled_jobs_;
     s.op = Ref<Op>();
     s.args.clear();
     ++s.generation;
@@ -890,7 +898,6 @@ class PoolCore final : public Core {
       ready_.push_back(std::move(ready_.front()));
       ready_.pop_front();
     }
-    if (w.outstanding == 0) w.last_result = Clock::now();
     // Consecutive jobs of one op share a task: one JobBatch per run of them.
     unsigned groups = 1;
     for (std::size_t i = 1; i < staged_.size(); ++i)
