@@ -11,3 +11,21 @@ report() {
   echo "$passes passed, $fails failed"
   test "$fails" -eq 0
 }
+# `refused NAME TEXT COMMAND...`: the command (stdin empty) exits 2 with a short message on
+# stderr that holds TEXT (the option or input it names).
+refused() {
+  local name=$1 text=$2 err
+  shift 2
+  err=$("$@" 2>&1 < /dev/null > /dev/null)
+  local rc=$?
+  check "refused, naming it: $name" test "$rc" -eq 2 -a -n "$(grep -F -- "$text" <<<"$err")"
+  check "and short: $name" test "${#err}" -lt 300
+}
+# `start_server PATH/TO/http_server.py`: the loopback test server; sets $server (its pid),
+# $port and $base. The caller kills $server on exit.
+start_server() {
+  exec 5< <(exec python3 "$1" 0)  # the server, read for its port
+  server=$!
+  read -r -t 20 _ port <&5
+  base="http://127.0.0.1:$port"
+}

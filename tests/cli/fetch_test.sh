@@ -6,12 +6,9 @@ bin=$(readlink -f "$1")
 here=$(cd "$(dirname "$0")" && pwd)
 server_py=$2
 dir=$(mktemp -d)
-exec 5< <(exec python3 "$server_py" 0)  # the server, read for its port
-server=$!
-read -r -t 20 _ port <&5
 trap 'kill "$server" 2>/dev/null; rm -rf "$dir"' EXIT
-base="http://127.0.0.1:$port"
 source "$(dirname "$0")/check.sh"
+start_server "$server_py"
 field() { python3 -c 'import json,sys; [print(json.loads(l).get(sys.argv[1])) for l in sys.stdin]' "$1"; }
 errcode() { python3 -c 'import json,sys; [print((json.loads(l)["error"] or {}).get("code")) for l in sys.stdin]'; }
 
@@ -184,21 +181,13 @@ echo "$base/seen/wl" > "$dir/wl.txt"
 check "--resume fetches a worker_lost line again" test "$(curl -s "$base/count/wl"),$(errcode < "$dir/wl.jsonl")" = "1,None"
 
 # Options refused with exit 2 and a message naming the option or the input; -H takes one value.
-usage_case() {  # NAME EXPECTED-TEXT ARGS...
-  local name=$1 text=$2
-  shift 2
-  "$bin" fetch "$@" < /dev/null > /dev/null 2> "$dir/usage.txt"
-  local rc=$?
-  check "refused, naming it: $name" test "$rc" -eq 2 -a -n "$(grep -F -- "$text" "$dir/usage.txt")"
-  check "and short: $name" test "$(wc -c < "$dir/usage.txt")" -lt 300
-}
 echo "$base/headers" > "$dir/one.txt"
-usage_case "a directory as the input" "$dir is a directory" "$dir"
-usage_case "--rate 0" "--rate" --rate 0 "$dir/one.txt"
-usage_case "--rate -1" "--rate" --rate -1 "$dir/one.txt"
-usage_case "--timeout 0" "--timeout" --timeout 0 "$dir/one.txt"
-usage_case "-j 0" "--processes" -j 0 "$dir/one.txt"
-usage_case "-H without a colon" "--header" -H nocolon "$dir/one.txt"
+refused "a directory as the input" "$dir is a directory" "$bin" fetch "$dir"
+refused "--rate 0" "--rate" "$bin" fetch --rate 0 "$dir/one.txt"
+refused "--rate -1" "--rate" "$bin" fetch --rate -1 "$dir/one.txt"
+refused "--timeout 0" "--timeout" "$bin" fetch --timeout 0 "$dir/one.txt"
+refused "-j 0" "--processes" "$bin" fetch -j 0 "$dir/one.txt"
+refused "-H without a colon" "--header" "$bin" fetch -H nocolon "$dir/one.txt"
 "$bin" fetch -H "X-Test: 1" "$dir/one.txt" < /dev/null > "$dir/h.jsonl" 2>/dev/null
 check "-H takes one value: the file after it is the input" test "$(field status < "$dir/h.jsonl")" = 200
 

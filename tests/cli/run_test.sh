@@ -189,18 +189,10 @@ printf 'printf abc\n' | "$bin" run --line-buffer - > "$dir/nonl.txt"
 check "--line-buffer adds no newline to an unterminated last line" test "$(od -An -c "$dir/nonl.txt" | tr -d ' ')" = abc
 
 # Options refused with exit 2 and a message naming the option or the input.
-usage_case() {  # NAME EXPECTED-TEXT ARGS...
-  local name=$1 text=$2
-  shift 2
-  "$bin" run "$@" < /dev/null > /dev/null 2> "$dir/usage.txt"
-  local rc=$?
-  check "refused, naming it: $name" test "$rc" -eq 2 -a -n "$(grep -F -- "$text" "$dir/usage.txt")"
-  check "and short: $name" test "$(wc -c < "$dir/usage.txt")" -lt 300
-}
-usage_case "a directory as the input" "$dir is a directory" "$dir"
-usage_case "a directory as -a" "$dir is a directory" -a "$dir" echo
-usage_case "-j 0" "--jobs" -j 0 "$dir/jobs.txt"
-usage_case "--timeout 0" "--timeout" --timeout 0 "$dir/jobs.txt"
-usage_case "an unknown option before --" "unknown option --nice" --nice 10 -a "$dir/args.txt" -- echo
+refused "a directory as the input" "$dir is a directory" "$bin" run "$dir"
+refused "a directory as -a" "$dir is a directory" "$bin" run -a "$dir" echo
+refused "-j 0" "--jobs" "$bin" run -j 0 "$dir/jobs.txt"
+refused "--timeout 0" "--timeout" "$bin" run --timeout 0 "$dir/jobs.txt"
+refused "an unknown option before --" "unknown option --nice" "$bin" run --nice 10 -a "$dir/args.txt" -- echo
 
 report

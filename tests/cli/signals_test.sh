@@ -8,12 +8,9 @@ bin=$(readlink -f "$1")
 helper=$(readlink -f "$2")
 server_py=$3
 dir=$(mktemp -d)
-exec 5< <(exec python3 "$server_py" 0)  # the server, read for its port
-server=$!
-read -r -t 20 _ port <&5
 trap 'kill "$server" 2>/dev/null; rm -rf "$dir"' EXIT
-base="http://127.0.0.1:$port"
 source "$(dirname "$0")/check.sh"
+start_server "$server_py"
 mkfifo "$dir/started"
 # A script's background job starts with SIGINT and SIGQUIT ignored (and keeps them ignored
 # through exec); a program started from a terminal does not. Every program under test here
