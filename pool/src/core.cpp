@@ -565,7 +565,7 @@ class PoolCore final : public Core {
   // `running_job`: the id of the job the worker was running with a deadline, if any; when the
   // worker ended itself for overrunning it, that job fails with Timeout.
   void on_worker_exit(pid_t pid, int status, std::uint64_t running_job) {
-    bool overran = WIFEXITED(status) && WEXITSTATUS(status) == worker::timeout_exit_status && running_job;
+    bool overran = running_job && WIFSIGNALED(status) && WTERMSIG(status) == worker::deadline_signal;
     auto it = std::find_if(workers_.begin(), workers_.end(), [&](auto& w) { return w->pid == pid; });
     if (it == workers_.end()) return;
     std::shared_ptr<WorkerConn> w = std::move(*it);

@@ -9,6 +9,7 @@
 #include <asio/awaitable.hpp>
 
 #include <atomic>
+#include <csignal>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -37,9 +38,10 @@ struct WorkerConfig {
   WorkerShared* shared = nullptr;
 };
 
-// The exit status of a worker that ended itself because a plain-R job ran past its deadline
-// (such a job cannot be cancelled; the worker is replaced).
-inline constexpr int timeout_exit_status = 124;
+// A worker whose plain-R job ran past its deadline (such a job cannot be cancelled) dies of
+// this signal, its default action, with the job's id in WorkerShared::running_job; it is
+// replaced.
+inline constexpr int deadline_signal = SIGALRM;
 
 // Serves the Worker RPC interface on `fd` (a connected AF_UNIX stream socket) until the
 // supervisor disconnects, then leaves the process with _exit. Call it only in a freshly
