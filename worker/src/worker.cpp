@@ -244,7 +244,6 @@ class WorkerState {
     bool armed_;
   };
 
-
  public:
   // A plain job cannot be cancelled, so its deadline ends the worker: the timer's SIGALRM
   // with its default action, which the kernel carries out at once. (A handler that called
