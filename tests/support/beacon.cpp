@@ -8,7 +8,9 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstring>
 #include <stdexcept>
 
@@ -40,15 +42,24 @@ Beacon::~Beacon() {
 }
 
 pid_t Beacon::wait(std::chrono::milliseconds limit) {
-  pollfd p{fd_, POLLIN, 0};
-  if (::poll(&p, 1, static_cast<int>(limit.count())) != 1) return -1;
-  int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-  if (c < 0) return -1;
-  pid_t pid = -1;
-  pollfd q{c, POLLIN, 0};
-  if (::poll(&q, 1, static_cast<int>(limit.count())) == 1 && ::read(c, &pid, sizeof pid) != sizeof pid) pid = -1;
-  ::close(c);
-  return pid;
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  auto left = [&] {
+    return static_cast<int>(std::max<std::int64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count(), 0));
+  };
+  for (;;) {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, left()) != 1) return -1;
+    int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c < 0) return -1;
+    pid_t pid = -1;
+    pollfd q{c, POLLIN, 0};
+    if (::poll(&q, 1, left()) == 1 && ::read(c, &pid, sizeof pid) != sizeof pid) pid = -1;
+    ::close(c);
+    if (pid > 0) return pid;
+    // A job that connected but died before it wrote (its worker was killed by the test, say):
+    // not an answer; wait for the next one.
+  }
 }
 
 void signal_beacon(const std::string& name) {

@@ -21,7 +21,8 @@ class Beacon {
   const std::string& name() const { return name_; }
   // Readable when a job has connected (for waiting inside an event loop).
   int fd() const { return fd_; }
-  // The pid sent by the next job that calls signal_beacon(name()); -1 after `limit`.
+  // The pid sent by the next job that calls signal_beacon(name()) (a job that died before it
+  // sent one is passed over); -1 after `limit`.
   pid_t wait(std::chrono::milliseconds limit = std::chrono::seconds(20));
 
  private:
