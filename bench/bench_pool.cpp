@@ -3,6 +3,7 @@
 // peer and reports medians and ratios.
 //
 //   bench_pool map N            B1: pool.map of N trivial ints over 2 processes, jobs/s
+//   bench_pool map_async N      B1c: the same with a coroutine task (asio::awaitable<int>), jobs/s
 //   bench_pool apply N          B2: N sequential apply round trips, median us
 //   bench_pool pingpong N       B2 floor: 64-byte socketpair ping-pong between two processes, median us
 //   bench_pool async N          B3: N independent async_apply calls in flight, jobs/s
@@ -61,6 +62,20 @@ int bench_map(long n) {
   double s = seconds_since(t);
   if (ys.back() != n) return 1;
   std::printf("map %.0f jobs/s\n", n / s);
+  return 0;
+}
+
+// The same map with a coroutine task: the path users of a coroutine pool call.
+int bench_map_async(long n) {
+  coropool::Pool pool({.processes = 2});
+  std::vector<int> xs(static_cast<std::size_t>(n));
+  for (long i = 0; i < n; ++i) xs[static_cast<std::size_t>(i)] = static_cast<int>(i);
+  pool.map(trivial_async, std::vector<int>(10000, 1));  // warm up the windows
+  auto t = Clock::now();
+  auto ys = pool.map(trivial_async, xs);
+  double s = seconds_since(t);
+  if (ys.back() != n) return 1;
+  std::printf("map_async %.0f jobs/s\n", n / s);
   return 0;
 }
 
@@ -165,6 +180,7 @@ int main(int argc, char** argv) {
   std::string mode = argv[1];
   long n = std::atol(argv[argc - 1]);
   if (mode == "map") return bench_map(n);
+  if (mode == "map_async") return bench_map_async(n);
   if (mode == "apply") return bench_apply(n);
   if (mode == "pingpong") return bench_pingpong(n);
   if (mode == "async") return bench_async(n);

@@ -22,6 +22,12 @@ asio::awaitable<int> sleep_for_an_hour(int x) {
   co_return x;
 }
 
+asio::awaitable<int> wait_then_double(int ms) {
+  asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(ms));
+  co_await t.async_wait(asio::use_awaitable);
+  co_return 2 * ms;
+}
+
 // A plain-R job that never ends on its own.
 int spin_forever(int x) {
   volatile long n = 0;
@@ -40,6 +46,30 @@ asio::awaitable<bool> within(Awaitable op, std::chrono::milliseconds limit) {
   asio::steady_timer guard(co_await asio::this_coro::executor, limit);
   auto r = co_await (std::move(op) || guard.async_wait(asio::use_awaitable));
   co_return r.index() == 0;
+}
+
+// Coroutine jobs share a few long-lived runners in a worker: after a job on a runner was
+// cancelled or ran past its deadline, the next jobs on that runner (ones that wait on a timer,
+// so that a cancellation left behind would end them) run normally.
+TEST(Cancel, JobsAfterACancelledOrTimedOutOneRunNormallyOnTheSameRunner) {
+  coropool::Pool pool({.processes = 1, .child_concurrency = 1});
+  for (int round = 0; round < 3; ++round) {
+    EXPECT_THROW(pool.with({.task_timeout = 30ms}).apply(sleep_for_an_hour, 1), coropool::Timeout);
+    EXPECT_EQ(pool.apply(wait_then_double, 5), 10);
+    bool cancelled = pool.run([&]() -> asio::awaitable<bool> {
+      co_return !co_await within(pool.async_apply(sleep_for_an_hour, 2, asio::use_awaitable), 30ms);
+    }());
+    EXPECT_TRUE(cancelled);
+    EXPECT_EQ(pool.apply(wait_then_double, 7), 14);
+  }
+  // Queued behind a sleeper, jobs cancelled before they started never run, and the ones
+  // after them do.
+  const std::vector<int> sleepers{1, 2, 3}, quick{1, 2};  // (GCC 12 rejects brace lists in a coroutine)
+  auto results = pool.run([&]() -> asio::awaitable<std::vector<int>> {
+    co_await within(pool.async_map(sleep_for_an_hour, sleepers, asio::use_awaitable), 30ms);
+    co_return co_await pool.async_map(wait_then_double, quick, asio::use_awaitable);
+  }());
+  EXPECT_EQ(results, (std::vector<int>{2, 4}));
 }
 
 TEST(Cancel, ACancelledApplyStopsItsCoroutineInTheWorker) {

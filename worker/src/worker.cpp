@@ -15,6 +15,8 @@
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
 
 #include <signal.h>
 #include <unistd.h>
@@ -27,6 +29,7 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <system_error>
 #include <typeinfo>
 #include <unordered_map>
 #include <unordered_set>
@@ -78,13 +81,29 @@ struct QueuedJob {
   std::uint32_t timeout_ms;
 };
 
-// A job whose coroutine is still running. Its map node is kept for the next job when it
-// ends (WorkerState::spare_), signal and timer with it, so a job allocates none of them.
-struct RunningJob {
+// Runs coroutine jobs one after another, taking each from WorkerState::ready_: one co_spawn
+// per runner rather than per job (co_spawn's frames, work guards and posts were most of a
+// trivial coroutine job's cost). A job that finishes without suspending lets its runner go
+// straight on to the next. Cancelling a job emits the signal of the runner that runs it.
+struct Runner {
   asio::cancellation_signal cancel;
+  bool busy = false;    // its coroutine is alive
+  bool in_job = false;  // and inside a job (else it will take the next ready one)
+};
+
+// A coroutine job that is invoked and not finished: waiting in ready_ (runner null) or
+// running. Its map node is kept for the next job when it ends (WorkerState::spare_), timer
+// with it, so a job allocates none of them.
+struct RunningJob {
+  Runner* runner = nullptr;
   std::optional<asio::steady_timer> deadline;  // made for the first job with a timeout
   bool timed = false;                          // this job waits on `deadline`
   Kind stopped_for = Kind::EXCEPTION;          // CANCELLED or TIMEOUT once we asked it to stop
+};
+
+struct ReadyJob {
+  std::uint64_t id;
+  asio::awaitable<std::string> coro;
 };
 
 class WorkerState {
@@ -189,8 +208,8 @@ class WorkerState {
       succeeded(job.id, mark);
       return;
     }
-    // The worker owns the coroutine through running_: its completion removes it, and a
-    // cancel() emits its signal.
+    // The worker owns the coroutine: it waits in ready_ for a runner, and running_ tracks it
+    // until it finishes; a cancel() emits its runner's signal.
     std::uint64_t id = job.id;
     RunningJob* running = nullptr;
     if (!spare_.empty()) {
@@ -202,7 +221,7 @@ class WorkerState {
     } else {
       running = &running_.try_emplace(id).first->second;
     }
-    auto slot = running->cancel.slot();
+    running->runner = nullptr;
     running->timed = job.timeout_ms != 0;
     if (running->timed) {
       if (!running->deadline) running->deadline.emplace(io_);
@@ -212,9 +231,69 @@ class WorkerState {
         if (auto r = running_.find(id); r != running_.end()) stop(r->second, Kind::TIMEOUT);
       });
     }
-    asio::co_spawn(io_, std::move(*inv.pending),
-                   asio::bind_cancellation_slot(
-                       slot, [this, id](const std::exception_ptr& e, const std::string& out) { finish(id, e, out); }));
+    ready_.push_back(ReadyJob{id, std::move(*inv.pending)});
+    start_runners();
+  }
+
+  // A runner free to take it for each ready job, up to child_concurrency runners in all.
+  void start_runners() {
+    std::size_t busy = 0, free = 0;
+    for (auto& r : runners_) {
+      busy += r->busy ? 1 : 0;
+      free += r->busy && !r->in_job ? 1 : 0;
+    }
+    for (std::size_t i = 0; free < ready_.size() && busy < cfg_.child_concurrency; ++i) {
+      if (i == runners_.size()) runners_.push_back(std::make_unique<Runner>());
+      Runner& r = *runners_[i];
+      if (r.busy) continue;
+      r.busy = true;
+      ++busy;
+      ++free;
+      // run() clears `busy` as it ends; it catches what its jobs throw, so only a failure of
+      // its own reaches here.
+      asio::co_spawn(io_, run(r), asio::bind_cancellation_slot(r.cancel.slot(), [&r](const std::exception_ptr& e) {
+                       if (e) r.busy = false;
+                     }));
+    }
+  }
+
+  // A runner's life: the ready jobs, one at a time, until none is left. It yields to the loop
+  // after about a millisecond of jobs that did not suspend, so I/O and cancellations get in.
+  asio::awaitable<void> run(Runner& r) {
+    // co_spawn starts a coroutine inline (it dispatches): leave the caller first, which may be
+    // run_queued() walking the queue, or a KJ turn.
+    co_await asio::post(io_, asio::use_awaitable);
+    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(1);
+    unsigned n = 0;
+    while (!ready_.empty()) {
+      ReadyJob job = std::move(ready_.front());
+      ready_.pop_front();
+      auto it = running_.find(job.id);
+      if (it == running_.end()) continue;
+      std::exception_ptr e;
+      std::string out;
+      if (it->second.stopped_for != Kind::EXCEPTION) {
+        e = std::make_exception_ptr(std::system_error(asio::error::operation_aborted));  // stopped before it ran
+      } else {
+        it->second.runner = &r;
+        r.in_job = true;
+        try {
+          out = co_await std::move(job.coro);
+        } catch (...) {
+          e = std::current_exception();
+        }
+        r.in_job = false;
+      }
+      bool stopped = finish(job.id, e, out);
+      // A stop was emitted on this runner's signal: the next job starts with a clean state.
+      if (stopped) co_await asio::this_coro::reset_cancellation_state();
+      run_queued();  // refill ready_ from the queue, now that a job left
+      if ((++n & 63) == 0 && std::chrono::steady_clock::now() > until) {
+        co_await asio::post(io_, asio::use_awaitable);
+        until = std::chrono::steady_clock::now() + std::chrono::milliseconds(1);
+      }
+    }
+    r.busy = false;
   }
 
   // While a job with a deadline is in its invoker (where a plain-R task does all its work),
@@ -261,16 +340,19 @@ class WorkerState {
   }
 
  private:
+  // A job not started yet is stopped when its runner takes it.
   void stop(RunningJob& r, Kind why) {
     if (r.stopped_for != Kind::EXCEPTION) return;
     r.stopped_for = why;
-    r.cancel.emit(asio::cancellation_type::terminal);
+    if (r.runner) r.runner->cancel.emit(asio::cancellation_type::terminal);
   }
 
-  void finish(std::uint64_t id, const std::exception_ptr& e, const std::string& out) {
+  // Records a coroutine job's end; true when it had been asked to stop.
+  bool finish(std::uint64_t id, const std::exception_ptr& e, const std::string& out) {
     auto it = running_.find(id);
-    if (it == running_.end()) return;
+    if (it == running_.end()) return false;
     Kind stopped_for = it->second.stopped_for;
+    bool emitted = stopped_for != Kind::EXCEPTION && it->second.runner;
     if (it->second.timed) it->second.deadline->cancel();
     spare_.push_back(running_.extract(it));
     if (e && stopped_for != Kind::EXCEPTION) {
@@ -284,6 +366,7 @@ class WorkerState {
     }
     if (!queue_.empty()) schedule_drain();
     schedule_flush();
+    return emitted;
   }
 
   // Records the result appended to values_ since `mark`. One too large to travel fails
@@ -380,6 +463,8 @@ class WorkerState {
   kj::Maybe<rpc::ResultSink::Client> sink_;
   std::deque<QueuedJob> queue_;
   std::unordered_map<std::uint64_t, RunningJob> running_;
+  std::deque<ReadyJob> ready_;                        // invoked coroutine jobs waiting for a runner
+  std::vector<std::unique_ptr<Runner>> runners_;      // at most child_concurrency
   std::vector<decltype(running_)::node_type> spare_;  // nodes of ended jobs, for the next ones
   // What finished since the last flush.
   std::vector<std::uint64_t> ids_;
