@@ -52,30 +52,18 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-int bench_map(long n) {
+// B1 with `fn` a plain task, B1c with a coroutine task (the path users of a coroutine pool call).
+template <class F>
+int bench_map_with(F fn, const char* name, long n) {
   coropool::Pool pool({.processes = 2});
   std::vector<int> xs(static_cast<std::size_t>(n));
   for (long i = 0; i < n; ++i) xs[static_cast<std::size_t>(i)] = static_cast<int>(i);
-  pool.map(trivial, std::vector<int>(10000, 1));  // warm up the windows
+  pool.map(fn, std::vector<int>(10000, 1));  // warm up the windows
   auto t = Clock::now();
-  auto ys = pool.map(trivial, xs);
+  auto ys = pool.map(fn, xs);
   double s = seconds_since(t);
   if (ys.back() != n) return 1;
-  std::printf("map %.0f jobs/s\n", n / s);
-  return 0;
-}
-
-// The same map with a coroutine task: the path users of a coroutine pool call.
-int bench_map_async(long n) {
-  coropool::Pool pool({.processes = 2});
-  std::vector<int> xs(static_cast<std::size_t>(n));
-  for (long i = 0; i < n; ++i) xs[static_cast<std::size_t>(i)] = static_cast<int>(i);
-  pool.map(trivial_async, std::vector<int>(10000, 1));  // warm up the windows
-  auto t = Clock::now();
-  auto ys = pool.map(trivial_async, xs);
-  double s = seconds_since(t);
-  if (ys.back() != n) return 1;
-  std::printf("map_async %.0f jobs/s\n", n / s);
+  std::printf("%s %.0f jobs/s\n", name, n / s);
   return 0;
 }
 
@@ -179,8 +167,8 @@ int main(int argc, char** argv) {
   }
   std::string mode = argv[1];
   long n = std::atol(argv[argc - 1]);
-  if (mode == "map") return bench_map(n);
-  if (mode == "map_async") return bench_map_async(n);
+  if (mode == "map") return bench_map_with(trivial, "map", n);
+  if (mode == "map_async") return bench_map_with(trivial_async, "map_async", n);
   if (mode == "apply") return bench_apply(n);
   if (mode == "pingpong") return bench_pingpong(n);
   if (mode == "async") return bench_async(n);
