@@ -373,6 +373,31 @@ TEST(PoolImap, OrderedStreamYieldsInInputOrder) {
   EXPECT_EQ(expected, 50000);
 }
 
+asio::awaitable<std::string> label(std::string name, int n) { co_return name + "#" + std::to_string(n); }
+
+// istarmap: a lazy starmap, in input order; istarmap_unordered as jobs finish; both pull the
+// input as they go (the lazy range counts what was taken) and keep at most `bound` out.
+TEST(PoolImap, IstarmapSpreadsLazyTuplesInOrderOrAsTheyFinish) {
+  coropool::Pool pool({.processes = 2});
+  std::size_t pulled = 0;
+  auto pairs = std::views::iota(0, 20000) | std::views::transform([&pulled](int i) {
+                 ++pulled;
+                 return std::make_tuple(i, 1);
+               });
+  auto ordered = pool.istarmap(plus, pairs, 500);
+  int expected = 0;
+  for (int v : ordered) {
+    ASSERT_EQ(v, expected + 1);
+    ASSERT_LE(pulled, static_cast<std::size_t>(expected) + 1 + 500);  // bounded, lazy
+    ++expected;
+  }
+  EXPECT_EQ(expected, 20000);
+  std::vector<std::pair<std::string, int>> named{{"a", 1}, {"b", 2}, {"c", 3}};
+  std::set<std::string> got;
+  for (auto& v : pool.istarmap_unordered(label, named)) got.insert(v);
+  EXPECT_EQ(got, (std::set<std::string>{"a#1", "b#2", "c#3"}));
+}
+
 TEST(PoolImap, UnorderedOverTenMillionLazyItemsStaysBounded) {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   const long n = 500'000;

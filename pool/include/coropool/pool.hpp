@@ -133,6 +133,16 @@ class PoolCalls {
   auto imap_unordered(F fn, R&& items, std::size_t bound = 0) {
     return stream<false>(fn, std::forward<R>(items), bound);
   }
+  // The same for tuple-like items spread over fn's arguments, as starmap (aiomultiprocess's
+  // starmap streams; Python's istarmap).
+  template <class F, std::ranges::input_range R>
+  auto istarmap(F fn, R&& items, std::size_t bound = 0) {
+    return star_stream<true>(fn, std::forward<R>(items), bound);
+  }
+  template <class F, std::ranges::input_range R>
+  auto istarmap_unordered(F fn, R&& items, std::size_t bound = 0) {
+    return star_stream<false>(fn, std::forward<R>(items), bound);
+  }
 
   asio::any_io_executor executor() const { return core_->executor(); }
   unsigned processes() const noexcept { return core_->processes(); }
@@ -179,10 +189,20 @@ class PoolCalls {
   auto stream(F fn, R&& items, std::size_t bound) {
     using A = std::remove_cvref_t<std::ranges::range_value_t<R>>;
     using V = detail::wire_t<detail::task_result_t<F, A>>;
-    auto src = range_source<false>(std::forward<R>(items));
+    return start_stream<V>(detail::make_task<F, A>(fn), range_source<false>(std::forward<R>(items)), Ordered, bound);
+  }
+  template <bool Ordered, class F, class R>
+  auto star_stream(F fn, R&& items, std::size_t bound) {
+    using Args = typename detail::decay_tuple<std::remove_cvref_t<std::ranges::range_value_t<R>>>::type;
+    using T = detail::task_for_tuple<F, Args>;
+    using V = detail::wire_t<typename T::result>;
+    return start_stream<V>(T::make(fn), range_source<true>(std::forward<R>(items)), Ordered, bound);
+  }
+  template <class V, class Src>
+  ResultStream<V> start_stream(detail::TaskInfo task, Src src, bool ordered, std::size_t bound) {
     if (bound == 0) bound = std::size_t{4096} * core_->processes();
-    detail::Ref<detail::StreamOp<V>> op(new detail::SourceStreamOp<V, decltype(src)>(
-        detail::make_task<F, A>(fn), *core_, Ordered, bound, std::move(src)));
+    detail::Ref<detail::StreamOp<V>> op(
+        new detail::SourceStreamOp<V, Src>(task, *core_, ordered, bound, std::move(src)));
     op->set_call(call_);
     core_->submit(op);
     return ResultStream<V>(std::move(op), *core_);
