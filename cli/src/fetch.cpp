@@ -177,17 +177,16 @@ class HostTicket {
   // cannot be given back if it dies).
   static Shared::Holder* self() {
     static thread_local Shared::Holder* mine = [] {
-      const pid_t me = ::getpid();
-      for (auto& h : g_shared->holders) {
-        pid_t expected = 0;
-        if (h.pid.compare_exchange_strong(expected, me)) return &h;
-      }
-      reclaim();
-      for (auto& h : g_shared->holders) {
-        pid_t expected = 0;
-        if (h.pid.compare_exchange_strong(expected, me)) return &h;
-      }
-      return static_cast<Shared::Holder*>(nullptr);
+      auto claim = [me = ::getpid()]() -> Shared::Holder* {
+        for (auto& h : g_shared->holders) {
+          pid_t expected = 0;
+          if (h.pid.compare_exchange_strong(expected, me)) return &h;
+        }
+        return nullptr;
+      };
+      if (Shared::Holder* h = claim()) return h;
+      reclaim();  // all taken: free the records of dead workers, then try once more
+      return claim();
     }();
     return mine;
   }

@@ -324,8 +324,8 @@ class PoolCore final : public Core {
   void on_results(WorkerConn& w, rpc::ResultBatch::Reader batch) {
     auto now = Clock::now();
     const std::size_t held = w.outstanding;  // jobs on the worker when these came back
-    settled_latency_ = Clock::duration::zero();
-    settled_jobs_ = 0;
+    Clock::duration waited{};                // their time there, summed
+    std::size_t settled = 0;
     auto ids = batch.getIds();
     auto ends = batch.getValueEnds();
     auto values = batch.getValues();
@@ -336,13 +336,14 @@ class PoolCore final : public Core {
       if (end < begin || end > values.size()) break;  // malformed: the slots stay until the worker is lost
       Ref<Op> op;
       std::uint64_t index;
-      if (take_slot(w, ids[i], op, index, now)) settle_ok(*op, index, std::string_view(base + begin, end - begin));
+      if (take_slot(w, ids[i], op, index, now, waited, settled))
+        settle_ok(*op, index, std::string_view(base + begin, end - begin));
       begin = end;
     }
     for (auto f : batch.getFailures()) {
       Ref<Op> op;
       std::uint64_t index;
-      if (!take_slot(w, f.getId(), op, index, now)) continue;
+      if (!take_slot(w, f.getId(), op, index, now, waited, settled)) continue;
       switch (f.getKind()) {
         case rpc::Failure::Kind::CANCELLED:
           settle_fail(*op, index, cancelled_error());
@@ -365,8 +366,8 @@ class PoolCore final : public Core {
     // The worker's throughput by Little's law: the jobs it held over the time a job spent
     // there (hand-out to result). Not from the gaps between result batches: jobs that finish
     // together arrive microseconds apart, which made 160 jobs/s look like 40,000.
-    if (settled_jobs_ > 0) {
-      double latency = std::chrono::duration<double>(settled_latency_).count() / static_cast<double>(settled_jobs_);
+    if (settled > 0) {
+      double latency = std::chrono::duration<double>(waited).count() / static_cast<double>(settled);
       if (latency > 0) {
         double inst = static_cast<double>(held) / latency;
         w.rate = w.rate == 0 ? inst : 0.7 * w.rate + 0.3 * inst;
@@ -392,8 +393,6 @@ class PoolCore final : public Core {
   friend struct WorkerConn;
   std::uint64_t submitted_ = 0, done_ = 0, failed_ = 0, retried_ = 0;
   std::array<std::uint64_t, std::size_t{62} * 8> latency_{};
-  Clock::duration settled_latency_{};  // of the jobs settled in the current result batch
-  std::size_t settled_jobs_ = 0;
   std::uint64_t max_latency_us_ = 0;
 
   worker::WorkerConfig worker_config() const {
@@ -672,13 +671,17 @@ class PoolCore final : public Core {
   }
 
   // The op and index of an in-flight job by its wire id; false for an unknown or stale id.
-  bool take_slot(WorkerConn& w, std::uint64_t id, Ref<Op>& op, std::uint64_t& index, Clock::time_point now) {
+  // Adds the job's time on the worker to `waited` and counts it in `settled`.
+  bool take_slot(WorkerConn& w, std::uint64_t id, Ref<Op>& op, std::uint64_t& index, Clock::time_point now,
+                 Clock::duration& waited, std::size_t& settled) {
     auto i = static_cast<std::uint32_t>(id);
     if (i >= w.slots.size()) return false;
     auto& slot = w.slots[i];
     if (!slot.op || slot.generation != static_cast<std::uint32_t>(id >> 32)) return false;
     op = std::move(slot.op);
     index = slot.index;
+    waited += now - slot.sent;
+    ++settled;
     release_slot(w, i, now);
     return true;
   }
@@ -686,8 +689,6 @@ class PoolCore final : public Core {
   void release_slot(WorkerConn& w, std::uint32_t i, Clock::time_point now = Clock::now()) {
     auto& s = w.slots[i];
     record_latency(now - s.sent);
-    settled_latency_ += now - s.sent;
-    ++settled_jobs_;
     s.op = Ref<Op>();
     s.args.clear();
     ++s.generation;

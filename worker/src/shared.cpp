@@ -41,8 +41,6 @@ void set_worker_shared(WorkerShared* shared) {
   g_free.clear();
 }
 
-WorkerShared* worker_shared() { return g_shared; }
-
 int register_job_group(pid_t pgid) {
   if (!g_shared) return -1;
   std::uint32_t i;

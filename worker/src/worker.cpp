@@ -372,8 +372,7 @@ class WorkerState {
       values_ += out;
       succeeded(id, mark);
     }
-    if (!queue_.empty()) schedule_drain();
-    schedule_flush();
+    schedule_flush();  // (run() starts what the queue holds next, right after this)
     return emitted;
   }
 

@@ -49,7 +49,6 @@ void leave_on_signal();
 // The process groups registered here are this process's running commands (see run_command);
 // `shared` is null outside a pool's worker.
 void set_worker_shared(WorkerShared* shared);
-WorkerShared* worker_shared();
 
 // A running command's process group, listed while it runs: register_job_group returns its
 // entry (-1 when the list is full or there is none), unregister_job_group frees it. Call
