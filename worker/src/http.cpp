@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cstring>
 #include <mutex>
 #include <optional>
@@ -85,6 +86,19 @@ bool http_url(std::string_view url) {
   return starts("http://") || starts("https://");
 }
 
+// The scheme and authority of an http(s) URL: what curl keys its connections on.
+std::string_view origin_of(std::string_view url) {
+  auto from = url.find("://");
+  auto end = url.find_first_of("/?#", from == std::string_view::npos ? 0 : from + 3);
+  return url.substr(0, end);
+}
+
+bool same_origin(std::string_view a, std::string_view b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
+    return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+  });
+}
+
 // `status`: the last response's status (0: none came); `message`: curl's error text.
 const char* error_code_for(CURLcode rc, bool too_large, long status, const char* message) {
   if (too_large) return "too_large";
@@ -142,6 +156,10 @@ const char* error_code_for(CURLcode rc, bool too_large, long status, const char*
 struct Transfer {
   CURL* easy = nullptr;
   const HttpOptions* opts = nullptr;  // the request's options, owned by its get() frame
+  const std::string* url = nullptr;   // owned by its get() frame
+  bool pipewait = false;              // waits for a connection being made to its origin
+  Transfer* prev = nullptr;           // the transfers in the multi handle
+  Transfer* next = nullptr;
   HttpResult result;
   bool too_large = false;
   char errbuf[CURL_ERROR_SIZE] = {};
@@ -208,6 +226,13 @@ struct HttpClient::Impl {
   std::vector<CURL*> idle;                                 // easy handles kept for reuse
   std::unordered_map<CURL*, EasySetup> setups;
   std::size_t active = 0;
+  Transfer* running = nullptr;  // the transfers in the multi handle, newest first
+  // Origins whose last connection failed (dns, connect, tls). Their transfers do not wait for
+  // another's connection to multiplex on it (CURLOPT_PIPEWAIT): a connection that fails
+  // takes only its own transfer down, and curl puts a waiting transfer back at the end of
+  // its queue whenever another starts a connection first, so that behind a failing host
+  // some waited past their timeout and were reported as timeouts.
+  std::vector<std::string> failing;
   bool kick_posted = false;
   bool proxy_from_env = false;                            // any *_proxy variable set: leave curl's proxy lookup on
   std::shared_ptr<int> alive = std::make_shared<int>(0);  // handlers check it before touching *this
@@ -425,6 +450,7 @@ struct HttpClient::Impl {
       Transfer* t = nullptr;
       curl_easy_getinfo(e, CURLINFO_PRIVATE, &t);
       fill(*t, rc);
+      note_connection(*t);
       finish(*t, nullptr, false);
     }
   }
@@ -460,9 +486,38 @@ struct HttpClient::Impl {
     }
   }
 
+  bool is_failing(std::string_view origin) const {
+    return std::any_of(failing.begin(), failing.end(), [&](const std::string& f) { return same_origin(f, origin); });
+  }
+
+  // Learns from a finished https transfer whether its origin's connections fail.
+  void note_connection(const Transfer& t) {
+    if (!t.url || t.url->size() < 8 || (t.url->at(4) != 's' && t.url->at(4) != 'S')) return;
+    const std::string& error = t.result.error;
+    const bool failed =
+        t.result.status == 0 && (error == "dns" || error == "connect" || error == "tls" || error == "timeout");
+    std::string_view origin = origin_of(*t.url);
+    if (!failed) {
+      if (!failing.empty()) std::erase_if(failing, [&](const std::string& f) { return same_origin(f, origin); });
+      return;
+    }
+    if (is_failing(origin)) return;
+    failing.emplace_back(origin);
+    // Those already waiting stop waiting.
+    for (Transfer* r = running; r; r = r->next)
+      if (r->pipewait && same_origin(origin_of(*r->url), origin)) {
+        r->pipewait = false;
+        curl_easy_setopt(r->easy, CURLOPT_PIPEWAIT, 0L);
+      }
+  }
+
   // Takes the transfer out of the multi handle, keeps its easy handle, completes it.
   void finish(Transfer& t, std::exception_ptr e, bool from_cancellation) {
     curl_multi_remove_handle(multi, t.easy);
+    if (t.prev) t.prev->next = t.next;
+    if (t.next) t.next->prev = t.prev;
+    if (running == &t) running = t.next;
+    t.prev = t.next = nullptr;
     idle.push_back(t.easy);
     t.easy = nullptr;
     --active;
@@ -513,7 +568,6 @@ struct HttpClient::Impl {
       curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
     else if (o.method != "GET" && o.method != "POST")
       curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, o.method.c_str());
-    if (setup.https) curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
     if (!o.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, o.ca_file.c_str());
   }
 
@@ -551,6 +605,11 @@ struct HttpClient::Impl {
       configure(e, setup);
     }
     curl_easy_setopt(e, CURLOPT_URL, url.c_str());
+    // Over https, a transfer waits for a connection being made to its origin (HTTP/2 then
+    // carries many on one) unless the origin's connections have been failing.
+    t.url = &url;
+    t.pipewait = https && !is_failing(origin_of(url));
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, t.pipewait ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_PRIVATE, &t);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t.errbuf);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, &t);
@@ -568,6 +627,9 @@ struct HttpClient::Impl {
       finish(t, nullptr, false);
       return;
     }
+    t.next = running;
+    if (running) running->prev = &t;
+    running = &t;
     if (slot.is_connected()) {
       slot.assign([this, tp = &t, alive = std::weak_ptr<int>(alive)](asio::cancellation_type) {
         if (alive.expired() || !tp->done) return;
