@@ -8,6 +8,7 @@
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/experimental/deferred.hpp>
 #include <asio/io_context.hpp>
+#include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_future.hpp>
@@ -506,6 +507,84 @@ TEST(PoolOptions, InitializerRunsOnceInEachWorker) {
   EXPECT_EQ(pool.apply(read_initialized, 0), 42);
   EXPECT_EQ(pool.apply(read_initialized, 0), 43);
   EXPECT_EQ(initialized_in_worker, 0);  // never in the supervisor
+}
+
+// What a worker was set up with, by its initializer.
+std::string worker_mode = "unset";
+int worker_level = 0;
+void set_mode(std::string mode, int level) {
+  worker_mode = std::move(mode);
+  worker_level = level;
+}
+asio::awaitable<void> set_mode_later(std::string mode) {
+  // Suspends on the worker's loop before it sets anything: the worker serves only after.
+  asio::steady_timer t(co_await asio::this_coro::executor, 20ms);
+  co_await t.async_wait(asio::use_awaitable);
+  worker_mode = std::move(mode);
+}
+std::string read_mode(int) { return worker_mode + "/" + std::to_string(worker_level); }
+
+TEST(PoolOptions, EachPoolsInitializerGetsItsOwnArgumentsInEveryWorker) {
+  // Pools made one after another in one program: the later ones' workers fork from a fork
+  // server made before any of this was set, so only arguments that travel can reach them.
+  coropool::Pool first({.processes = 2, .initializer = {set_mode, std::string("first"), 1}});
+  coropool::Pool second({.processes = 2, .initializer = {set_mode, std::string("second \xe2\x9c\x93"), 2}});
+  coropool::Pool later({.processes = 1, .initializer = {set_mode_later, std::string("later")}});
+  EXPECT_EQ(first.map(read_mode, std::vector<int>(50, 0)), std::vector<std::string>(50, "first/1"));
+  EXPECT_EQ(second.map(read_mode, std::vector<int>(50, 0)), std::vector<std::string>(50, "second \xe2\x9c\x93/2"));
+  EXPECT_EQ(later.apply(read_mode, 0), "later/0");  // a coroutine initializer finished before the first job
+  EXPECT_EQ(worker_mode, "unset");                  // never in the supervisor
+  // A lambda without arguments, as before.
+  coropool::Pool plain({.processes = 1, .initializer = [] { worker_level = 7; }});
+  EXPECT_EQ(plain.apply(read_mode, 0), "unset/7");
+}
+
+TEST(PoolOptions, AnInitializersArgumentsOverTheLimitAreRefusedWhereTheyAreGiven) {
+  EXPECT_THROW(coropool::Initializer(set_mode, std::string(coropool::Initializer::max_args_bytes + 1, 'x'), 0),
+               std::length_error);
+  EXPECT_NO_THROW(coropool::Initializer(set_mode, std::string(coropool::Initializer::max_args_bytes - 8, 'x'), 0));
+  // The largest fits in the spawn request: the workers start and see it whole.
+  coropool::Pool pool(
+      {.processes = 1, .initializer = {set_mode, std::string(coropool::Initializer::max_args_bytes - 8, 'x'), 3}});
+  EXPECT_EQ(pool.apply(read_mode, 0), std::string(coropool::Initializer::max_args_bytes - 8, 'x') + "/3");
+}
+
+// The last error the worker's exception handler saw.
+std::string seen_in_worker;
+void note_error(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    seen_in_worker += std::to_string(::getpid()) + ":" + ex.what() + ";";
+  }
+}
+void throwing_handler(std::exception_ptr) { throw std::runtime_error("the handler fails too"); }
+int fail_with(std::string what) { throw std::invalid_argument(what); }
+asio::awaitable<int> fail_later(std::string what) {
+  co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+  throw std::out_of_range(what);
+}
+std::string read_seen(int) { return seen_in_worker; }
+
+TEST(PoolOptions, TheExceptionHandlerRunsInTheWorkerWhereATaskThrew) {
+  coropool::Pool pool({.processes = 1, .exception_handler = note_error});
+  pid_t pid = pool.worker_pids().at(0);
+  EXPECT_THROW(pool.apply(fail_with, std::string("bad row 7")), coropool::RemoteError);
+  EXPECT_THROW(pool.apply(fail_later, std::string("no page 9")), coropool::RemoteError);
+  EXPECT_EQ(pool.apply(twice, 2), 4);  // a job that does not throw is not reported
+  std::string p = std::to_string(pid);
+  EXPECT_EQ(pool.apply(read_seen, 0), p + ":bad row 7;" + p + ":no page 9;");
+  EXPECT_EQ(seen_in_worker, "");
+
+  // A handler that throws changes nothing for the caller.
+  coropool::Pool other({.processes = 1, .exception_handler = throwing_handler});
+  try {
+    other.apply(fail_with, std::string("bad row 8"));
+    ADD_FAILURE() << "apply should fail";
+  } catch (const coropool::RemoteError& e) {
+    EXPECT_NE(std::string(e.what()).find("bad row 8"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(other.apply(twice, 3), 6);
 }
 
 TEST(PoolOptions, MaxTasksPerChildReplacesWorkers) {

@@ -48,6 +48,21 @@ TEST(Process, ACoroutineOrAPlainFunctionInAChildOfItsOwn) {
   EXPECT_NE(child, ::getpid());
 }
 
+std::string child_setting = "none";
+void set_child(std::string v, int n) { child_setting = v + std::to_string(n); }
+std::string read_child(std::string suffix) { return child_setting + suffix; }
+
+TEST(Process, AnInitializerWithArgumentsRunsInTheChildFirst) {
+  coropool::Process p({set_child, std::string("db="), 4}, read_child, std::string("!"));
+  EXPECT_EQ(p.result(), "db=4!");
+  coropool::Process q(read_child, std::string("?"));  // and none without one
+  EXPECT_EQ(q.result(), "none?");
+  asio::io_context io;
+  coropool::Process r(io.get_executor(), {set_child, std::string("x"), 1}, read_child, std::string(""));
+  EXPECT_EQ(r.result(), "x1");
+  EXPECT_EQ(child_setting, "none");
+}
+
 TEST(Process, TheTasksExceptionArrivesAsRemoteError) {
   coropool::Process p(refuse, 1);
   try {

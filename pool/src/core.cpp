@@ -123,7 +123,7 @@ class SinkServer final : public rpc::ResultSink::Server {
 
 class PoolCore final : public Core {
  public:
-  PoolCore(asio::any_io_executor executor, PoolOptions options) : opts_(options) {
+  PoolCore(asio::any_io_executor executor, PoolOptions options) : opts_(std::move(options)) {
     processes_ = opts_.processes ? opts_.processes : usable_cpus();
     if (opts_.child_concurrency == 0) opts_.child_concurrency = 1;
     if (executor) {
@@ -398,7 +398,8 @@ class PoolCore final : public Core {
   worker::WorkerConfig worker_config() const {
     worker::WorkerConfig c;
     c.child_concurrency = opts_.child_concurrency;
-    c.initializer = opts_.initializer;
+    c.initializer = detail::InitializerAccess::call(opts_.initializer);
+    c.exception_handler = opts_.exception_handler;
     return c;
   }
 
@@ -1008,7 +1009,7 @@ kj::Promise<void> SinkServer::done(DoneContext ctx) {
 }
 
 std::unique_ptr<Core> make_core(asio::any_io_executor executor, PoolOptions options) {
-  return std::make_unique<PoolCore>(std::move(executor), options);
+  return std::make_unique<PoolCore>(std::move(executor), std::move(options));
 }
 
 }  // namespace coropool::detail

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -18,8 +19,12 @@
 #include <mutex>
 #include <new>
 #include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
 
 #include "coropool/ipc/kj_loop.hpp"
+#include "coropool/options.hpp"
 
 namespace coropool::detail {
 
@@ -94,13 +99,20 @@ void drain_signalfd(int sfd) {
   }
 }
 
-[[noreturn]] void worker_child(int fd, const SpawnRequest& req, worker::WorkerShared* shared) {
+// `args`: the initializer's encoded arguments.
+[[noreturn]] void worker_child(int fd, const SpawnRequest& req, std::string_view args, worker::WorkerShared* shared) {
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   worker::WorkerConfig cfg;
   cfg.child_concurrency = req.child_concurrency ? req.child_concurrency : 1;
-  cfg.initializer = reinterpret_cast<void (*)()>(req.initializer);  // NOLINT(performance-no-int-to-ptr)
+  // Addresses in the image every process of the pool shares.
+  // NOLINTBEGIN(performance-no-int-to-ptr)
+  cfg.initializer.invoker = reinterpret_cast<worker::Invoker>(req.init_invoker);
+  cfg.initializer.target = req.init_target;
+  cfg.initializer.args = args;
+  cfg.exception_handler = reinterpret_cast<void (*)(std::exception_ptr)>(req.exception_handler);
+  // NOLINTEND(performance-no-int-to-ptr)
   cfg.shared = shared;
   worker::run_worker(fd, cfg);
 }
@@ -117,6 +129,7 @@ void drain_signalfd(int sfd) {
   std::map<pid_t, worker::WorkerShared*> children;
   bool closing = false;
   auto deadline = std::chrono::steady_clock::time_point::max();
+  std::vector<char> request(sizeof(SpawnRequest) + Initializer::max_args_bytes);
   for (;;) {
     int timeout = -1;
     if (closing) {
@@ -157,10 +170,12 @@ void drain_signalfd(int sfd) {
       deadline = std::chrono::steady_clock::time_point::max();
     }
     if (!closing && fds[1].revents) {
-      SpawnRequest req;
-      ssize_t got = ::recv(sock, &req, sizeof req, 0);
+      ssize_t got = ::recv(sock, request.data(), request.size(), 0);
       if (got < 0 && errno == EINTR) continue;
-      if (got <= 0) {
+      SpawnRequest req{};
+      if (got > 0) std::memcpy(&req, request.data(), std::min(sizeof req, static_cast<std::size_t>(got)));
+      // A short message cannot come from our pool: it is treated as its end.
+      if (got < static_cast<ssize_t>(sizeof req) || static_cast<std::size_t>(got) != sizeof req + req.args_size) {
         // The pool is done (or gone): its workers see their sockets close and exit.
         closing = true;
         deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
@@ -178,7 +193,7 @@ void drain_signalfd(int sfd) {
         ::close(sfd);
         ::close(sv[0]);
         die_with_parent(self);
-        worker_child(sv[1], req, shared);
+        worker_child(sv[1], req, std::string_view(request.data() + sizeof req, req.args_size), shared);
       }
       ::close(sv[1]);
       if (pid < 0) {
@@ -291,8 +306,12 @@ ipc::UniqueFd open_spawner() {
 }
 
 void send_spawn_request(int spawner, const worker::WorkerConfig& config) {
-  SpawnRequest req{config.child_concurrency, reinterpret_cast<std::uintptr_t>(config.initializer)};
-  sys("send", [&] { return ::send(spawner, &req, sizeof req, MSG_NOSIGNAL); });
+  SpawnRequest req{config.child_concurrency, static_cast<std::uint32_t>(config.initializer.args.size()),
+                   reinterpret_cast<std::uintptr_t>(config.initializer.invoker), config.initializer.target,
+                   reinterpret_cast<std::uintptr_t>(config.exception_handler)};
+  std::string message(reinterpret_cast<const char*>(&req), sizeof req);
+  message += config.initializer.args;
+  sys("send", [&] { return ::send(spawner, message.data(), message.size(), MSG_NOSIGNAL); });
 }
 
 bool receive_spawner_message(int spawner, SpawnerMessage& msg, ipc::UniqueFd& fd, bool wait) {

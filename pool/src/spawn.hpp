@@ -22,9 +22,13 @@
 
 namespace coropool::detail {
 
+// One message: this header, then args_size bytes of the initializer's encoded arguments.
 struct SpawnRequest {
   std::uint32_t child_concurrency;
-  std::uintptr_t initializer;
+  std::uint32_t args_size;
+  std::uintptr_t init_invoker;
+  std::uintptr_t init_target;
+  std::uintptr_t exception_handler;
 };
 
 struct SpawnerMessage {

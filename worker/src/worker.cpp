@@ -394,6 +394,12 @@ class WorkerState {
   }
 
   void fail(std::uint64_t id, std::exception_ptr e) {
+    if (cfg_.exception_handler) {
+      try {
+        cfg_.exception_handler(e);
+      } catch (...) {  // NOLINT(bugprone-empty-catch): documented as ignored
+      }
+    }
     auto [type, message] = describe_exception(std::move(e));
     failures_.push_back(Failed{id, Kind::EXCEPTION, std::move(type), std::move(message)});
   }
@@ -513,6 +519,25 @@ class WorkerServer final : public rpc::Worker::Server {
 
 }  // namespace
 
+namespace {
+// Runs the pool's initializer to its end, a coroutine one on `io` (before the worker serves).
+void run_initializer(asio::io_context& io, const InitCall& init) {
+  Invocation inv;
+  inv.target = init.target;
+  inv.args = init.args;
+  std::string out;
+  inv.out = &out;
+  init.invoker(inv);
+  if (!inv.pending) return;
+  std::exception_ptr error;
+  asio::co_spawn(io, std::move(*inv.pending),
+                 [&error](std::exception_ptr e, const std::string&) { error = std::move(e); });
+  io.run();
+  io.restart();
+  if (error) std::rethrow_exception(error);
+}
+}  // namespace
+
 void run_worker(int fd, const WorkerConfig& config) {
   int code = 0;
   try {
@@ -523,8 +548,8 @@ void run_worker(int fd, const WorkerConfig& config) {
     sit_out_group_signals();
     set_worker_shared(config.shared);
     leave_on_signal();
-    if (config.initializer) config.initializer();
     asio::io_context io(1);
+    if (config.initializer.invoker) run_initializer(io, config.initializer);
     ipc::KjLoop loop(io.get_executor());
     WorkerState state(io, loop, config);
     state.init_deadlines();
@@ -536,8 +561,9 @@ void run_worker(int fd, const WorkerConfig& config) {
     io.run();
     // The supervisor is gone or done with us: leave without tearing anything down, as
     // running jobs and the loop would only be destroyed to be thrown away.
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "coropool worker %d: %s\n", static_cast<int>(::getpid()), e.what());
+  } catch (...) {
+    auto [type, message] = describe_exception(std::current_exception());
+    std::fprintf(stderr, "coropool worker %d: %s: %s\n", static_cast<int>(::getpid()), type.c_str(), message.c_str());
     code = 70;
   }
   // Commands still running go with us, their descendants included.

@@ -1,13 +1,76 @@
 #pragma once
 
+#include "coropool/detail/invoke.hpp"
+#include "coropool/ipc/codec.hpp"
+#include "coropool/worker/invocation.hpp"
+
 #include <sys/types.h>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <optional>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace coropool {
+
+namespace detail {
+struct InitializerAccess;
+}  // namespace detail
+
+// What each worker runs once before its first job: a function (a free function or a
+// captureless lambda, returning void or asio::awaitable<void>) with arguments. The arguments
+// travel to the workers encoded as a job's do, so every Pool's workers get their own.
+//
+//     coropool::Pool pool({.initializer = setup});                                  // no arguments
+//     coropool::Pool pool({.initializer = {open_db, std::string("/data/a.db"), 4}});
+//
+// An initializer that throws makes its worker exit (status 70) before it serves; see
+// Pool for what happens to workers that cannot start.
+class Initializer {
+ public:
+  // The most the encoded arguments may take.
+  static constexpr std::size_t max_args_bytes = std::size_t{64} << 10;
+
+  Initializer() = default;
+  Initializer(std::nullptr_t) noexcept {}  // NOLINT(google-explicit-constructor): none
+  template <class F, class... A>
+  requires detail::task_function<F>
+  // NOLINTNEXTLINE(google-explicit-constructor): `.initializer = setup` reads as it should
+  Initializer(F fn, A&&... args) : invoker_(detail::initializer_invoker<F, std::decay_t<A>...>()) {
+    target_ = detail::task_target(fn);
+    ipc::Writer w(args_);
+    (ipc::encode(w, static_cast<const std::decay_t<A>&>(args)), ...);
+    if (args_.size() > max_args_bytes)
+      throw std::length_error("coropool: an initializer's arguments take " + std::to_string(args_.size()) +
+                              " bytes, over the limit of " + std::to_string(max_args_bytes));
+  }
+
+  explicit operator bool() const noexcept { return invoker_ != nullptr; }
+
+ private:
+  friend struct detail::InitializerAccess;
+  worker::Invoker invoker_ = nullptr;
+  std::uintptr_t target_ = 0;
+  std::string args_;
+};
+
+namespace detail {
+// What a worker is told of an Initializer.
+struct InitializerAccess {
+  static worker::InitCall call(const Initializer& i) { return {i.invoker_, i.target_, i.args_}; }
+};
+}  // namespace detail
+
+// Runs in a worker when a task throws, with what it threw (rethrow it to look at it),
+// before the error travels back as RemoteError: for logging where it happened. A plain
+// function, as workers are forks; what it throws is ignored.
+using ExceptionHandler = void (*)(std::exception_ptr error);
 
 // Options for a Pool. An aggregate: Pool({.processes = 2, .child_concurrency = 64}).
 struct PoolOptions {
@@ -18,9 +81,10 @@ struct PoolOptions {
   unsigned child_concurrency = 16;
   // After this many jobs a worker is retired and replaced; 0 means never.
   std::uint64_t max_tasks_per_child = 0;
-  // Runs once in each worker before its first job. A plain function: workers are forks, so
-  // only code, not captured state, is shared with them.
-  void (*initializer)() = nullptr;
+  // Runs once in each worker before its first job; see Initializer. A function, or a function
+  // with arguments in braces: only code and the arguments travel to workers (they are forks of
+  // a process made at the first Pool), not state the program set up since.
+  Initializer initializer = nullptr;
   // Times a job whose worker died is run again before it fails with WorkerLost (for
   // idempotent tasks). Results still arrive once each, in input order.
   unsigned retries_on_worker_loss = 0;
@@ -32,6 +96,8 @@ struct PoolOptions {
   // Set 0 for long or uneven jobs, so that no job waits behind another while a slot in
   // another worker is free (`coropool run` does).
   std::optional<std::size_t> prefetch = std::nullopt;
+  // Runs in the worker when a task throws; see ExceptionHandler. None by default.
+  ExceptionHandler exception_handler = nullptr;
 };
 
 // Where one call (a map, imap, ...) stands; see CallOptions::on_progress.

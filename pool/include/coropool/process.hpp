@@ -8,6 +8,10 @@
 //     std::size_t n = p.result();               // blocking, runs the loop until it is done
 //     // or, in a coroutine on p.executor():  n = co_await p.async_result();
 //
+// An Initializer first runs in the child before the task (aiomultiprocess's initializer and
+// initargs):
+//     coropool::Process p({open_db, std::string("/data/a.db")}, count_rows, table);
+//
 // The job is handed to the child when the process's loop runs: in result(), or at once when
 // the Process is made on an executor whose loop is running.
 
@@ -32,11 +36,21 @@ template <class R>
 class Process {
  public:
   template <class F, class... Args>
-  requires(!std::is_convertible_v<F, asio::any_io_executor>) explicit Process(F fn, Args&&... args) : pool_(options()) {
+  requires detail::task_function<F>
+  explicit Process(F fn, Args&&... args) : pool_(options({})) { start(fn, std::forward<Args>(args)...); }
+  template <class F, class... Args>
+  requires detail::task_function<F> Process(Initializer init, F fn, Args&&... args) : pool_(options(std::move(init))) {
     start(fn, std::forward<Args>(args)...);
   }
   template <class F, class... Args>
-  Process(const asio::any_io_executor& executor, F fn, Args&&... args) : pool_(executor, options()) {
+  requires detail::task_function<F> Process(const asio::any_io_executor& executor, F fn, Args&&... args)
+      : pool_(executor, options({})) {
+    start(fn, std::forward<Args>(args)...);
+  }
+  template <class F, class... Args>
+  requires detail::task_function<F> Process(const asio::any_io_executor& executor, Initializer init, F fn,
+                                            Args&&... args)
+      : pool_(executor, options(std::move(init))) {
     start(fn, std::forward<Args>(args)...);
   }
   Process(Process&&) noexcept = default;
@@ -129,7 +143,9 @@ class Process {
     }
   };
 
-  static PoolOptions options() { return {.processes = 1, .child_concurrency = 1}; }
+  static PoolOptions options(Initializer init) {
+    return {.processes = 1, .child_concurrency = 1, .initializer = std::move(init)};
+  }
 
   template <class F, class... Args>
   void start(F fn, Args&&... args) {
@@ -154,9 +170,16 @@ class Process {
 };
 
 template <class F, class... Args>
-requires(!std::is_convertible_v<F, asio::any_io_executor>) Process(F, Args&&...)
+requires detail::task_function<F> Process(F, Args&&...)
 ->Process<detail::task_result_t<F, std::decay_t<Args>...>>;
 template <class F, class... Args>
-Process(asio::any_io_executor, F, Args&&...) -> Process<detail::task_result_t<F, std::decay_t<Args>...>>;
+requires detail::task_function<F> Process(Initializer, F, Args&&...)
+->Process<detail::task_result_t<F, std::decay_t<Args>...>>;
+template <class F, class... Args>
+requires detail::task_function<F> Process(asio::any_io_executor, F, Args&&...)
+->Process<detail::task_result_t<F, std::decay_t<Args>...>>;
+template <class F, class... Args>
+requires detail::task_function<F> Process(asio::any_io_executor, Initializer, F, Args&&...)
+->Process<detail::task_result_t<F, std::decay_t<Args>...>>;
 
 }  // namespace coropool

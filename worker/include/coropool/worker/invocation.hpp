@@ -11,6 +11,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstdint>
+#include <exception>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -30,10 +31,20 @@ struct Invocation {
 // task throws, and ipc::DecodeError when the arguments do not decode.
 using Invoker = void (*)(Invocation&);
 
+// A function a worker runs once before its first job, named as a job's is, with its
+// arguments encoded; none when `invoker` is null.
+struct InitCall {
+  Invoker invoker = nullptr;
+  std::uintptr_t target = 0;
+  std::string_view args;
+};
+
 // What a worker process is told when it is started.
 struct WorkerConfig {
   std::uint32_t child_concurrency = 16;
-  void (*initializer)() = nullptr;  // runs once before the first job
+  InitCall initializer;
+  // Runs when a task throws, with what it threw; what it throws is ignored.
+  void (*exception_handler)(std::exception_ptr) = nullptr;
   // State shared with the worker's parent (the spawner), see shared.hpp; may be null.
   WorkerShared* shared = nullptr;
 };
