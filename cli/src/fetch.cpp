@@ -402,48 +402,16 @@ std::optional<std::string> url_problem(std::string_view line) {
   return std::nullopt;
 }
 
-std::optional<Shard> pick_shard(const std::string& flag, unsigned shards) {
-  auto number = [](const char* s, long& v) {
-    if (!s || !*s) return false;
-    auto [p, ec] = std::from_chars(s, s + std::strlen(s), v);
-    return ec == std::errc() && *p == '\0';
-  };
-  Shard sh;
-  if (!flag.empty()) {
-    auto slash = flag.find('/');
-    long k = -1, n = -1;
-    if (slash == std::string::npos || !number(flag.substr(0, slash).c_str(), k) ||
-        !number(flag.substr(slash + 1).c_str(), n) || n < 1 || k < 0 || k >= n) {
-      std::fprintf(stderr, "coropool fetch: --shard takes K/N with 0 <= K < N: %s\n", flag.c_str());
-      return std::nullopt;
-    }
-    return Shard{static_cast<unsigned>(k), static_cast<unsigned>(n)};
-  }
-  if (const char* id = std::getenv("SLURM_ARRAY_TASK_ID")) {
-    long task = 0, min = 0, step = 1, count = 0;
-    const char* min_s = std::getenv("SLURM_ARRAY_TASK_MIN");
-    const char* step_s = std::getenv("SLURM_ARRAY_TASK_STEP");
-    if (!number(id, task) || !number(std::getenv("SLURM_ARRAY_TASK_COUNT"), count) || count < 1 ||
-        (min_s && !number(min_s, min)) || (step_s && !number(step_s, step)) || step < 1 || (task - min) % step != 0 ||
-        (task - min) / step < 0 || (task - min) / step >= count) {
-      std::fprintf(stderr, "coropool fetch: the SLURM_ARRAY_TASK_* variables do not make a shard\n");
-      return std::nullopt;
-    }
-    return Shard{static_cast<unsigned>((task - min) / step), static_cast<unsigned>(count)};
-  }
-  if (const char* idx = std::getenv("JOB_COMPLETION_INDEX"); idx && shards > 0) {
-    long k = -1;
-    if (!number(idx, k) || k < 0 || k >= static_cast<long>(shards)) {
-      std::fprintf(stderr, "coropool fetch: JOB_COMPLETION_INDEX=%s is not below --shards %u\n", idx, shards);
-      return std::nullopt;
-    }
-    return Shard{static_cast<unsigned>(k), shards};
-  }
-  if (shards > 0) {
-    std::fprintf(stderr, "coropool fetch: --shards needs JOB_COMPLETION_INDEX (a Kubernetes Indexed Job)\n");
+std::optional<coropool::Shard> pick_shard(const std::string& flag, unsigned shards) {
+  try {
+    if (!flag.empty()) return coropool::Shard::parse(flag);
+    return coropool::Shard::from_environment(shards);
+  } catch (const std::invalid_argument& e) {
+    std::fprintf(stderr, "coropool fetch: %s%s\n", flag.empty() ? "" : "--shard: ", e.what());
+    if (std::getenv("JOB_COMPLETION_INDEX") && shards == 0 && flag.empty())
+      std::fprintf(stderr, "coropool fetch: give the Indexed Job's completions as --shards N\n");
     return std::nullopt;
   }
-  return sh;
 }
 
 namespace {
@@ -456,7 +424,7 @@ bool skipped_line(std::string_view line) {
 // The input, read lazily as the pool asks for jobs; shared with the loop that records them.
 struct UrlInput {
   std::istream* in = nullptr;
-  Shard shard;
+  coropool::Shard shard;
   const std::unordered_set<std::uint64_t>* done = nullptr;  // --resume: lines recorded before
   std::uint64_t line_no = 0, data_lines = 0, index = 0, resumed = 0;
   struct Pending {
@@ -470,7 +438,7 @@ struct UrlInput {
     while (std::getline(*in, line)) {
       ++line_no;
       if (skipped_line(line)) continue;
-      if (data_lines++ % shard.count != shard.index) continue;
+      if (!shard.holds(data_lines++)) continue;
       if (done && done->contains(line_no)) {
         ++resumed;
         continue;
@@ -644,9 +612,7 @@ int fetch_main(const FetchOptions& o) {
   Progress tally("fetch", o.progress == 2 ? ::isatty(2) != 0 : o.progress > 0);
   if (tally.enabled()) {
     auto n = count_lines(o.input, [](const std::string& l) { return !skipped_line(l); });
-    if (n)
-      tally.total =
-          (*n + shard->count - 1 - shard->index) / shard->count - std::min<std::uint64_t>(done_before.size(), *n);
+    if (n) tally.total = shard->size_of(*n) - std::min<std::uint64_t>(done_before.size(), *n);
   }
 
   // Everything the workers need is in place before the pool forks them.

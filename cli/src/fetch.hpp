@@ -1,6 +1,8 @@
 #pragma once
 // `coropool fetch`: a file of URLs fetched across all cores, one JSON record per URL.
 
+#include "coropool/shard.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -41,10 +43,7 @@ int fetch_main(const FetchOptions& options);
 // Which shard of how many this run is: from --shard K/N, else from a Slurm array
 // (SLURM_ARRAY_TASK_ID/MIN/STEP/COUNT), else from JOB_COMPLETION_INDEX with --shards N.
 // {0, 1} when none applies; nullopt (with a message on stderr) when they are malformed.
-struct Shard {
-  unsigned index = 0, count = 1;
-};
-std::optional<Shard> pick_shard(const std::string& flag, unsigned shards);
+std::optional<coropool::Shard> pick_shard(const std::string& flag, unsigned shards);
 
 // The JSON string literal of arbitrary bytes (invalid UTF-8 bytes become \u00XX).
 std::string json_string(std::string_view bytes);

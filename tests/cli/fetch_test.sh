@@ -77,6 +77,10 @@ check "the example sbatch script fetches its shard" \
   test "$(field line < "$dir/records-77-1.jsonl" | sort -n | tr '\n' ,)" = "$(tr '\n' , < "$dir/shard1")"
 "$bin" fetch --shard 3/3 "$dir/shard.txt" 2>/dev/null
 check "a bad --shard is a usage error" test $? -eq 2
+JOB_COMPLETION_INDEX=1 "$bin" fetch "$dir/shard.txt" > "$dir/k8s-nocount" 2> "$dir/k8s-err"
+check "an Indexed Job index without --shards is exit 2, naming both, and fetches nothing" \
+  test $? -eq 2 -a ! -s "$dir/k8s-nocount" -a -n "$(grep JOB_COMPLETION_INDEX=1 "$dir/k8s-err" | head -1)" \
+  -a -n "$(grep -- --shards "$dir/k8s-err")"
 
 # SIGKILL mid-run, then --resume: every line recorded exactly once.
 for i in $(seq 1 40); do echo "$base/delay/500?i=$i"; done > "$dir/resume.txt"

@@ -6,4 +6,5 @@
 #include "coropool/options.hpp"
 #include "coropool/pool.hpp"
 #include "coropool/process.hpp"
+#include "coropool/shard.hpp"
 #include "coropool/stream.hpp"
