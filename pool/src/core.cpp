@@ -1,4 +1,6 @@
-// The supervisor side of a Pool: worker connections, the scheduler, and supervision.
+// The supervisor side of a Pool: worker connections and supervision (spawning, exits,
+// retries), carrying out what scheduler.hpp decides and counting in stats.hpp's Tally.
+// Where workers come from is spawn.hpp.
 //
 // Everything here runs on the pool's loop thread except worker_pids(). Results arrive in
 // KJ turns (ResultSink::done); ops record them and post user completions to Asio. Anything
@@ -12,7 +14,9 @@
 #include "coropool/ipc/coropool_rpc.capnp.h"
 #include "coropool/ipc/kj_loop.hpp"
 #include "coropool/ipc/limits.hpp"
+#include "scheduler.hpp"
 #include "spawn.hpp"
+#include "stats.hpp"
 
 #include <capnp/message.h>
 #include <capnp/rpc-twoparty.h>
@@ -41,10 +45,6 @@ namespace rpc = ipc::rpc;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-constexpr std::size_t max_window = 8192;
-// Work a worker holds beyond what it runs: enough to hide a round trip, small enough that
-// no worker hoards while another idles.
-constexpr double prefetch_seconds = 0.002;
 constexpr unsigned max_failed_starts = 3;
 constexpr std::size_t batch_bytes = 16u << 20;
 }  // namespace
@@ -95,6 +95,8 @@ struct WorkerConn final : kj::TaskSet::ErrorHandler, std::enable_shared_from_thi
   bool started = false;  // answered hello: its initializer ran and it serves
   double rate = 0;       // jobs/s, smoothed
   std::optional<asio::steady_timer> lost_timer;
+
+  WorkerLoad load() const noexcept { return {state == State::running, outstanding, parked.size(), rate, sent_total}; }
   // Jobs whose affinity key picked this worker, waiting for room in its window.
   std::deque<Held> parked;
 
@@ -126,6 +128,7 @@ class PoolCore final : public Core {
   PoolCore(asio::any_io_executor executor, PoolOptions options) : opts_(std::move(options)) {
     processes_ = opts_.processes ? opts_.processes : usable_cpus();
     if (opts_.child_concurrency == 0) opts_.child_concurrency = 1;
+    sched_ = Scheduler({opts_.child_concurrency, opts_.prefetch, opts_.max_tasks_per_child});
     if (executor) {
       ex_ = executor;
       auto* target = executor.target<asio::io_context::executor_type>();
@@ -263,31 +266,11 @@ class PoolCore final : public Core {
 
   PoolStats stats() const override {
     PoolStats st;
-    st.submitted = submitted_;
-    st.done = done_;
-    st.failed = failed_;
-    st.retried = retried_;
+    tally_.fill(st);
     st.in_flight = outstanding();
     st.queued = ready_.size() + retry_.size() + parked_;
     for (auto& w : workers_)
       if (w->state != WorkerConn::State::lost) st.workers.push_back({w->pid, w->outstanding, w->sent_total, w->rate});
-    std::uint64_t total = 0;
-    for (auto n : latency_) total += n;
-    auto at = [&](double q) {
-      auto want = static_cast<std::uint64_t>(q * static_cast<double>(total));
-      std::uint64_t seen = 0;
-      for (std::size_t b = 0; b < latency_.size(); ++b) {
-        seen += latency_[b];
-        if (seen > want) return std::chrono::microseconds(std::min(bucket_top(b), max_latency_us_));
-      }
-      return std::chrono::microseconds(max_latency_us_);
-    };
-    if (total) {
-      st.latency_p50 = at(0.50);
-      st.latency_p90 = at(0.90);
-      st.latency_p99 = at(0.99);
-      st.latency_max = std::chrono::microseconds(max_latency_us_);
-    }
     return st;
   }
 
@@ -363,16 +346,7 @@ class PoolCore final : public Core {
                                                           describe_task(op->task()), index)));
       }
     }
-    // The worker's throughput by Little's law: the jobs it held over the time a job spent
-    // there (hand-out to result). Not from the gaps between result batches: jobs that finish
-    // together arrive microseconds apart, which made 160 jobs/s look like 40,000.
-    if (settled > 0) {
-      double latency = std::chrono::duration<double>(waited).count() / static_cast<double>(settled);
-      if (latency > 0) {
-        double inst = static_cast<double>(held) / latency;
-        w.rate = w.rate == 0 ? inst : 0.7 * w.rate + 0.3 * inst;
-      }
-    }
+    w.rate = Scheduler::update_rate(w.rate, held, waited, settled);
     if (w.state == WorkerConn::State::retiring && w.outstanding == 0) close_worker(w);
     schedule_dispatch();
   }
@@ -391,9 +365,7 @@ class PoolCore final : public Core {
 
  private:
   friend struct WorkerConn;
-  std::uint64_t submitted_ = 0, done_ = 0, failed_ = 0, retried_ = 0;
-  std::array<std::uint64_t, std::size_t{62} * 8> latency_{};
-  std::uint64_t max_latency_us_ = 0;
+  Tally tally_;
 
   worker::WorkerConfig worker_config() const {
     worker::WorkerConfig c;
@@ -584,7 +556,7 @@ class PoolCore final : public Core {
         continue;
       }
       if (slot.attempt < retries_for(*slot.op) && !shutting_down_) {
-        ++retried_;
+        tally_.retried();
         retry_.push_back(Held{std::move(slot.op), slot.index, std::move(slot.args), slot.attempt + 1});
         release_slot(*w, i);
         continue;
@@ -664,7 +636,7 @@ class PoolCore final : public Core {
     s.sent = now;
     if (retries_for(*s.op)) s.args.assign(args);
     if (attempt == 0) {
-      ++submitted_;
+      tally_.submitted();
       if (s.op->progress_.submitted++ == 0) s.op->started_ = s.sent;
     }
     ++w.outstanding;
@@ -689,7 +661,7 @@ class PoolCore final : public Core {
 
   void release_slot(WorkerConn& w, std::uint32_t i, Clock::time_point now = Clock::now()) {
     auto& s = w.slots[i];
-    record_latency(now - s.sent);
+    tally_.latency(now - s.sent);
     s.op = Ref<Op>();
     s.args.clear();
     ++s.generation;
@@ -699,13 +671,13 @@ class PoolCore final : public Core {
 
   // Every job's outcome goes through these two: the pool's and the call's tallies.
   void settle_ok(Op& op, std::uint64_t index, std::string_view value) {
-    ++done_;
+    tally_.done();
     ++op.progress_.done;
     op.complete(index, value);
     report_progress(op);
   }
   void settle_fail(Op& op, std::uint64_t index, std::exception_ptr err) {
-    ++failed_;
+    tally_.failed();
     ++op.progress_.failed;
     op.fail(index, std::move(err));
     report_progress(op);
@@ -728,24 +700,6 @@ class PoolCore final : public Core {
     } catch (...) {  // NOLINT(bugprone-empty-catch): documented, a throwing callback is ignored
     }
   }
-  // Log-scaled buckets: 8 per power of two of microseconds.
-  static std::size_t latency_bucket(std::uint64_t us) {
-    if (us < 8) return us;
-    unsigned log = 63 - static_cast<unsigned>(__builtin_clzll(us));
-    return std::size_t{log - 2} * 8 + ((us >> (log - 3)) & 7);
-  }
-  static std::uint64_t bucket_top(std::size_t b) {
-    if (b < 8) return b;
-    unsigned log = static_cast<unsigned>(b / 8) + 2;
-    return ((8 + (b % 8) + 1) << (log - 3)) - 1;
-  }
-  void record_latency(Clock::duration d) {
-    auto us = static_cast<std::uint64_t>(
-        std::max<std::int64_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count(), 0));
-    ++latency_[std::min(latency_bucket(us), latency_.size() - 1)];
-    max_latency_us_ = std::max(max_latency_us_, us);
-  }
-
   void schedule_dispatch() {
     if (dispatch_posted_ || !has_work()) return;
     dispatch_posted_ = true;
@@ -759,10 +713,7 @@ class PoolCore final : public Core {
 
   // How many jobs of `op` worker `w` may hold at once.
   std::size_t window_for(const WorkerConn& w, const Op& op) const {
-    if (opts_.prefetch) return (op.task().is_async ? opts_.child_concurrency : 1) + *opts_.prefetch;
-    std::size_t runs = op.task().is_async ? opts_.child_concurrency : 1;
-    return std::clamp<std::size_t>(runs + static_cast<std::size_t>(w.rate * prefetch_seconds), runs + 1,
-                                   std::max(runs + 1, max_window));
+    return sched_.window(w.load(), op.task().is_async);
   }
 
   // The jobs parked on a worker that takes no more go back to be run by any.
@@ -774,45 +725,34 @@ class PoolCore final : public Core {
     schedule_dispatch();
   }
 
-  // Hands ready jobs to workers with room in their window, one batch (one RPC) per worker.
-  // The least loaded workers go first, and among equals the same one each time: a lone
-  // stream of quick calls stays on one warm worker instead of waking a cold one per call.
+  // Hands ready jobs to workers with room in their window, one batch (one RPC) per worker,
+  // in the scheduler's order.
   void dispatch() {
     dispatch_posted_ = false;
     parked_for_room_ = false;
-    order_.clear();
-    for (auto& w : workers_) order_.push_back(w.get());
-    std::stable_sort(order_.begin(), order_.end(),
-                     [](const WorkerConn* a, const WorkerConn* b) { return a->outstanding < b->outstanding; });
-    for (WorkerConn* wp : order_) {
+    loads_.clear();
+    for (auto& w : workers_) loads_.push_back(w->load());
+    Scheduler::offer_order(loads_, order_);
+    for (std::size_t i : order_) {
       if (!has_work()) break;
-      WorkerConn& w = *wp;
-      if (w.state != WorkerConn::State::running) continue;
+      WorkerConn& w = *workers_[i];
       const Op* head = !retry_.empty()     ? retry_.front().op.get()
                        : !w.parked.empty() ? w.parked.front().op.get()
                        : !ready_.empty()   ? ready_.front().get()
                                            : nullptr;
       if (!head) continue;
-      std::size_t window = window_for(w, *head);
-      if (w.outstanding >= window) continue;
-      std::size_t room = window - w.outstanding;
-      // With jobs still out, wait for a quarter window to free up: fewer, larger batches.
-      // Not with a fixed prefetch: a free slot takes the next job at once.
-      if (!opts_.prefetch && w.outstanding > 0 && room < window / 4) continue;
-      if (opts_.max_tasks_per_child) room = std::min<std::size_t>(room, opts_.max_tasks_per_child - w.sent_total);
-      send_batch(w, room);
+      if (std::size_t room = sched_.batch_room(w.load(), head->task().is_async)) send_batch(w, room);
     }
     // Jobs parked on a worker with room, after its turn in this pass, go out in the next.
     if (parked_for_room_) schedule_dispatch();
   }
 
-  // Where a job with an affinity key goes, while `w` takes a batch: its home worker (the
-  // key picks it), or `w` itself, or nowhere yet (`w` stops taking jobs for now).
+  // Where a job with an affinity key goes while `w` takes a batch (Scheduler::place).
   struct Placement {
     WorkerConn* park_on = nullptr;  // park the job on this worker; null: stage it on `w`
     bool stop = false;              // and take no more jobs for `w` in this batch
   };
-  Placement place(const Op& op, std::uint64_t index, const WorkerConn& w) const {
+  Placement place(const Op& op, std::uint64_t index, const WorkerConn& w) {
     const auto& key = op.call().affinity;
     if (!key || workers_.size() < 2) return {};
     std::uint64_t k = 0;
@@ -821,16 +761,14 @@ class PoolCore final : public Core {
     } catch (...) {
       return {};  // documented: the job goes to any worker
     }
-    WorkerConn* home = workers_[k % workers_.size()].get();
-    if (home == &w || home->state != WorkerConn::State::running) return {};
-    std::size_t line = window_for(*home, op);
-    if (home->parked.size() < line) return {home, false};
-    // The home's line is full. `w` takes the job only to run it at once (a free run slot),
-    // so that a busy key keeps every worker busy without filling their windows with it;
-    // otherwise it waits on its home, within four lines, and `w` takes no more for now.
-    std::size_t run_slots = op.task().is_async ? opts_.child_concurrency : 1;
-    if (w.outstanding + staged_.size() < run_slots || home->parked.size() >= 4 * line) return {};
-    return {home, true};
+    place_loads_.clear();
+    std::size_t taker = 0;
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+      place_loads_.push_back(workers_[i]->load());
+      if (workers_[i].get() == &w) taker = i;
+    }
+    auto p = sched_.place(k, place_loads_, taker, staged_.size(), op.task().is_async);
+    return {p.park_on ? workers_[*p.park_on].get() : nullptr, p.stop};
   }
 
   void send_batch(WorkerConn& w, std::size_t room) {
@@ -993,7 +931,9 @@ class PoolCore final : public Core {
   std::size_t parked_ = 0;  // jobs in the parked lines of all workers
   std::vector<Staged> staged_;
   std::string arena_;
-  std::vector<WorkerConn*> order_;
+  Scheduler sched_{Scheduler::Options{}};
+  std::vector<WorkerLoad> loads_, place_loads_;  // scratch for dispatch() and place()
+  std::vector<std::size_t> order_;
   unsigned pending_spawns_ = 0;
   unsigned failed_starts_ = 0;
   std::exception_ptr broken_;     // why the pool cannot run jobs, once it cannot

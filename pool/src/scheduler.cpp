@@ -1,0 +1,58 @@
+#include "scheduler.hpp"
+
+#include <algorithm>
+#include <numeric>
+
+namespace coropool::detail {
+
+std::size_t Scheduler::window(const WorkerLoad& w, bool is_async) const noexcept {
+  std::size_t runs = run_slots(is_async);
+  if (o_.prefetch) return runs + *o_.prefetch;
+  return std::clamp<std::size_t>(runs + static_cast<std::size_t>(w.rate * prefetch_seconds), runs + 1,
+                                 std::max(runs + 1, max_window));
+}
+
+std::size_t Scheduler::batch_room(const WorkerLoad& w, bool is_async) const noexcept {
+  if (!w.running) return 0;
+  std::size_t win = window(w, is_async);
+  if (w.outstanding >= win) return 0;
+  std::size_t room = win - w.outstanding;
+  if (!o_.prefetch && w.outstanding > 0 && room < win / 4) return 0;
+  if (o_.max_tasks_per_child)
+    room = std::min<std::size_t>(
+        room, o_.max_tasks_per_child > w.sent_total ? o_.max_tasks_per_child - w.sent_total : std::uint64_t{0});
+  return room;
+}
+
+void Scheduler::offer_order(const std::vector<WorkerLoad>& loads, std::vector<std::size_t>& order) {
+  order.resize(loads.size());
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  // Ties broken by index: a stable order without stable_sort's buffer.
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    return loads[a].outstanding != loads[b].outstanding ? loads[a].outstanding < loads[b].outstanding : a < b;
+  });
+}
+
+Scheduler::Placement Scheduler::place(std::uint64_t key, const std::vector<WorkerLoad>& loads, std::size_t taker,
+                                      std::size_t staged, bool is_async) const {
+  if (loads.size() < 2) return {};
+  std::size_t home = key % loads.size();
+  if (home == taker || !loads[home].running) return {};
+  std::size_t line = window(loads[home], is_async);
+  if (loads[home].parked < line) return {home, false};
+  // The home's line is full. The taker takes the job only to run it at once (a free run
+  // slot), so that a busy key keeps every worker busy without filling their windows with it;
+  // otherwise it waits on its home, within four lines, and the taker takes no more for now.
+  if (loads[taker].outstanding + staged < run_slots(is_async) || loads[home].parked >= 4 * line) return {};
+  return {home, true};
+}
+
+double Scheduler::update_rate(double rate, std::size_t held, Clock::duration waited, std::size_t settled) noexcept {
+  if (settled == 0) return rate;
+  double latency = std::chrono::duration<double>(waited).count() / static_cast<double>(settled);
+  if (latency <= 0) return rate;
+  double inst = static_cast<double>(held) / latency;
+  return rate == 0 ? inst : 0.7 * rate + 0.3 * inst;
+}
+
+}  // namespace coropool::detail

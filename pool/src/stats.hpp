@@ -1,0 +1,37 @@
+#pragma once
+// The pool's tallies: how many jobs went out, settled and ran again, and a log-scaled
+// histogram of job latency (hand-out to result), from which PoolStats is filled.
+
+#include "coropool/options.hpp"
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+
+namespace coropool::detail {
+
+class Tally {
+ public:
+  void submitted() noexcept { ++submitted_; }
+  void done() noexcept { ++done_; }
+  void failed() noexcept { ++failed_; }
+  void retried() noexcept { ++retried_; }
+  void latency(std::chrono::steady_clock::duration d) noexcept;
+
+  // The counts and latency percentiles of `st` (the rest is the caller's).
+  void fill(PoolStats& st) const;
+
+  // 8 buckets per power of two of microseconds: within 1/8 of the true value.
+  static constexpr std::size_t buckets = std::size_t{62} * 8;
+  static std::size_t bucket(std::uint64_t us) noexcept;
+  // The largest value bucket `b` holds.
+  static std::uint64_t bucket_top(std::size_t b) noexcept;
+
+ private:
+  std::uint64_t submitted_ = 0, done_ = 0, failed_ = 0, retried_ = 0;
+  std::array<std::uint64_t, buckets> latency_{};
+  std::uint64_t max_latency_us_ = 0;
+};
+
+}  // namespace coropool::detail

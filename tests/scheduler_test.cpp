@@ -1,0 +1,186 @@
+// The scheduler's decisions and the pool's tallies, apart from processes and sockets, with
+// times from a made-up clock: windows for fast and slow jobs, batches, the order workers
+// are offered jobs, affinity lines and spills, and latency percentiles.
+
+#include "scheduler.hpp"
+#include "stats.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <vector>
+
+namespace {
+
+using coropool::detail::Scheduler;
+using coropool::detail::Tally;
+using coropool::detail::WorkerLoad;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// A worker fed by the scheduler, on a made-up clock: each round the supervisor fills its
+// window at `now`; the worker runs the jobs `concurrency` at a time, each taking `service`,
+// and sends their results back in one batch when the last is done. Returns the window the
+// scheduler settles on after `rounds`.
+std::size_t settled_window(const Scheduler& s, bool is_async, unsigned concurrency, Clock::duration service, int rounds,
+                           std::vector<std::size_t>* trace = nullptr) {
+  WorkerLoad w;
+  Clock::time_point now{};  // the made-up clock
+  for (int r = 0; r < rounds; ++r) {
+    std::size_t sent = s.batch_room(w, is_async);
+    w.outstanding += sent;
+    w.sent_total += sent;
+    // They come back together: each waited from `now` until the batch was done.
+    auto waves = (w.outstanding + concurrency - 1) / concurrency;
+    Clock::time_point back = now + service * static_cast<long>(waves);
+    Clock::duration waited = (back - now) * static_cast<long>(w.outstanding);
+    w.rate = Scheduler::update_rate(w.rate, w.outstanding, waited, w.outstanding);
+    w.outstanding = 0;
+    now = back;
+    if (trace) trace->push_back(s.window(w, is_async));
+  }
+  return s.window(w, is_async);
+}
+
+TEST(Scheduler, FastPlainJobsGetAWindowOfAboutTwoMillisecondsOfWork) {
+  Scheduler s({.child_concurrency = 16});
+  std::vector<std::size_t> trace;
+  // 10 us a job: 100,000 jobs/s, so 1 running and 200 more (2 ms of work) held.
+  std::size_t w = settled_window(s, false, 1, 10us, 6, &trace);
+  EXPECT_NEAR(static_cast<double>(w), 201, 1);
+  // From the first results on: one round to measure, no slow ramp.
+  EXPECT_NEAR(static_cast<double>(trace.at(0)), 201, 1);
+}
+
+TEST(Scheduler, SlowJobsAreNotHoarded) {
+  Scheduler s({.child_concurrency = 16});
+  // 100 ms plain jobs: the worker holds the one it runs and one more, so that no job waits
+  // behind a slow one while another worker is free.
+  EXPECT_EQ(settled_window(s, false, 1, 100ms, 6), 2u);
+  // 100 ms coroutine jobs, 16 at a time: 160 jobs/s is 0.3 of a job in 2 ms: 16 + 1.
+  EXPECT_EQ(settled_window(s, true, 16, 100ms, 6), 17u);
+  // 1 ms coroutine jobs: 16,000 jobs/s, up to 32 more held (fewer here, where a partial
+  // last wave of 16 lowers the measured rate).
+  std::size_t w = settled_window(s, true, 16, 1ms, 30);
+  EXPECT_GE(w, 40u);
+  EXPECT_LE(w, 48u);
+}
+
+TEST(Scheduler, AWindowHasAFloorAndACeiling) {
+  Scheduler s({.child_concurrency = 4});
+  EXPECT_EQ(s.window(WorkerLoad{}, false), 2u);  // no rate yet: one running, one more
+  EXPECT_EQ(s.window(WorkerLoad{}, true), 5u);
+  EXPECT_EQ(s.window(WorkerLoad{.rate = 1e9}, false), Scheduler::max_window);
+  // A fixed prefetch replaces the rate: 0 holds only what runs (`coropool run`).
+  Scheduler fixed({.child_concurrency = 4, .prefetch = 0});
+  EXPECT_EQ(fixed.window(WorkerLoad{.rate = 1e6}, false), 1u);
+  EXPECT_EQ(fixed.window(WorkerLoad{.rate = 1e6}, true), 4u);
+}
+
+TEST(Scheduler, BatchesWaitForAQuarterWindowUnlessThePrefetchIsFixed) {
+  Scheduler s({.child_concurrency = 16});
+  WorkerLoad w{.outstanding = 0, .rate = 100000};  // window 201
+  EXPECT_EQ(s.batch_room(w, false), 201u);
+  w.outstanding = 160;  // 41 free: under a quarter, wait for more
+  EXPECT_EQ(s.batch_room(w, false), 0u);
+  w.outstanding = 150;  // 51 free
+  EXPECT_EQ(s.batch_room(w, false), 51u);
+  w.outstanding = 201;
+  EXPECT_EQ(s.batch_room(w, false), 0u);
+  w.running = false;
+  w.outstanding = 0;
+  EXPECT_EQ(s.batch_room(w, false), 0u);
+
+  Scheduler fixed({.child_concurrency = 16, .prefetch = 0});
+  EXPECT_EQ(fixed.batch_room(WorkerLoad{.outstanding = 15}, true), 1u);  // a free slot takes a job at once
+  EXPECT_EQ(fixed.batch_room(WorkerLoad{.outstanding = 16}, true), 0u);
+}
+
+TEST(Scheduler, AWorkerNearItsJobLimitGetsOnlyWhatItHasLeft) {
+  Scheduler s({.child_concurrency = 16, .max_tasks_per_child = 100});
+  EXPECT_EQ(s.batch_room(WorkerLoad{.rate = 100000, .sent_total = 90}, false), 10u);
+  EXPECT_EQ(s.batch_room(WorkerLoad{.rate = 100000, .sent_total = 100}, false), 0u);
+}
+
+TEST(Scheduler, TheLeastLoadedWorkerIsOfferedJobsFirstAndTheSameOneAmongEquals) {
+  std::vector<WorkerLoad> loads(4);
+  loads[0].outstanding = 5;
+  loads[1].outstanding = 0;
+  loads[2].outstanding = 3;
+  loads[3].outstanding = 0;
+  std::vector<std::size_t> order;
+  Scheduler::offer_order(loads, order);
+  EXPECT_EQ(order, (std::vector<std::size_t>{1, 3, 2, 0}));
+  // All idle: worker 0 each time, so a lone stream of calls stays on one warm worker.
+  Scheduler::offer_order(std::vector<WorkerLoad>(3), order);
+  EXPECT_EQ(order.front(), 0u);
+}
+
+TEST(Scheduler, AnAffinityKeyLinesUpOnItsHomeAndSpillsOnlyToAFreeRunSlot) {
+  Scheduler s({.child_concurrency = 4});
+  std::vector<WorkerLoad> loads(3);
+  const bool async = true;  // window 5 for a worker with no rate yet
+  // Key 4 -> worker 1. Worker 0 is filling a batch.
+  auto p = s.place(4, loads, 0, 0, async);
+  ASSERT_TRUE(p.park_on);
+  EXPECT_EQ(*p.park_on, 1u);  // its home has room in its line: wait there
+  EXPECT_FALSE(p.stop);
+  EXPECT_FALSE(s.place(3, loads, 0, 0, async).park_on);  // key 3 -> worker 0: the taker's own
+
+  loads[1].parked = 5;  // the home's line is full
+  // The taker has free run slots (0 held, 2 staged of 4): it runs the job at once.
+  EXPECT_FALSE(s.place(4, loads, 0, 2, async).park_on);
+  // No free run slot: the job waits on its home and the taker stops taking for now.
+  loads[0].outstanding = 3;
+  p = s.place(4, loads, 0, 1, async);
+  ASSERT_TRUE(p.park_on);
+  EXPECT_EQ(*p.park_on, 1u);
+  EXPECT_TRUE(p.stop);
+  // Four lines waiting on the home: it spills to the taker whatever it holds.
+  loads[1].parked = 20;
+  EXPECT_FALSE(s.place(4, loads, 0, 1, async).park_on);
+  // A home that does not take jobs (lost, retiring) is no home.
+  loads[1] = WorkerLoad{.running = false};
+  EXPECT_FALSE(s.place(4, loads, 0, 0, async).park_on);
+  // One worker: no affinity to keep.
+  EXPECT_FALSE(s.place(7, std::vector<WorkerLoad>(1), 0, 0, async).park_on);
+}
+
+TEST(Scheduler, TheRateFollowsLittlesLawAndIsSmoothed) {
+  // 8 jobs held, back after 4 ms each: 2,000 jobs/s.
+  double r = Scheduler::update_rate(0, 8, 32ms, 8);
+  EXPECT_DOUBLE_EQ(r, 2000);
+  // Then 1,000 jobs/s: 0.7 of the old and 0.3 of the new.
+  EXPECT_DOUBLE_EQ(Scheduler::update_rate(r, 8, 64ms, 8), 1700);
+  // Nothing settled, or no time: no news.
+  EXPECT_DOUBLE_EQ(Scheduler::update_rate(r, 8, 64ms, 0), r);
+  EXPECT_DOUBLE_EQ(Scheduler::update_rate(r, 8, 0ms, 8), r);
+}
+
+TEST(Tally, LatencyPercentilesAreWithinAnEighth) {
+  for (std::uint64_t us : {0ULL, 7ULL, 8ULL, 9ULL, 100ULL, 1000ULL, 123456ULL, 10000000ULL}) {
+    std::uint64_t top = Tally::bucket_top(Tally::bucket(us));
+    EXPECT_GE(top, us);
+    EXPECT_LE(top, us + us / 8 + 1) << us;
+  }
+  Tally t;
+  for (int ms = 1; ms <= 100; ++ms) t.latency(std::chrono::milliseconds(ms));
+  t.submitted();
+  t.done();
+  t.retried();
+  coropool::PoolStats st;
+  t.fill(st);
+  EXPECT_EQ(st.submitted, 1u);
+  EXPECT_EQ(st.done, 1u);
+  EXPECT_EQ(st.failed, 0u);
+  EXPECT_EQ(st.retried, 1u);
+  auto near = [](std::chrono::microseconds got, long want_us) {
+    return got.count() >= want_us && got.count() <= want_us + want_us / 8 + 1;
+  };
+  EXPECT_TRUE(near(st.latency_p50, 51000)) << st.latency_p50.count();
+  EXPECT_TRUE(near(st.latency_p90, 91000)) << st.latency_p90.count();
+  EXPECT_TRUE(near(st.latency_p99, 100000)) << st.latency_p99.count();
+  EXPECT_EQ(st.latency_max, 100000us);
+}
+
+}  // namespace
