@@ -4,15 +4,21 @@
 
 #include "scheduler.hpp"
 #include "stats.hpp"
+#include "supervision.hpp"
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
 #include <chrono>
+#include <csignal>
 #include <vector>
 
 namespace {
 
+using coropool::detail::fate_of_job;
+using coropool::detail::JobFate;
 using coropool::detail::Scheduler;
+using coropool::detail::StartWatch;
 using coropool::detail::Tally;
 using coropool::detail::WorkerLoad;
 using namespace std::chrono_literals;
@@ -181,6 +187,43 @@ TEST(Tally, LatencyPercentilesAreWithinAnEighth) {
   EXPECT_TRUE(near(st.latency_p90, 91000)) << st.latency_p90.count();
   EXPECT_TRUE(near(st.latency_p99, 100000)) << st.latency_p99.count();
   EXPECT_EQ(st.latency_max, 100000us);
+}
+
+TEST(Supervision, AJobLostWithItsWorkerRunsAgainWhileItsRetriesLast) {
+  // retries_on_worker_loss = 2: the first run and two more, then WorkerLost.
+  EXPECT_EQ(fate_of_job(0, 2, false, false), JobFate::retry);
+  EXPECT_EQ(fate_of_job(1, 2, false, false), JobFate::retry);
+  EXPECT_EQ(fate_of_job(2, 2, false, false), JobFate::lost);
+  EXPECT_EQ(fate_of_job(0, 0, false, false), JobFate::lost);  // the default: no retry
+  // The job a worker ended itself for (its deadline) is a Timeout, retries or not: it
+  // would overrun again.
+  EXPECT_EQ(fate_of_job(0, 5, true, false), JobFate::timeout);
+  // A pool that is ending runs nothing again.
+  EXPECT_EQ(fate_of_job(0, 5, false, true), JobFate::lost);
+}
+
+// Wait statuses as waitpid gives them.
+int exited(int code) { return (code & 0xff) << 8; }
+int killed_by(int sig) { return sig & 0x7f; }
+
+TEST(Supervision, WorkersThatDieBeforeTheyServeStopBeingReplacedAfterThreeInARow) {
+  ASSERT_TRUE(WIFEXITED(exited(70)) && WEXITSTATUS(exited(70)) == 70);
+  ASSERT_TRUE(WIFSIGNALED(killed_by(SIGKILL)) && WTERMSIG(killed_by(SIGKILL)) == SIGKILL);
+  StartWatch w;
+  EXPECT_FALSE(w.gives_up_after(false, exited(70)));
+  EXPECT_FALSE(w.gives_up_after(false, killed_by(SIGSEGV)));
+  // Killed from outside before serving: says nothing of the next worker.
+  EXPECT_FALSE(w.gives_up_after(false, killed_by(SIGKILL)));
+  EXPECT_FALSE(w.gives_up_after(false, killed_by(SIGTERM)));
+  EXPECT_EQ(w.failed_in_a_row(), 2u);
+  EXPECT_TRUE(w.gives_up_after(false, exited(1)));
+  // One that served ends the streak.
+  StartWatch v;
+  EXPECT_FALSE(v.gives_up_after(false, exited(70)));
+  EXPECT_FALSE(v.gives_up_after(false, exited(70)));
+  EXPECT_FALSE(v.gives_up_after(true, killed_by(SIGSEGV)));
+  EXPECT_EQ(v.failed_in_a_row(), 0u);
+  EXPECT_FALSE(v.gives_up_after(false, exited(70)));
 }
 
 }  // namespace

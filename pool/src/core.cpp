@@ -17,6 +17,7 @@
 #include "scheduler.hpp"
 #include "spawn.hpp"
 #include "stats.hpp"
+#include "supervision.hpp"
 
 #include <capnp/message.h>
 #include <capnp/rpc-twoparty.h>
@@ -45,7 +46,6 @@ namespace rpc = ipc::rpc;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-constexpr unsigned max_failed_starts = 3;
 constexpr std::size_t batch_bytes = 16u << 20;
 }  // namespace
 
@@ -548,14 +548,9 @@ class PoolCore final : public Core {
     for (std::uint32_t i = 0; i < w->slots.size(); ++i) {
       auto& slot = w->slots[i];
       if (!slot.op) continue;
-      if (overran && running_job == w->slot_id(i)) {
-        Ref<Op> op = std::move(slot.op);
-        std::uint64_t index = slot.index;
-        release_slot(*w, i);
-        settle_fail(*op, index, std::make_exception_ptr(Timeout(describe_task(op->task()), index, pid)));
-        continue;
-      }
-      if (slot.attempt < retries_for(*slot.op) && !shutting_down_) {
+      JobFate fate =
+          fate_of_job(slot.attempt, retries_for(*slot.op), overran && running_job == w->slot_id(i), shutting_down_);
+      if (fate == JobFate::retry) {
         tally_.retried();
         retry_.push_back(Held{std::move(slot.op), slot.index, std::move(slot.args), slot.attempt + 1});
         release_slot(*w, i);
@@ -564,19 +559,14 @@ class PoolCore final : public Core {
       Ref<Op> op = std::move(slot.op);
       std::uint64_t index = slot.index;
       release_slot(*w, i);
-      settle_fail(*op, index, std::make_exception_ptr(WorkerLost(pid, status, describe_task(op->task()), index)));
+      settle_fail(*op, index,
+                  fate == JobFate::timeout
+                      ? std::make_exception_ptr(Timeout(describe_task(op->task()), index, pid))
+                      : std::make_exception_ptr(WorkerLost(pid, status, describe_task(op->task()), index)));
     }
     w->lost_timer.reset();
     w->disconnect();
-    // A worker that dies before it serves (its initializer threw, say) would die again:
-    // after a few in a row, stop replacing them and fail the work instead of looping.
-    // (A worker killed from outside, by SIGKILL or SIGTERM, says nothing about the next one.)
-    bool killed = WIFSIGNALED(status) && (WTERMSIG(status) == SIGKILL || WTERMSIG(status) == SIGTERM);
-    if (w->started)
-      failed_starts_ = 0;
-    else if (!killed)
-      ++failed_starts_;
-    if (failed_starts_ >= max_failed_starts) {
+    if (starts_.gives_up_after(w->started, status)) {
       spawner_failed(("workers keep exiting before they serve (last: " +
                       WorkerLost(pid, status, "startup", 0).reason() + "); see their stderr")
                          .c_str(),
@@ -935,7 +925,7 @@ class PoolCore final : public Core {
   std::vector<WorkerLoad> loads_, place_loads_;  // scratch for dispatch() and place()
   std::vector<std::size_t> order_;
   unsigned pending_spawns_ = 0;
-  unsigned failed_starts_ = 0;
+  StartWatch starts_;             // workers that exit before they serve
   std::exception_ptr broken_;     // why the pool cannot run jobs, once it cannot
   bool parked_for_room_ = false;  // this dispatch parked a job on a worker with room
   bool dispatch_posted_ = false, closed_ = false, shutting_down_ = false, joined_ = false;
