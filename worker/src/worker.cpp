@@ -92,9 +92,11 @@ struct Runner {
 };
 
 // A coroutine job that is invoked and not finished: waiting in ready_ (runner null) or
-// running. Its map node is kept for the next job when it ends (WorkerState::spare_), timer
-// with it, so a job allocates none of them.
+// running. Its slot in WorkerState::jobs_ (at most child_concurrency of them) goes to the
+// next job when it ends, timer with it, so a job allocates none of them and is found by its
+// slot, not looked up by id.
 struct RunningJob {
+  std::uint64_t id = 0;  // 0: the slot is free (no job id is 0)
   Runner* runner = nullptr;
   std::optional<asio::steady_timer> deadline;  // made for the first job with a timeout
   bool timed = false;                          // this job waits on `deadline`
@@ -102,13 +104,17 @@ struct RunningJob {
 };
 
 struct ReadyJob {
-  std::uint64_t id;
+  std::uint32_t slot;  // in WorkerState::jobs_
   asio::awaitable<std::string> coro;
 };
 
 class WorkerState {
  public:
-  WorkerState(asio::io_context& io, ipc::KjLoop& loop, const WorkerConfig& cfg) : io_(io), loop_(loop), cfg_(cfg) {}
+  WorkerState(asio::io_context& io, ipc::KjLoop& loop, const WorkerConfig& cfg) : io_(io), loop_(loop), cfg_(cfg) {
+    // Never more than child_concurrency at once: reserved, the slots never move (their
+    // timers' handlers find them by index).
+    jobs_.reserve(cfg_.child_concurrency);
+  }
 
   void set_sink(rpc::ResultSink::Client sink) { sink_ = kj::mv(sink); }
 
@@ -153,8 +159,8 @@ class WorkerState {
       return true;
     });
     queue_.erase(kept, queue_.end());
-    for (auto id : ids)
-      if (auto r = running_.find(id); r != running_.end()) stop(r->second, Kind::CANCELLED);
+    for (auto& j : jobs_)
+      if (j.id && wanted.count(j.id)) stop(j, Kind::CANCELLED);
     schedule_flush();
   }
 
@@ -180,7 +186,7 @@ class WorkerState {
   void run_queued() {
     std::chrono::steady_clock::time_point until{};
     unsigned n = 0;
-    while (!queue_.empty() && running_.size() < cfg_.child_concurrency) {
+    while (!queue_.empty() && running_ < cfg_.child_concurrency) {
       start(queue_.front());
       queue_.pop_front();
       if ((++n & 63) == 0) {
@@ -191,7 +197,7 @@ class WorkerState {
           break;
       }
     }
-    if (!queue_.empty() && running_.size() < cfg_.child_concurrency) schedule_drain();
+    if (!queue_.empty() && running_ < cfg_.child_concurrency) schedule_drain();
   }
 
   void start(const QueuedJob& job) {
@@ -216,30 +222,32 @@ class WorkerState {
       succeeded(job.id, mark);
       return;
     }
-    // The worker owns the coroutine: it waits in ready_ for a runner, and running_ tracks it
-    // until it finishes; a cancel() emits its runner's signal.
+    // The worker owns the coroutine: it waits in ready_ for a runner, and its slot in jobs_
+    // tracks it until it finishes; a cancel() emits its runner's signal.
     std::uint64_t id = job.id;
-    RunningJob* running = nullptr;
-    if (!spare_.empty()) {
-      auto node = std::move(spare_.back());
-      spare_.pop_back();
-      node.key() = id;
-      running = &running_.insert(std::move(node)).position->second;
-      running->stopped_for = Kind::EXCEPTION;
+    std::uint32_t slot = 0;
+    if (!free_jobs_.empty()) {
+      slot = free_jobs_.back();
+      free_jobs_.pop_back();
     } else {
-      running = &running_.try_emplace(id).first->second;
+      slot = static_cast<std::uint32_t>(jobs_.size());
+      jobs_.emplace_back();
     }
+    ++running_;
+    RunningJob* running = &jobs_[slot];
+    running->id = id;
+    running->stopped_for = Kind::EXCEPTION;
     running->runner = nullptr;
     running->timed = job.timeout_ms != 0;
     if (running->timed) {
       if (!running->deadline) running->deadline.emplace(io_);
       running->deadline->expires_after(std::chrono::milliseconds(job.timeout_ms));
-      running->deadline->async_wait([this, id](const asio::error_code& ec) {
-        if (ec) return;
-        if (auto r = running_.find(id); r != running_.end()) stop(r->second, Kind::TIMEOUT);
+      running->deadline->async_wait([this, slot, id](const asio::error_code& ec) {
+        if (ec || jobs_[slot].id != id) return;
+        stop(jobs_[slot], Kind::TIMEOUT);
       });
     }
-    ready_.push_back(ReadyJob{id, std::move(*inv.pending)});
+    ready_.push_back(ReadyJob{slot, std::move(*inv.pending)});
     start_runners();
   }
 
@@ -276,14 +284,13 @@ class WorkerState {
     while (!ready_.empty()) {
       ReadyJob job = std::move(ready_.front());
       ready_.pop_front();
-      auto it = running_.find(job.id);
-      if (it == running_.end()) continue;
+      RunningJob& j = jobs_[job.slot];
       std::exception_ptr e;
       std::string out;
-      if (it->second.stopped_for != Kind::EXCEPTION) {
+      if (j.stopped_for != Kind::EXCEPTION) {
         e = std::make_exception_ptr(std::system_error(asio::error::operation_aborted));  // stopped before it ran
       } else {
-        it->second.runner = &r;
+        j.runner = &r;
         r.in_job = true;
         try {
           out = co_await std::move(job.coro);
@@ -292,7 +299,7 @@ class WorkerState {
         }
         r.in_job = false;
       }
-      bool stopped = finish(job.id, e, out);
+      bool stopped = finish(job.slot, e, out);
       // A stop was emitted on this runner's signal: the next job starts with a clean state.
       if (stopped) co_await asio::this_coro::reset_cancellation_state();
       run_queued();  // refill ready_ from the queue, now that a job left
@@ -356,13 +363,16 @@ class WorkerState {
   }
 
   // Records a coroutine job's end; true when it had been asked to stop.
-  bool finish(std::uint64_t id, const std::exception_ptr& e, const std::string& out) {
-    auto it = running_.find(id);
-    if (it == running_.end()) return false;
-    Kind stopped_for = it->second.stopped_for;
-    bool emitted = stopped_for != Kind::EXCEPTION && it->second.runner;
-    if (it->second.timed) it->second.deadline->cancel();
-    spare_.push_back(running_.extract(it));
+  bool finish(std::uint32_t slot, const std::exception_ptr& e, const std::string& out) {
+    RunningJob& j = jobs_[slot];
+    std::uint64_t id = j.id;
+    Kind stopped_for = j.stopped_for;
+    bool emitted = stopped_for != Kind::EXCEPTION && j.runner;
+    if (j.timed) j.deadline->cancel();
+    j.id = 0;
+    j.runner = nullptr;
+    free_jobs_.push_back(slot);
+    --running_;
     if (e && stopped_for != Kind::EXCEPTION) {
       failures_.push_back(Failed{id, stopped_for, "", stopped_for == Kind::TIMEOUT ? "deadline passed" : "cancelled"});
     } else if (e) {
@@ -475,10 +485,11 @@ class WorkerState {
   WorkerConfig cfg_;
   kj::Maybe<rpc::ResultSink::Client> sink_;
   std::deque<QueuedJob> queue_;
-  std::unordered_map<std::uint64_t, RunningJob> running_;
-  std::deque<ReadyJob> ready_;                        // invoked coroutine jobs waiting for a runner
-  std::vector<std::unique_ptr<Runner>> runners_;      // at most child_concurrency
-  std::vector<decltype(running_)::node_type> spare_;  // nodes of ended jobs, for the next ones
+  std::vector<RunningJob> jobs_;                  // slots of invoked coroutine jobs: child_concurrency, reserved
+  std::vector<std::uint32_t> free_jobs_;          // slots free for the next jobs
+  std::size_t running_ = 0;                       // slots in use: jobs ready or running
+  std::deque<ReadyJob> ready_;                    // invoked coroutine jobs waiting for a runner
+  std::vector<std::unique_ptr<Runner>> runners_;  // at most child_concurrency
   // What finished since the last flush.
   std::vector<std::uint64_t> ids_;
   std::vector<std::uint32_t> ends_;
