@@ -25,6 +25,7 @@ struct FetchOptions {
   std::string method = "GET";
   std::string user_agent = "coropool/0.1";
   std::string ca_file;    // --cacert
+  bool insecure = false;  // -k/--insecure
   double rate = 0;        // requests per second over all workers; 0: no limit
   unsigned per_host = 0;  // connections per host over all workers; 0: no limit
   std::string save_dir;

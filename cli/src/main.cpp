@@ -155,7 +155,9 @@ int main(int argc, char** argv) {
       ->check(above_zero);
   fcmd->add_option("--save-dir", fetch.save_dir,
                    "Save each body there, named by a 64-bit FNV-1a hash of its URL in hex");
-  fcmd->add_flag("-k,--keep-order", fetch.keep_order, "Write the records in input order");
+  fcmd->add_flag("--keep-order", fetch.keep_order, "Write the records in input order");
+  fcmd->add_flag("-k,--insecure", fetch.insecure,
+                 "Do not verify https servers' certificates and names (as curl -k): for test servers");
   fcmd->add_flag("--resume", fetch.resume,
                  "Skip the lines the -o file holds records of (but worker_lost ones); append to it");
   fcmd->add_flag("--resume-failed", fetch.resume_failed,

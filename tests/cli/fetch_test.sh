@@ -17,7 +17,7 @@ errcode() { python3 -c 'import json,sys; [print((json.loads(l)["error"] or {}).g
   printf '%s\x00x\n' "$base/nul"; printf '%s/\xff\xfe\n' "$base"; echo "$base/$(head -c 9000 /dev/zero | tr '\0' a)"
   echo "$base/redirect/2"; echo "$base/redirect-to?url=ftp://127.0.0.1/x"; echo "http://127.0.0.1:1/refused"
   echo "$base/bytes/5000"; } > "$dir/urls.txt"
-"$bin" fetch -k --max-size 4000 "$dir/urls.txt" > "$dir/out.jsonl" 2> "$dir/err.txt"
+"$bin" fetch --keep-order --max-size 4000 "$dir/urls.txt" > "$dir/out.jsonl" 2> "$dir/err.txt"
 rc=$?
 check "exit 1 when some URLs failed" test "$rc" -eq 1
 check "one valid JSON record per URL line" test "$(field line < "$dir/out.jsonl" | tr '\n' ,)" = "1,4,5,6,7,8,9,10,11,12,"
@@ -97,7 +97,7 @@ check "--resume records every line exactly once" test "$(field line < "$dir/resu
 # SIGINT: exit 130, only whole records, no worker left behind.
 for i in $(seq 1 40); do echo "$base/delay/2000?i=$i"; done > "$dir/int.txt"
 echo "$base/text/first" | cat - "$dir/int.txt" > "$dir/int2.txt"
-"$bin" fetch -k -j 2 -c 2 -o "$dir/int.jsonl" "$dir/int2.txt" 2>/dev/null &
+"$bin" fetch --keep-order -j 2 -c 2 -o "$dir/int.jsonl" "$dir/int2.txt" 2>/dev/null &
 pid=$!
 timeout 20 tail -n +1 -F "$dir/int.jsonl" 2>/dev/null | head -n 1 > /dev/null
 descendants() { local c; for c in $(pgrep -P "$1"); do echo "$c"; descendants "$c"; done; }
@@ -120,7 +120,7 @@ check "SIGINT: no worker left" test "$left" -eq 0
 # bad_redirect, and an upper-case scheme is a URL (as curl takes it).
 for r in badstatus http09 status2000 bigheader badchunk badlocation; do echo "$base/raw/$r"; done > "$dir/raw.txt"
 echo "HTTP://127.0.0.1:$port/text/upper" >> "$dir/raw.txt"
-"$bin" fetch -k "$dir/raw.txt" > "$dir/raw.jsonl" 2>/dev/null
+"$bin" fetch --keep-order "$dir/raw.txt" > "$dir/raw.jsonl" 2>/dev/null
 check "malformed replies: bad_response; a bad Location: bad_redirect; HTTP:// fetched" \
   test "$(errcode < "$dir/raw.jsonl" | tr '\n' ,)" = "bad_response,bad_response,bad_response,bad_response,bad_response,bad_redirect,None,"
 
@@ -152,6 +152,13 @@ echo "$base/flaky/timing/1/1" | "$bin" fetch --retries 1 - > "$dir/t.jsonl" 2>/d
 check "time_ms covers the retries and their wait" \
   python3 -c "import json; r = json.load(open('$dir/t.jsonl')); assert r['attempts'] == 2 and r['time_ms'] >= 1000 > 500 > r['last_attempt_ms'], r"
 
+# A soft descriptor limit below what -c asks for (a shell's default 1024 is below -c 500 -j 2):
+# fetch raises it to the hard limit, so 300 transfers at once all connect.
+for i in $(seq 1 300); do echo "$base/delay/1500?fd=$i"; done > "$dir/fd.txt"
+bash -c "ulimit -S -n 128; exec \"$bin\" fetch -j 1 -c 300 \"$dir/fd.txt\"" > "$dir/fd.jsonl" 2>/dev/null
+check "a low soft descriptor limit is raised: 300 transfers at once under ulimit -S -n 128 all answer (rc $?)" \
+  test "$(field status < "$dir/fd.jsonl" | sort | uniq -c | awk '{print $1 ":" $2}')" = "300:200"
+
 # --per-host after every worker was killed mid-run: their connections are given back, the
 # run finishes, and with --retries the URLs they held are fetched again (not worker_lost).
 for i in $(seq 1 60); do echo "$base/delay/100?ph=$i"; done > "$dir/ph.txt"
@@ -174,7 +181,7 @@ check "--retries covers a lost worker: every URL answered once" \
 # --resume fetches again a line whose record says worker_lost; --resume-failed every line
 # whose record has an error, and the file keeps one record per line.
 printf '%s\n' "$base/seen/rf" "$base/text/keep" > "$dir/rf.txt"
-"$bin" fetch -k --max-size 1 -o "$dir/rf.jsonl" "$dir/rf.txt" 2>/dev/null
+"$bin" fetch --keep-order --max-size 1 -o "$dir/rf.jsonl" "$dir/rf.txt" 2>/dev/null
 "$bin" fetch --resume-failed -o "$dir/rf.jsonl" "$dir/rf.txt" 2>/dev/null
 check "--resume-failed fetches the failed lines again" test "$(curl -s "$base/count/rf")" = 2
 check "--resume-failed leaves one record per line, each answered" \

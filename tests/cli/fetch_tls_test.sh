@@ -71,6 +71,13 @@ head -160 "$dir/urls.txt" > "$dir/some.txt"
 check "without it the certificate is refused: exit 1" test $? -eq 1
 check "every record says tls, none timed out waiting ($each_ms ms a handshake, --timeout $timeout_s)" \
   test "$(errcode < "$dir/untrusted.jsonl" | sort | uniq -c | awk '{print $1 ":" $2}')" = "160:tls"
+# -k as curl means it: the same self-signed server answers; --keep-order is its long name.
+"$bin" fetch -j 1 -k --keep-order "$dir/some.txt" > "$dir/insecure.jsonl" 2>/dev/null
+check "-k/--insecure: no verification, 160 answers in order (exit $?)" \
+  test "$(field status < "$dir/insecure.jsonl" | sort | uniq -c | awk '{print $1 ":" $2}'),$(field line < "$dir/insecure.jsonl" | tr '\n' ' ')" = \
+  "160:200,$(seq 1 160 | tr '\n' ' ')"
+"$bin" fetch -j 1 --insecure "$dir/some.txt" 2>/dev/null | field status | sort -u > "$dir/insecure_long"
+check "--insecure, the long name" test "$(cat "$dir/insecure_long")" = 200
 "$bin" fetch --cacert "$dir/missing.pem" "$dir/urls.txt" 2> "$dir/e.txt" > /dev/null
 check "an unreadable --cacert is exit 2" test $? -eq 2
 check "naming it" grep -q "missing.pem" "$dir/e.txt"

@@ -92,7 +92,7 @@ check "pty Ctrl-C: no job left within 2 s" gone_by none 'sleep 41\.5' "$t0"
 
 # `coropool fetch`, signalled as a group: whole records only, and --resume fetches the rest.
 { echo "$base/text/first"; for i in $(seq 1 8); do echo "$base/delay/2000?i=$i"; done; } > "$dir/f.txt"
-setsid $as_in_a_terminal "$bin" fetch -k -j 2 -c 2 -o "$dir/f.jsonl" "$dir/f.txt" 2> "$dir/f_err.txt" &
+setsid $as_in_a_terminal "$bin" fetch --keep-order -j 2 -c 2 -o "$dir/f.jsonl" "$dir/f.txt" 2> "$dir/f_err.txt" &
 pid=$!
 timeout 20 tail -n +1 -F "$dir/f.jsonl" 2>/dev/null | head -n 1 > /dev/null
 pgid=$(ps -o pgid= -p "$pid" | tr -d ' ')

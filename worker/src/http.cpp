@@ -176,7 +176,8 @@ struct EasySetup {
   bool matches(const HttpOptions& o, bool for_https) const {
     return configured && https == for_https && opts.method == o.method && opts.headers == o.headers &&
            opts.timeout == o.timeout && opts.connect_timeout == o.connect_timeout && opts.max_size == o.max_size &&
-           opts.max_redirects == o.max_redirects && opts.user_agent == o.user_agent && opts.ca_file == o.ca_file;
+           opts.max_redirects == o.max_redirects && opts.user_agent == o.user_agent && opts.ca_file == o.ca_file &&
+           opts.insecure == o.insecure;
   }
   void assign(const HttpOptions& o, bool for_https) {
     configured = true;
@@ -189,6 +190,7 @@ struct EasySetup {
     opts.max_redirects = o.max_redirects;
     opts.user_agent = o.user_agent;
     opts.ca_file = o.ca_file;
+    opts.insecure = o.insecure;
     if (headers) curl_slist_free_all(headers);
     headers = nullptr;
     bool own_agent = false;
@@ -569,6 +571,10 @@ struct HttpClient::Impl {
     else if (o.method != "GET" && o.method != "POST")
       curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, o.method.c_str());
     if (!o.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, o.ca_file.c_str());
+    if (o.insecure) {
+      curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+      curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
   }
 
   template <class Handler>

@@ -33,6 +33,7 @@ struct HttpOptions {
   long max_redirects = 10;     // followed over http and https only; 0: not followed
   std::string user_agent = "coropool/0.1";
   std::string ca_file = {};  // PEM certificates to verify https servers with; empty: the system's
+  bool insecure = false;     // https without verifying the server's certificate or name (curl -k)
   bool keep_body = true;     // false: only count the bytes
   // When set, the body goes here chunk by chunk instead of into HttpResult::body.
   std::function<void(std::string_view)> body_sink = {};
