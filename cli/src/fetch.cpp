@@ -19,6 +19,7 @@
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -35,6 +36,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <random>
@@ -403,6 +405,45 @@ std::optional<std::string> url_problem(std::string_view line) {
   return std::nullopt;
 }
 
+namespace {
+bool has_header(const std::vector<std::string>& headers, std::string_view name) {
+  return std::any_of(headers.begin(), headers.end(), [&](const std::string& h) {
+    return h.size() > name.size() && h[name.size()] == ':' && strncasecmp(h.c_str(), name.data(), name.size()) == 0;
+  });
+}
+}  // namespace
+
+std::optional<std::string> prepare_body(FetchOptions& o, std::string& body) {
+  body.clear();
+  if (o.data.empty()) return std::nullopt;
+  bool json = false, form = false;
+  for (std::size_t i = 0; i < o.data.size(); ++i) {
+    auto& [kind, value] = o.data[i];
+    std::string piece = value;
+    if (!value.empty() && value[0] == '@') {
+      std::string path = value.substr(1);
+      if (path == "-" && o.input == "-") return "the body cannot come from stdin (@-) when the URLs do";
+      std::ifstream f(path == "-" ? "/dev/stdin" : path, std::ios::binary);
+      if (!f) return "cannot read " + path + " for " + (kind == 'j' ? "--json" : kind == 'b' ? "--data-binary" : "-d");
+      piece.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+      if (kind == 'd') std::erase_if(piece, [](char c) { return c == '\r' || c == '\n'; });
+    }
+    // curl joins data pieces with '&' and appends --json pieces as they are.
+    if (i > 0 && kind != 'j') body += '&';
+    body += piece;
+    json = json || kind == 'j';
+    form = form || kind != 'j';
+  }
+  if (json) {
+    if (!has_header(o.headers, "Content-Type")) o.headers.emplace_back("Content-Type: application/json");
+    if (!has_header(o.headers, "Accept")) o.headers.emplace_back("Accept: application/json");
+  } else if (form && !has_header(o.headers, "Content-Type")) {
+    o.headers.emplace_back("Content-Type: application/x-www-form-urlencoded");
+  }
+  if (!o.method_given) o.method = "POST";
+  return std::nullopt;
+}
+
 std::optional<coropool::Shard> pick_shard(const std::string& flag, unsigned shards) {
   try {
     if (!flag.empty()) return coropool::Shard::parse(flag);
@@ -580,12 +621,15 @@ void raise_descriptor_limit() {
 }
 }  // namespace
 
-int fetch_main(const FetchOptions& o) {
+int fetch_main(const FetchOptions& given) {
+  FetchOptions o = given;
   auto usage = [](const std::string& msg) {
     std::fprintf(stderr, "coropool fetch: %s\n", msg.c_str());
     return 2;
   };
   raise_descriptor_limit();
+  std::string body;
+  if (auto problem = prepare_body(o, body)) return usage(*problem);
   auto shard = pick_shard(o.shard, o.shards);
   if (!shard) return 2;
   const bool resume = o.resume || o.resume_failed;
@@ -632,6 +676,7 @@ int fetch_main(const FetchOptions& o) {
   // Everything the workers need is in place before the pool forks them.
   unsigned procs = o.processes ? o.processes : coropool::usable_cpus();
   g_config.http.method = o.method;
+  g_config.http.body = std::move(body);
   g_config.http.headers = o.headers;
   g_config.http.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(o.timeout_seconds * 1000));
   g_config.http.connect_timeout =

@@ -23,6 +23,10 @@ struct FetchOptions {
   long max_redirects = 10;
   std::vector<std::string> headers;
   std::string method = "GET";
+  bool method_given = false;  // -X was given: data does not make it POST
+  // The request body's pieces in command-line order: kind 'd' (-d/--data), 'b'
+  // (--data-binary) or 'j' (--json), and the value as given (@FILE reads a file).
+  std::vector<std::pair<char, std::string>> data;
   std::string user_agent = "coropool/0.1";
   std::string ca_file;    // --cacert
   bool insecure = false;  // -k/--insecure
@@ -48,6 +52,13 @@ std::optional<coropool::Shard> pick_shard(const std::string& flag, unsigned shar
 
 // The JSON string literal of arbitrary bytes (invalid UTF-8 bytes become \u00XX).
 std::string json_string(std::string_view bytes);
+
+// The request body and the headers and method it implies, from `o.data` as curl makes them:
+// pieces joined by '&' (--json pieces are concatenated), "@FILE" read from a file (with CR and
+// LF taken out for -d), Content-Type application/x-www-form-urlencoded for -d and
+// --data-binary and application/json (with Accept: application/json) for --json unless a -H
+// gives them, and POST unless -X was given. An error names the file it could not read.
+std::optional<std::string> prepare_body(FetchOptions& o, std::string& body);
 
 // Whether `line` is a URL we fetch; otherwise why not.
 std::optional<std::string> url_problem(std::string_view line);

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <exception>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <system_error>
 
@@ -145,7 +146,20 @@ int main(int argc, char** argv) {
   fcmd->add_option("-H,--header", fetch.headers, "A request header, \"Name: value\" (repeatable)")
       ->allow_extra_args(false)  // each -H takes one value: the input file is not a header
       ->check(header_line);
-  fcmd->add_option("-X,--method", fetch.method, "The request method")->default_val("GET");
+  auto* method = fcmd->add_option("-X,--method", fetch.method, "The request method")->default_val("GET");
+  auto* data = fcmd->add_option("-d,--data",
+                                "Request body, as curl -d: pieces joined by &, @FILE reads a file (without its\n"
+                                "newlines); POST with Content-Type application/x-www-form-urlencoded")
+                   ->allow_extra_args(false)
+                   ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  auto* data_binary = fcmd->add_option("--data-binary", "As -d, but @FILE is sent byte for byte")
+                          ->allow_extra_args(false)
+                          ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  auto* json = fcmd->add_option("--json",
+                                "Request body as JSON, as curl --json: pieces concatenated, @FILE reads a\n"
+                                "file; Content-Type and Accept application/json")
+                   ->allow_extra_args(false)
+                   ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   fcmd->add_option("--user-agent", fetch.user_agent, "The User-Agent header")->default_val("coropool/0.1");
   fcmd->add_option("--cacert", fetch.ca_file,
                    "PEM file of the certificates that https servers are verified with (default: the\n"
@@ -188,6 +202,17 @@ int main(int argc, char** argv) {
     }
     int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
+  }
+  if (fcmd->parsed()) {
+    fetch.method_given = method->count() > 0;
+    // Every piece in the order given, across the three options, as curl joins them.
+    std::map<const CLI::Option*, std::size_t> taken;
+    for (const CLI::Option* opt : fcmd->parse_order()) {
+      char kind = opt == data ? 'd' : opt == data_binary ? 'b' : opt == json ? 'j' : '\0';
+      if (!kind) continue;
+      std::size_t i = taken[opt]++;
+      if (i < opt->results().size()) fetch.data.emplace_back(kind, opt->results()[i]);
+    }
   }
   try {
     if (cmd->parsed()) return coropool::cli::run_main(run);

@@ -17,6 +17,9 @@ listens, and serves until killed. Paths:
   /conn/KEY            200, and the connection it came on noted under KEY
   /conns/KEY           how many distinct connections /conn/KEY requests came on
   /hangup/ANY          200 "bye\\n" as if the connection stayed open, then closes it
+  /echo/ANY            any method: 200 with the method, Content-Type, Accept and the body
+                       received, each after a "NAME: " line, so a client's request can be
+                       compared with curl's
 """
 import socket
 import struct
@@ -56,12 +59,33 @@ class Handler(BaseHTTPRequestHandler):
     def do_HEAD(self):
         self.do_GET()
 
+    def echo(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        text = b"method: %s\ncontent-type: %s\naccept: %s\nlength: %d\nbody:\n" % (
+            self.command.encode(),
+            (self.headers.get("Content-Type") or "-").encode(),
+            (self.headers.get("Accept") or "-").encode(),
+            len(body),
+        )
+        self.reply(200, text + body, "application/octet-stream")
+
+    def do_POST(self):
+        if urlparse(self.path).path.startswith("/echo"):
+            self.echo()
+        else:
+            self.do_GET()
+
+    do_PUT = do_PATCH = do_DELETE = do_POST
+
     def do_GET(self):
         url = urlparse(self.path)
         parts = url.path.strip("/").split("/")
         head = parts[0] if parts else ""
         try:
-            if head == "text":
+            if head == "echo":
+                self.echo()
+            elif head == "text":
                 self.reply(200, b"hello\n")
             elif head == "status":
                 code = int(parts[1])

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# `coropool fetch` request bodies (-d/--data, --data-binary, --json, with -X and -H) against
+# curl itself: the same options through both to the test server's /echo, which answers with
+# the method, Content-Type, Accept and body it received; the answers must be byte for byte
+# the same. Bodies from files, and the errors for an unreadable one.
+# Usage: fetch_body_test.sh PATH/TO/coropool PATH/TO/http_server.py
+set -u
+bin=$(readlink -f "$1")
+server_py=$2
+command -v curl > /dev/null || { echo "curl missing: run scripts/install-deps"; exit 77; }
+source "$(dirname "$0")/check.sh"
+dir=$(mktemp -d)
+server=""
+trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$dir"' EXIT
+start_server "$server_py"
+
+printf 'a=1\nb=2\r\n' > "$dir/form.txt"
+printf '{"k": [1, 2],\n "v": "\xc3\xa9"}\n' > "$dir/doc.json"
+head -c 3000 /dev/urandom > "$dir/blob.bin"
+cases=(
+  "-d x=1"
+  "-d x=1 -d y=2"
+  "--data a%20b --data c"
+  "-d @$dir/form.txt"
+  "--data-binary @$dir/form.txt"
+  "--data-binary @$dir/blob.bin"
+  "-d first --data-binary @$dir/form.txt -d last"
+  "--json {\"a\":1}"
+  "--json [1, --json 2]"
+  "--json @$dir/doc.json"
+  "-X PUT -d z"
+  "-X PATCH --json {}"
+  "-d q -X DELETE"
+  "-H Content-Type:text/plain -d q"
+  "-H Accept:text/csv --json 1"
+)
+for args in "${cases[@]}"; do
+  n=${#args}
+  # shellcheck disable=SC2086  # word splitting is the point: the options as a user types them
+  curl -s $args "$base/echo/$n" > "$dir/curl.out"
+  echo "$base/echo/$n" > "$dir/url.txt"
+  rm -rf "$dir/saved"
+  # shellcheck disable=SC2086
+  "$bin" fetch --save-dir "$dir/saved" $args "$dir/url.txt" > "$dir/rec.jsonl" 2> "$dir/err.txt"
+  rc=$?
+  cat "$dir"/saved/* > "$dir/ours.out" 2> /dev/null
+  check "as curl: fetch $args (exit $rc)" cmp -s "$dir/curl.out" "$dir/ours.out"
+done
+# The same body goes with every URL of the list.
+for i in 1 2 3; do echo "$base/echo/many$i"; done > "$dir/three.txt"
+"$bin" fetch --save-dir "$dir/three" --json '{"n":3}' "$dir/three.txt" > /dev/null 2>&1
+check "every URL gets the body" test "$(cat "$dir"/three/* | grep -o '{"n":3}' | wc -l)" = 3
+
+"$bin" fetch -d @"$dir/missing.txt" "$dir/url.txt" > /dev/null 2> "$dir/e1.txt"
+check "an unreadable @FILE is exit 2" test $? -eq 2
+check "naming the file and the option" grep -q "missing.txt for -d" "$dir/e1.txt"
+"$bin" fetch --data-binary @- - < "$dir/url.txt" > /dev/null 2> "$dir/e2.txt"
+check "@- while the URLs come from stdin is exit 2" test $? -eq 2
+check "saying why" grep -q "stdin" "$dir/e2.txt"
+report
