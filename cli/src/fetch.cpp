@@ -60,14 +60,15 @@ struct FetchRecord {
   bool final_is_url = false;  // final_url is the URL (and left empty)
   long status = 0;
   std::uint64_t bytes = 0;
+  std::uint64_t wire_bytes = 0;
   double time_ms = 0;          // all attempts, with the waits between them
   double last_attempt_ms = 0;  // the last attempt alone
   std::uint32_t attempts = 0;
   std::string error, message;
 };
 auto coropool_fields(FetchRecord& r) {
-  return std::tie(r.index, r.final_url, r.content_type, r.file, r.final_is_url, r.status, r.bytes, r.time_ms,
-                  r.last_attempt_ms, r.attempts, r.error, r.message);
+  return std::tie(r.index, r.final_url, r.content_type, r.file, r.final_is_url, r.status, r.bytes, r.wire_bytes,
+                  r.time_ms, r.last_attempt_ms, r.attempts, r.error, r.message);
 }
 
 namespace {
@@ -307,6 +308,7 @@ asio::awaitable<coropool::cli::FetchRecord> coropool_fetch_url(coropool::cli::Fe
   rec.content_type = std::move(r.content_type);
   rec.status = r.status;
   rec.bytes = r.bytes;
+  rec.wire_bytes = r.wire_bytes;
   rec.time_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
   rec.last_attempt_ms = r.total_ms;
   rec.error = std::move(r.error);
@@ -527,6 +529,8 @@ void append_json(std::string& j, std::uint64_t line, std::string_view url, const
     j += "null";
   j += ",\"bytes\":";
   number(r.bytes);
+  j += ",\"wire_bytes\":";
+  number(r.wire_bytes);
   j += ",\"content_type\":";
   text_or_null(r.content_type);
   auto millis = [&](double v) {
@@ -686,6 +690,7 @@ int fetch_main(const FetchOptions& given) {
   g_config.http.user_agent = o.user_agent;
   g_config.http.ca_file = o.ca_file;
   g_config.http.insecure = o.insecure;
+  g_config.http.compressed = o.compressed;
   g_config.http.keep_body = false;
   g_config.shared_http = std::make_shared<const worker::HttpOptions>(g_config.http);
   // No cap on connections in all: the pool runs at most -c transfers in a worker. But room for

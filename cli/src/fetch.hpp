@@ -28,10 +28,11 @@ struct FetchOptions {
   // (--data-binary) or 'j' (--json), and the value as given (@FILE reads a file).
   std::vector<std::pair<char, std::string>> data;
   std::string user_agent = "coropool/0.1";
-  std::string ca_file;    // --cacert
-  bool insecure = false;  // -k/--insecure
-  double rate = 0;        // requests per second over all workers; 0: no limit
-  unsigned per_host = 0;  // connections per host over all workers; 0: no limit
+  std::string ca_file;      // --cacert
+  bool insecure = false;    // -k/--insecure
+  bool compressed = false;  // --compressed
+  double rate = 0;          // requests per second over all workers; 0: no limit
+  unsigned per_host = 0;    // connections per host over all workers; 0: no limit
   std::string save_dir;
   bool keep_order = false;
   bool resume = false;

@@ -170,6 +170,9 @@ int main(int argc, char** argv) {
   fcmd->add_option("--save-dir", fetch.save_dir,
                    "Save each body there, named by a 64-bit FNV-1a hash of its URL in hex");
   fcmd->add_flag("--keep-order", fetch.keep_order, "Write the records in input order");
+  fcmd->add_flag("--compressed", fetch.compressed,
+                 "Ask for a compressed response (gzip, deflate, br, zstd) and decode it, as curl does;\n"
+                 "bytes is then the decoded size and wire_bytes what came over the wire");
   fcmd->add_flag("-k,--insecure", fetch.insecure,
                  "Do not verify https servers' certificates and names (as curl -k): for test servers");
   fcmd->add_flag("--resume", fetch.resume,

@@ -2,7 +2,8 @@
 # `coropool fetch` request bodies (-d/--data, --data-binary, --json, with -X and -H) against
 # curl itself: the same options through both to the test server's /echo, which answers with
 # the method, Content-Type, Accept and body it received; the answers must be byte for byte
-# the same. Bodies from files, and the errors for an unreadable one.
+# the same. Bodies from files, and the errors for an unreadable one. --compressed against
+# curl --compressed: the same decoded body, with bytes and wire_bytes in the record.
 # Usage: fetch_body_test.sh PATH/TO/coropool PATH/TO/http_server.py
 set -u
 bin=$(readlink -f "$1")
@@ -50,6 +51,17 @@ done
 for i in 1 2 3; do echo "$base/echo/many$i"; done > "$dir/three.txt"
 "$bin" fetch --save-dir "$dir/three" --json '{"n":3}' "$dir/three.txt" > /dev/null 2>&1
 check "every URL gets the body" test "$(cat "$dir"/three/* | grep -o '{"n":3}' | wc -l)" = 3
+
+# --compressed: asks for gzip and decodes it as curl --compressed does.
+echo "$base/gzip/100000" > "$dir/gz.txt"
+curl -s --compressed "$base/gzip/100000" > "$dir/gz_curl.out"
+"$bin" fetch --compressed --save-dir "$dir/gz" "$dir/gz.txt" > "$dir/gz.jsonl" 2> /dev/null
+check "--compressed: the body decoded as curl decodes it" cmp -s "$dir/gz_curl.out" "$dir"/gz/*
+record() { python3 -c 'import json,sys; r = json.loads(sys.stdin.readline()); print(r["bytes"], r["wire_bytes"] < r["bytes"])'; }
+check "--compressed: bytes is the decoded size, wire_bytes the smaller one on the wire" \
+  test "$(record < "$dir/gz.jsonl")" = "100000 True"
+"$bin" fetch "$dir/gz.txt" 2> /dev/null | python3 -c 'import json,sys; r = json.loads(sys.stdin.readline()); print(r["bytes"], r["wire_bytes"])' > "$dir/plain"
+check "without it nothing is compressed: bytes = wire_bytes" test "$(cat "$dir/plain")" = "100000 100000"
 
 "$bin" fetch -d @"$dir/missing.txt" "$dir/url.txt" > /dev/null 2> "$dir/e1.txt"
 check "an unreadable @FILE is exit 2" test $? -eq 2

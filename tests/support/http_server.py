@@ -17,10 +17,12 @@ listens, and serves until killed. Paths:
   /conn/KEY            200, and the connection it came on noted under KEY
   /conns/KEY           how many distinct connections /conn/KEY requests came on
   /hangup/ANY          200 "bye\\n" as if the connection stayed open, then closes it
+  /gzip/N              N bytes of 'x', gzip-encoded when the request accepts gzip
   /echo/ANY            any method: 200 with the method, Content-Type, Accept and the body
                        received, each after a "NAME: " line, so a client's request can be
                        compared with curl's
 """
+import gzip
 import socket
 import struct
 import sys
@@ -85,6 +87,12 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if head == "echo":
                 self.echo()
+            elif head == "gzip":
+                body = b"x" * int(parts[1])
+                if "gzip" in (self.headers.get("Accept-Encoding") or ""):
+                    self.reply(200, gzip.compress(body), headers=[("Content-Encoding", "gzip")])
+                else:
+                    self.reply(200, body)
             elif head == "text":
                 self.reply(200, b"hello\n")
             elif head == "status":

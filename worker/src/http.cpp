@@ -177,7 +177,7 @@ struct EasySetup {
     return configured && https == for_https && opts.method == o.method && opts.headers == o.headers &&
            opts.timeout == o.timeout && opts.connect_timeout == o.connect_timeout && opts.max_size == o.max_size &&
            opts.max_redirects == o.max_redirects && opts.user_agent == o.user_agent && opts.ca_file == o.ca_file &&
-           opts.insecure == o.insecure;
+           opts.insecure == o.insecure && opts.compressed == o.compressed;
   }
   void assign(const HttpOptions& o, bool for_https) {
     configured = true;
@@ -191,6 +191,7 @@ struct EasySetup {
     opts.user_agent = o.user_agent;
     opts.ca_file = o.ca_file;
     opts.insecure = o.insecure;
+    opts.compressed = o.compressed;
     if (headers) curl_slist_free_all(headers);
     headers = nullptr;
     bool own_agent = false;
@@ -466,6 +467,10 @@ struct HttpClient::Impl {
     s = nullptr;
     if (curl_easy_getinfo(e, CURLINFO_CONTENT_TYPE, &s) == CURLE_OK && s) r.content_type = s;
     curl_easy_getinfo(e, CURLINFO_REDIRECT_COUNT, &r.redirects);
+    // Counted by curl before any decoding.
+    curl_off_t wire = 0;
+    if (curl_easy_getinfo(e, CURLINFO_SIZE_DOWNLOAD_T, &wire) == CURLE_OK && wire > 0)
+      r.wire_bytes = static_cast<std::uint64_t>(wire);
     curl_off_t retry_after = 0;
     if (curl_easy_getinfo(e, CURLINFO_RETRY_AFTER, &retry_after) == CURLE_OK && retry_after > 0)
       r.retry_after = std::chrono::seconds(retry_after);
@@ -571,6 +576,8 @@ struct HttpClient::Impl {
     else if (o.method != "GET" && o.method != "POST")
       curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, o.method.c_str());
     if (!o.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, o.ca_file.c_str());
+    // "": every encoding this libcurl decodes, as curl --compressed asks.
+    if (o.compressed) curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
     if (o.insecure) {
       curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
       curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);

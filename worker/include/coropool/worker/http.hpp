@@ -34,6 +34,7 @@ struct HttpOptions {
   std::string user_agent = "coropool/0.1";
   std::string ca_file = {};  // PEM certificates to verify https servers with; empty: the system's
   bool insecure = false;     // https without verifying the server's certificate or name (curl -k)
+  bool compressed = false;   // ask for a compressed body (gzip, deflate, br, zstd) and decode it
   bool keep_body = true;     // false: only count the bytes
   // When set, the body goes here chunk by chunk instead of into HttpResult::body.
   std::function<void(std::string_view)> body_sink = {};
@@ -44,7 +45,8 @@ struct HttpResult {
   std::string final_url;
   std::string content_type;
   std::string body;
-  std::uint64_t bytes = 0;  // body bytes received
+  std::uint64_t bytes = 0;       // body bytes received (decoded, when compressed)
+  std::uint64_t wire_bytes = 0;  // body bytes as they came over the wire
   long redirects = 0;
   std::optional<std::chrono::seconds> retry_after;  // from a Retry-After header
   double dns_ms = 0, connect_ms = 0, tls_ms = 0, first_byte_ms = 0, total_ms = 0;
