@@ -634,6 +634,7 @@ int fetch_main(const FetchOptions& given) {
   raise_descriptor_limit();
   std::string body;
   if (auto problem = prepare_body(o, body)) return usage(*problem);
+  if (o.http1_1 && o.http2_prior_knowledge) return usage("--http1.1 and --http2-prior-knowledge exclude each other");
   auto shard = pick_shard(o.shard, o.shards);
   if (!shard) return 2;
   const bool resume = o.resume || o.resume_failed;
@@ -691,6 +692,11 @@ int fetch_main(const FetchOptions& given) {
   g_config.http.ca_file = o.ca_file;
   g_config.http.insecure = o.insecure;
   g_config.http.compressed = o.compressed;
+  g_config.http.proxy = o.proxy;
+  g_config.http.cookie = o.cookie;
+  g_config.http.version = o.http1_1                 ? worker::HttpOptions::Version::http1_1
+                          : o.http2_prior_knowledge ? worker::HttpOptions::Version::http2_prior_knowledge
+                                                    : worker::HttpOptions::Version::any;
   g_config.http.keep_body = false;
   g_config.shared_http = std::make_shared<const worker::HttpOptions>(g_config.http);
   // No cap on connections in all: the pool runs at most -c transfers in a worker. But room for

@@ -31,8 +31,12 @@ struct FetchOptions {
   std::string ca_file;      // --cacert
   bool insecure = false;    // -k/--insecure
   bool compressed = false;  // --compressed
-  double rate = 0;          // requests per second over all workers; 0: no limit
-  unsigned per_host = 0;    // connections per host over all workers; 0: no limit
+  std::string proxy;        // -x/--proxy
+  std::string cookie;       // -b/--cookie
+  bool http1_1 = false;     // --http1.1
+  bool http2_prior_knowledge = false;
+  double rate = 0;        // requests per second over all workers; 0: no limit
+  unsigned per_host = 0;  // connections per host over all workers; 0: no limit
   std::string save_dir;
   bool keep_order = false;
   bool resume = false;

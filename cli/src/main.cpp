@@ -173,6 +173,13 @@ int main(int argc, char** argv) {
   fcmd->add_flag("--compressed", fetch.compressed,
                  "Ask for a compressed response (gzip, deflate, br, zstd) and decode it, as curl does;\n"
                  "bytes is then the decoded size and wire_bytes what came over the wire");
+  fcmd->add_option("-x,--proxy", fetch.proxy,
+                   "Send every request through this proxy, as curl -x (without it, http_proxy,\n"
+                   "https_proxy, all_proxy and no_proxy are honoured as curl honours them)");
+  fcmd->add_option("-b,--cookie", fetch.cookie, "Send this Cookie header, \"NAME=VALUE; NAME2=VALUE2\"");
+  fcmd->add_flag("--http1.1", fetch.http1_1, "Use HTTP/1.1 only, also over https");
+  fcmd->add_flag("--http2-prior-knowledge", fetch.http2_prior_knowledge,
+                 "Speak HTTP/2 to http:// URLs at once, without an upgrade (servers that take h2c)");
   fcmd->add_flag("-k,--insecure", fetch.insecure,
                  "Do not verify https servers' certificates and names (as curl -k): for test servers");
   fcmd->add_flag("--resume", fetch.resume,

@@ -29,3 +29,7 @@ start_server() {
   read -r -t 20 _ port <&5
   base="http://127.0.0.1:$port"
 }
+# `field NAME` and `errcode`: from fetch records on stdin, each record's NAME, or its error code
+# (None when it has none), a line each.
+field() { python3 -c 'import json,sys; [print(json.loads(l).get(sys.argv[1])) for l in sys.stdin]' "$1"; }
+errcode() { python3 -c 'import json,sys; [print((json.loads(l)["error"] or {}).get("code")) for l in sys.stdin]'; }

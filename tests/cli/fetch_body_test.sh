@@ -34,6 +34,8 @@ cases=(
   "-d q -X DELETE"
   "-H Content-Type:text/plain -d q"
   "-H Accept:text/csv --json 1"
+  "-b a=1;b=2"
+  "--cookie a=1 -d x"
 )
 for args in "${cases[@]}"; do
   n=${#args}
@@ -62,6 +64,18 @@ check "--compressed: bytes is the decoded size, wire_bytes the smaller one on th
   test "$(record < "$dir/gz.jsonl")" = "100000 True"
 "$bin" fetch "$dir/gz.txt" 2> /dev/null | python3 -c 'import json,sys; r = json.loads(sys.stdin.readline()); print(r["bytes"], r["wire_bytes"])' > "$dir/plain"
 check "without it nothing is compressed: bytes = wire_bytes" test "$(cat "$dir/plain")" = "100000 100000"
+
+# -x/--proxy: the test server answers proxy requests (an absolute URL in the request line),
+# so a host that does not exist answers through it, as with curl -x; and http_proxy is
+# honoured without -x.
+echo "http://coropool.invalid/echo/proxied" > "$dir/px.txt"
+curl -s -x "$base" -d via "http://coropool.invalid/echo/proxied" > "$dir/px_curl.out"
+"$bin" fetch -x "$base" -d via --save-dir "$dir/px" "$dir/px.txt" > /dev/null 2>&1
+check "-x/--proxy: through the proxy as curl -x" cmp -s "$dir/px_curl.out" "$dir"/px/*
+http_proxy=$base "$bin" fetch "$dir/px.txt" 2> /dev/null | field status > "$dir/px_env"
+check "http_proxy is honoured" test "$(cat "$dir/px_env")" = 200
+"$bin" fetch "$dir/px.txt" 2> /dev/null | errcode > "$dir/px_none"
+check "and without either the host does not resolve" test "$(cat "$dir/px_none")" = dns
 
 "$bin" fetch -d @"$dir/missing.txt" "$dir/url.txt" > /dev/null 2> "$dir/e1.txt"
 check "an unreadable @FILE is exit 2" test $? -eq 2

@@ -9,8 +9,6 @@ dir=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null; rm -rf "$dir"' EXIT
 source "$(dirname "$0")/check.sh"
 start_server "$server_py"
-field() { python3 -c 'import json,sys; [print(json.loads(l).get(sys.argv[1])) for l in sys.stdin]' "$1"; }
-errcode() { python3 -c 'import json,sys; [print((json.loads(l)["error"] or {}).get("code")) for l in sys.stdin]'; }
 
 # Statuses, redirects, bad lines: one record per line that is not blank or a comment.
 { echo "$base/text/a"; echo; echo "# a comment"; echo "$base/status/404"; echo "ftp://example.org/x"

@@ -19,7 +19,9 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost -addext su
   -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
 mkdir -p "$dir/logs" "$dir/tmp"
 # A free port: bind 0 and read it back.
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+h2c_port=$(free_port)
 cat > "$dir/nginx.conf" <<CONF
 worker_processes 1;
 pid $dir/nginx.pid;
@@ -35,14 +37,16 @@ http {
     ssl_certificate_key $dir/key.pem;
     location / { return 200 "ok\n"; }
   }
+  server {
+    listen 127.0.0.1:$h2c_port http2;
+    location / { return 200 "ok\n"; }
+  }
 }
 CONF
 # As a daemon: the command returns once the master listens (connections wait in the
 # backlog until its worker takes them), so no wait for readiness is needed.
 "$nginx_bin" -c "$dir/nginx.conf" -p "$dir" || { echo "nginx did not start"; cat "$dir/logs/error.log"; exit 1; }
 nginx_pid=$(cat "$dir/nginx.pid")
-field() { python3 -c 'import json,sys; [print(json.loads(l).get(sys.argv[1])) for l in sys.stdin]' "$1"; }
-errcode() { python3 -c 'import json,sys; [print((json.loads(l)["error"] or {}).get("code")) for l in sys.stdin]'; }
 
 for i in $(seq 1 200); do echo "https://localhost:$port/x?$i"; done > "$dir/urls.txt"
 "$bin" fetch -j 1 -c 32 --cacert "$dir/cert.pem" "$dir/urls.txt" > "$dir/out.jsonl" 2> "$dir/err.txt"
@@ -78,6 +82,19 @@ check "-k/--insecure: no verification, 160 answers in order (exit $?)" \
   "160:200,$(seq 1 160 | tr '\n' ' ')"
 "$bin" fetch -j 1 --insecure "$dir/some.txt" 2>/dev/null | field status | sort -u > "$dir/insecure_long"
 check "--insecure, the long name" test "$(cat "$dir/insecure_long")" = 200
+# --http1.1 over https, and --http2-prior-knowledge to a plaintext HTTP/2 (h2c) listener.
+before=$(wc -l < "$dir/logs/access.log")
+head -5 "$dir/urls.txt" | "$bin" fetch --http1.1 --cacert "$dir/cert.pem" - > /dev/null 2>&1
+check "--http1.1 over https speaks HTTP/1.1" \
+  test "$(tail -n +$((before + 1)) "$dir/logs/access.log" | awk '{print $2}' | sort | uniq -c | awk '{print $1 ":" $2}')" = "5:HTTP/1.1"
+before=$(wc -l < "$dir/logs/access.log")
+for i in 1 2 3; do echo "http://127.0.0.1:$h2c_port/c?$i"; done | "$bin" fetch --http2-prior-knowledge - 2> /dev/null |
+  field status > "$dir/h2c"
+check "--http2-prior-knowledge: h2c answers" test "$(sort -u "$dir/h2c")" = 200
+check "over HTTP/2" \
+  test "$(tail -n +$((before + 1)) "$dir/logs/access.log" | awk '{print $2}' | sort | uniq -c | awk '{print $1 ":" $2}')" = "3:HTTP/2.0"
+"$bin" fetch --http1.1 --http2-prior-knowledge "$dir/urls.txt" > /dev/null 2>&1
+check "both at once is exit 2" test $? -eq 2
 "$bin" fetch --cacert "$dir/missing.pem" "$dir/urls.txt" 2> "$dir/e.txt" > /dev/null
 check "an unreadable --cacert is exit 2" test $? -eq 2
 check "naming it" grep -q "missing.pem" "$dir/e.txt"

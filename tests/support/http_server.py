@@ -18,7 +18,7 @@ listens, and serves until killed. Paths:
   /conns/KEY           how many distinct connections /conn/KEY requests came on
   /hangup/ANY          200 "bye\\n" as if the connection stayed open, then closes it
   /gzip/N              N bytes of 'x', gzip-encoded when the request accepts gzip
-  /echo/ANY            any method: 200 with the method, Content-Type, Accept and the body
+  /echo/ANY            any method: 200 with the method, Content-Type, Accept, Cookie and the body
                        received, each after a "NAME: " line, so a client's request can be
                        compared with curl's
 """
@@ -64,10 +64,11 @@ class Handler(BaseHTTPRequestHandler):
     def echo(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        text = b"method: %s\ncontent-type: %s\naccept: %s\nlength: %d\nbody:\n" % (
+        text = b"method: %s\ncontent-type: %s\naccept: %s\ncookie: %s\nlength: %d\nbody:\n" % (
             self.command.encode(),
             (self.headers.get("Content-Type") or "-").encode(),
             (self.headers.get("Accept") or "-").encode(),
+            (self.headers.get("Cookie") or "-").encode(),
             len(body),
         )
         self.reply(200, text + body, "application/octet-stream")

@@ -177,7 +177,8 @@ struct EasySetup {
     return configured && https == for_https && opts.method == o.method && opts.headers == o.headers &&
            opts.timeout == o.timeout && opts.connect_timeout == o.connect_timeout && opts.max_size == o.max_size &&
            opts.max_redirects == o.max_redirects && opts.user_agent == o.user_agent && opts.ca_file == o.ca_file &&
-           opts.insecure == o.insecure && opts.compressed == o.compressed;
+           opts.insecure == o.insecure && opts.compressed == o.compressed && opts.proxy == o.proxy &&
+           opts.cookie == o.cookie && opts.version == o.version;
   }
   void assign(const HttpOptions& o, bool for_https) {
     configured = true;
@@ -192,6 +193,9 @@ struct EasySetup {
     opts.ca_file = o.ca_file;
     opts.insecure = o.insecure;
     opts.compressed = o.compressed;
+    opts.proxy = o.proxy;
+    opts.cookie = o.cookie;
+    opts.version = o.version;
     if (headers) curl_slist_free_all(headers);
     headers = nullptr;
     bool own_agent = false;
@@ -563,7 +567,10 @@ struct HttpClient::Impl {
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(o.timeout.count()));
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(o.connect_timeout.count()));
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, options.buffer_size);
-    if (!proxy_from_env) {
+    if (!o.proxy.empty()) {
+      // no_proxy and NO_PROXY still apply, as with curl -x.
+      curl_easy_setopt(e, CURLOPT_PROXY, o.proxy.c_str());
+    } else if (!proxy_from_env) {
       // No proxy, so no per-transfer lookups: curl reads no_proxy and NO_PROXY from the
       // environment for every transfer unless CURLOPT_NOPROXY is set.
       curl_easy_setopt(e, CURLOPT_PROXY, "");
@@ -578,6 +585,11 @@ struct HttpClient::Impl {
     if (!o.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, o.ca_file.c_str());
     // "": every encoding this libcurl decodes, as curl --compressed asks.
     if (o.compressed) curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    if (!o.cookie.empty()) curl_easy_setopt(e, CURLOPT_COOKIE, o.cookie.c_str());
+    if (o.version == HttpOptions::Version::http1_1)
+      curl_easy_setopt(e, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
+    else if (o.version == HttpOptions::Version::http2_prior_knowledge)
+      curl_easy_setopt(e, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE));
     if (o.insecure) {
       curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
       curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);

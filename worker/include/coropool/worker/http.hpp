@@ -35,7 +35,11 @@ struct HttpOptions {
   std::string ca_file = {};  // PEM certificates to verify https servers with; empty: the system's
   bool insecure = false;     // https without verifying the server's certificate or name (curl -k)
   bool compressed = false;   // ask for a compressed body (gzip, deflate, br, zstd) and decode it
-  bool keep_body = true;     // false: only count the bytes
+  std::string proxy = {};    // every request through this proxy (curl -x); empty: *_proxy variables
+  std::string cookie = {};   // a Cookie header, "NAME=VALUE; ..." (curl -b STRING)
+  enum class Version : std::uint8_t { any, http1_1, http2_prior_knowledge };
+  Version version = Version::any;  // any: HTTP/2 over https where the server offers it
+  bool keep_body = true;           // false: only count the bytes
   // When set, the body goes here chunk by chunk instead of into HttpResult::body.
   std::function<void(std::string_view)> body_sink = {};
 };
