@@ -39,6 +39,7 @@
 #include <iterator>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <unordered_map>
 #include <unordered_set>
@@ -48,9 +49,16 @@ namespace coropool::cli {
 struct FetchJob {
   std::uint64_t index = 0;  // position in the stream, echoed back
   std::string url;
-  std::string invalid;  // why the line is not a URL we fetch, or empty
+  std::string invalid;               // why the line is not a request we make, or empty
+  std::string invalid_code;          // its error code: invalid_url, or invalid_input for a bad JSON line
+  bool custom = false;               // a JSON line: what follows replaces or adds to the options
+  std::string method;                // empty: the options' (or POST with a body)
+  std::vector<std::string> headers;  // added; one named as an option's header replaces it
+  std::optional<std::string> body;
 };
-auto coropool_fields(FetchJob& j) { return std::tie(j.index, j.url, j.invalid); }
+auto coropool_fields(FetchJob& j) {
+  return std::tie(j.index, j.url, j.invalid, j.invalid_code, j.custom, j.method, j.headers, j.body);
+}
 
 // What a worker sends back for a URL. The supervisor still holds the URL and its line (in
 // UrlInput::pending), so they do not travel back; nor does a final URL that is the URL itself.
@@ -81,6 +89,7 @@ struct FetchConfig {
   unsigned retries = 0;
   std::int64_t rate_interval_ns = 0;  // 0: no global rate
   int per_host = 0;
+  bool method_given = false;  // -X: a JSON line's body does not make its request a POST
   std::string save_dir;
 };
 FetchConfig g_config;
@@ -239,9 +248,27 @@ asio::awaitable<coropool::cli::FetchRecord> coropool_fetch_url(coropool::cli::Fe
   FetchRecord rec;
   rec.index = job.index;
   if (!job.invalid.empty()) {
-    rec.error = "invalid_url";
+    rec.error = job.invalid_code.empty() ? "invalid_url" : job.invalid_code;
     rec.message = std::move(job.invalid);
     co_return rec;
+  }
+  // A JSON line's request: the options with its method, headers and body.
+  std::shared_ptr<const coropool::worker::HttpOptions> options = g_config.shared_http;
+  if (job.custom) {
+    auto own = std::make_shared<coropool::worker::HttpOptions>(g_config.http);
+    for (const std::string& h : job.headers) {
+      auto name = std::string_view(h).substr(0, h.find(':') + 1);
+      std::erase_if(own->headers, [&](const std::string& g) {
+        return g.size() >= name.size() && strncasecmp(g.c_str(), name.data(), name.size()) == 0;
+      });
+      own->headers.push_back(h);
+    }
+    if (job.body) {
+      own->body = std::move(*job.body);
+      if (job.method.empty() && !g_config.method_given) own->method = "POST";
+    }
+    if (!job.method.empty()) own->method = job.method;
+    options = std::move(own);
   }
   auto* client = coropool::worker::HttpClient::of_this_thread();
   if (!client)
@@ -278,9 +305,9 @@ asio::awaitable<coropool::cli::FetchRecord> coropool_fetch_url(coropool::cli::Fe
     HostTicket ticket;
     if (g_config.per_host) co_await ticket.acquire(host_of(job.url));
     if (part.name.empty()) {
-      r = co_await client->get(job.url, g_config.shared_http);
+      r = co_await client->get(job.url, options);
     } else {
-      coropool::worker::HttpOptions opts = g_config.http;
+      coropool::worker::HttpOptions opts = *options;
       part.f = std::fopen(part.name.c_str(), "wb");
       if (std::FILE* f = part.f)
         opts.body_sink = [f](std::string_view chunk) { std::fwrite(chunk.data(), 1, chunk.size(), f); };
@@ -465,15 +492,98 @@ bool skipped_line(std::string_view line) {
   return first == std::string_view::npos || line[first] == '#';
 }
 
+// Standard base64 (with or without padding), or nothing.
+std::optional<std::string> from_base64(std::string_view text) {
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  while (!text.empty() && text.back() == '=') text.remove_suffix(1);
+  if (text.size() % 4 == 1) return std::nullopt;
+  std::string out;
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (char c : text) {
+    int v = value(c);
+    if (v < 0) return std::nullopt;
+    acc = (acc << 6) | static_cast<std::uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += static_cast<char>((acc >> bits) & 0xff);
+    }
+  }
+  return out;
+}
+
+// A JSON request line into `job` (and its "id", as JSON text, into `id`): {"url": ...,
+// "method": ..., "headers": {...} or ["Name: value", ...], "body": ... or "body_base64": ...,
+// "id": anything}. Why it is not one, or nothing.
+std::optional<std::string> parse_request_line(const std::string& line, FetchJob& job, std::string& id) {
+  auto doc = nlohmann::json::parse(line, nullptr, false);
+  if (doc.is_discarded()) return "not valid JSON";
+  if (!doc.is_object()) return "a JSON request line is an object";
+  job.custom = true;
+  for (auto& [key, v] : doc.items()) {
+    if (key == "url") {
+      if (!v.is_string()) return "\"url\" is not a string";
+      job.url = v.get<std::string>();
+    } else if (key == "method") {
+      if (!v.is_string() || v.get<std::string>().empty()) return "\"method\" is not a method name";
+      job.method = v.get<std::string>();
+      if (job.method.find_first_of(" \t\r\n") != std::string::npos) return "\"method\" is not a method name";
+    } else if (key == "headers") {
+      if (v.is_object()) {
+        for (auto& [name, value] : v.items()) {
+          if (!value.is_string()) return "header \"" + name + "\" is not a string";
+          job.headers.push_back(name + ": " + value.get<std::string>());
+        }
+      } else if (v.is_array()) {
+        for (auto& h : v) {
+          if (!h.is_string() || h.get<std::string>().find(':') == std::string::npos)
+            return "\"headers\" holds something that is not \"Name: value\"";
+          job.headers.push_back(h.get<std::string>());
+        }
+      } else {
+        return "\"headers\" is neither an object nor a list";
+      }
+      for (const auto& h : job.headers)
+        if (h.find_first_of("\r\n") != std::string::npos || h.find(':') == 0) return "a header is malformed";
+    } else if (key == "body" || key == "body_base64") {
+      if (job.body) return "\"body\" and \"body_base64\" exclude each other";
+      if (!v.is_string()) return "\"" + key + "\" is not a string";
+      if (key == "body") {
+        job.body = v.get<std::string>();
+      } else {
+        job.body = from_base64(v.get<std::string>());
+        if (!job.body) return "\"body_base64\" is not base64";
+      }
+    } else if (key == "id") {
+      id = v.dump();
+    } else {
+      return "unknown field \"" + key + "\"";
+    }
+  }
+  if (job.url.empty()) return "no \"url\"";
+  return std::nullopt;
+}
+
 // The input, read lazily as the pool asks for jobs; shared with the loop that records them.
 struct UrlInput {
   std::istream* in = nullptr;
+  std::string name = "stdin";  // for messages
+  InputFormat format = InputFormat::automatic;
   coropool::Shard shard;
   const std::unordered_set<std::uint64_t>* done = nullptr;  // --resume: lines recorded before
   std::uint64_t line_no = 0, data_lines = 0, index = 0, resumed = 0;
   struct Pending {
     std::uint64_t line;
     std::string url;
+    std::string id;  // a JSON line's "id", as JSON text; empty: none
   };
   std::unordered_map<std::uint64_t, Pending> pending;  // by index
 
@@ -489,9 +599,24 @@ struct UrlInput {
       }
       auto b = line.find_first_not_of(" \t"), e = line.find_last_not_of(" \t\r");
       line = line.substr(b, e - b + 1);
-      auto problem = url_problem(line);
-      pending.emplace(index, Pending{line_no, line});
-      job = FetchJob{index++, std::move(line), problem.value_or("")};
+      job = FetchJob{};
+      job.index = index;
+      std::string id;
+      const bool json = format == InputFormat::jsonl || (format == InputFormat::automatic && line[0] == '{');
+      if (json) {
+        if (auto problem = parse_request_line(line, job, id)) {
+          job.invalid = name + ":" + std::to_string(line_no) + ": " + *problem;
+          job.invalid_code = "invalid_input";
+          job.custom = false;
+          if (job.url.empty()) job.url = line;
+        } else if (auto bad_url = url_problem(job.url)) {
+          job.invalid = *bad_url;
+        }
+      } else {
+        job.url = line;
+        job.invalid = url_problem(line).value_or("");
+      }
+      pending.emplace(index++, Pending{line_no, job.url, std::move(id)});
       return true;
     }
     return false;
@@ -501,7 +626,7 @@ struct UrlInput {
 using UrlView = PullView<UrlInput, FetchJob>;
 
 // Appends the JSON line of `r`, the record of `url` on input line `line`, to `j`.
-void append_json(std::string& j, std::uint64_t line, std::string_view url, const FetchRecord& r) {
+void append_json(std::string& j, std::uint64_t line, std::string_view url, std::string_view id, const FetchRecord& r) {
   char num[32];
   auto number = [&](auto v) {
     auto [end, ec] = std::to_chars(num, num + sizeof num, v);
@@ -517,6 +642,10 @@ void append_json(std::string& j, std::uint64_t line, std::string_view url, const
   number(line);
   j += ",\"url\":";
   append_json_string(j, url);
+  if (!id.empty()) {
+    j += ",\"id\":";
+    j += id;
+  }
   j += ",\"final_url\":";
   if (r.final_is_url)
     append_json_string(j, url);
@@ -647,6 +776,8 @@ int fetch_main(const FetchOptions& given) {
   UrlInput input;
   input.in = &std::cin;
   input.shard = *shard;
+  input.format = o.input_format;
+  if (o.input != "-") input.name = o.input;
   if (o.input != "-") {
     file.open(o.input, std::ios::binary);
     if (!file) return usage("cannot read " + o.input);
@@ -709,6 +840,7 @@ int fetch_main(const FetchOptions& given) {
   g_config.rate_interval_ns = o.rate > 0 ? static_cast<std::int64_t>(1e9 / o.rate) : 0;
   g_config.per_host = static_cast<int>(o.per_host);
   g_config.save_dir = o.save_dir;
+  g_config.method_given = o.method_given;
   void* shared = ::mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (shared == MAP_FAILED) return usage("mmap failed");
   g_shared = new (shared) Shared{};
@@ -750,7 +882,7 @@ int fetch_main(const FetchOptions& given) {
     auto it = input.pending.find(r.index);
     if (it == input.pending.end()) return;  // recorded already (or lost twice)
     line_buf.clear();
-    append_json(line_buf, it->second.line, it->second.url, r);
+    append_json(line_buf, it->second.line, it->second.url, it->second.id, r);
     const std::string& j = line_buf;
     if (std::fwrite(j.data(), 1, j.size(), out) != j.size() && !write_failed) {
       write_failed = true;
@@ -763,6 +895,7 @@ int fetch_main(const FetchOptions& given) {
       ++tally.failed;
       ++by_error[r.error];
       if (r.error == "invalid_url") tally.note(o.input + ":" + std::to_string(it->second.line) + ": " + r.message);
+      if (r.error == "invalid_input") tally.note(r.message);
     }
     bytes += r.bytes;
     input.pending.erase(it);

@@ -11,8 +11,15 @@
 
 namespace coropool::cli {
 
+enum class InputFormat : std::uint8_t {
+  automatic,  // a line starting with { is a JSON request, any other a URL
+  lines,      // every line a URL
+  jsonl,      // every line a JSON request
+};
+
 struct FetchOptions {
   std::string input = "-";
+  InputFormat input_format = InputFormat::automatic;
   std::string output;         // empty: stdout
   unsigned processes = 0;     // 0: the CPU count
   unsigned concurrency = 64;  // transfers at once per process

@@ -114,11 +114,12 @@ int main(int argc, char** argv) {
   auto* fcmd = app.add_subcommand(
       "fetch",
       "Fetch each URL of FILE (or stdin) across all cores, and write one JSON object per URL:\n"
-      "  {\"line\", \"url\", \"final_url\", \"status\", \"bytes\", \"content_type\", \"time_ms\",\n"
-      "   \"attempts\", [\"file\",] \"error\": null or {\"code\", \"message\"}}\n"
-      "Blank lines and # comments are skipped. Error codes: invalid_url, dns, connect, timeout, tls,\n"
-      "reset, empty_reply, truncated, too_large, too_many_redirects, bad_redirect, bad_response,\n"
-      "save_failed, worker_lost, other. A 404 is a response (status 404, error null).\n"
+      "  {\"line\", \"url\", [\"id\",] \"final_url\", \"status\", \"bytes\", \"wire_bytes\", \"content_type\",\n"
+      "   \"time_ms\", \"last_attempt_ms\", \"attempts\", [\"file\",] \"error\": null or {\"code\", \"message\"}}\n"
+      "A line starting with { is a JSON request (see --input-format).\n"
+      "Blank lines and # comments are skipped. Error codes: invalid_url, invalid_input, dns, connect,\n"
+      "timeout, tls, reset, empty_reply, truncated, too_large, too_many_redirects, bad_redirect,\n"
+      "bad_response, save_failed, worker_lost, other. A 404 is a response (status 404, error null).\n"
       "Exit status: 0 if every URL got a response; 1 if some did not; 2 for a usage or input\n"
       "error (a missing input, an unwritable output); 130, 143 or 129 when interrupted by SIGINT,\n"
       "SIGTERM or SIGHUP (transfers in flight are cancelled and not recorded; --resume fetches\n"
@@ -126,6 +127,13 @@ int main(int argc, char** argv) {
   fcmd->add_option("file", fetch.input, "File of URLs, one per line; - for stdin")
       ->default_val("-")
       ->check(not_a_directory);
+  fcmd->add_option("--input-format", fetch.input_format,
+                   "auto: a line starting with { is a JSON request ({\"url\", \"method\", \"headers\", \"body\" or\n"
+                   "\"body_base64\", \"id\"}), any other a URL; lines: every line a URL; jsonl: every line JSON")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, coropool::cli::InputFormat>{{"auto", coropool::cli::InputFormat::automatic},
+                                                            {"lines", coropool::cli::InputFormat::lines},
+                                                            {"jsonl", coropool::cli::InputFormat::jsonl}}));
   fcmd->add_option("-o,--output", fetch.output, "Write the records to this file instead of stdout");
   fcmd->add_option("-j,--processes", fetch.processes, "Worker processes (default: the CPU count)")->check(above_zero);
   fcmd->add_option("-c,--concurrency", fetch.concurrency, "Transfers at once per process")

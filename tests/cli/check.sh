@@ -29,6 +29,17 @@ start_server() {
   read -r -t 20 _ port <&5
   base="http://127.0.0.1:$port"
 }
+# `against_curl PATH/TO/coropool PATH/TO/http_server.py`, for the tests that take curl as the
+# oracle: skips (exit 77) without curl; sets $bin and $dir (removed at exit) and starts the
+# test server ($server, $port, $base; killed at exit).
+against_curl() {
+  command -v curl > /dev/null || { echo "curl missing: run scripts/install-deps"; exit 77; }
+  bin=$(readlink -f "$1")
+  dir=$(mktemp -d)
+  server=""
+  trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$dir"' EXIT
+  start_server "$2"
+}
 # `field NAME` and `errcode`: from fetch records on stdin, each record's NAME, or its error code
 # (None when it has none), a line each.
 field() { python3 -c 'import json,sys; [print(json.loads(l).get(sys.argv[1])) for l in sys.stdin]' "$1"; }

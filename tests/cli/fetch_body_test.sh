@@ -6,14 +6,8 @@
 # curl --compressed: the same decoded body, with bytes and wire_bytes in the record.
 # Usage: fetch_body_test.sh PATH/TO/coropool PATH/TO/http_server.py
 set -u
-bin=$(readlink -f "$1")
-server_py=$2
-command -v curl > /dev/null || { echo "curl missing: run scripts/install-deps"; exit 77; }
 source "$(dirname "$0")/check.sh"
-dir=$(mktemp -d)
-server=""
-trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$dir"' EXIT
-start_server "$server_py"
+against_curl "$@"
 
 printf 'a=1\nb=2\r\n' > "$dir/form.txt"
 printf '{"k": [1, 2],\n "v": "\xc3\xa9"}\n' > "$dir/doc.json"
