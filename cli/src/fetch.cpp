@@ -19,6 +19,7 @@
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 
+#include <openssl/evp.h>
 #include <strings.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -69,13 +70,14 @@ struct FetchRecord {
   long status = 0;
   std::uint64_t bytes = 0;
   std::uint64_t wire_bytes = 0;
+  std::string hash;            // --hash: the body's digest in hex
   double time_ms = 0;          // all attempts, with the waits between them
   double last_attempt_ms = 0;  // the last attempt alone
   std::uint32_t attempts = 0;
   std::string error, message;
 };
 auto coropool_fields(FetchRecord& r) {
-  return std::tie(r.index, r.final_url, r.content_type, r.file, r.final_is_url, r.status, r.bytes, r.wire_bytes,
+  return std::tie(r.index, r.final_url, r.content_type, r.file, r.final_is_url, r.status, r.bytes, r.wire_bytes, r.hash,
                   r.time_ms, r.last_attempt_ms, r.attempts, r.error, r.message);
 }
 
@@ -89,7 +91,8 @@ struct FetchConfig {
   unsigned retries = 0;
   std::int64_t rate_interval_ns = 0;  // 0: no global rate
   int per_host = 0;
-  bool method_given = false;  // -X: a JSON line's body does not make its request a POST
+  bool method_given = false;     // -X: a JSON line's body does not make its request a POST
+  const EVP_MD* hash = nullptr;  // --hash
   std::string save_dir;
 };
 FetchConfig g_config;
@@ -304,14 +307,35 @@ asio::awaitable<coropool::cli::FetchRecord> coropool_fetch_url(coropool::cli::Fe
     if (g_config.rate_interval_ns) co_await pace();
     HostTicket ticket;
     if (g_config.per_host) co_await ticket.acquire(host_of(job.url));
-    if (part.name.empty()) {
+    // --hash: the body's digest as it streams by; a retry starts it again.
+    rec.hash.clear();
+    std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> digest(nullptr, EVP_MD_CTX_free);
+    if (g_config.hash) {
+      digest.reset(EVP_MD_CTX_new());
+      if (digest && EVP_DigestInit_ex(digest.get(), g_config.hash, nullptr) != 1) digest.reset();
+    }
+    if (part.name.empty() && !digest) {
       r = co_await client->get(job.url, options);
     } else {
       coropool::worker::HttpOptions opts = *options;
-      part.f = std::fopen(part.name.c_str(), "wb");
-      if (std::FILE* f = part.f)
-        opts.body_sink = [f](std::string_view chunk) { std::fwrite(chunk.data(), 1, chunk.size(), f); };
+      if (!part.name.empty()) part.f = std::fopen(part.name.c_str(), "wb");
+      opts.body_sink = [f = part.f, d = digest.get()](std::string_view chunk) {
+        if (f) std::fwrite(chunk.data(), 1, chunk.size(), f);
+        if (d) EVP_DigestUpdate(d, chunk.data(), chunk.size());
+      };
       r = co_await client->get(job.url, std::move(opts));
+      if (digest && r.ok()) {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int len = 0;
+        EVP_DigestFinal_ex(digest.get(), md, &len);
+        static constexpr char hex[] = "0123456789abcdef";
+        for (unsigned i = 0; i < len; ++i) {
+          rec.hash += hex[md[i] >> 4];
+          rec.hash += hex[md[i] & 15];
+        }
+      }
+    }
+    if (!part.name.empty()) {
       bool written = part.f && std::fclose(part.f) == 0;
       part.f = nullptr;
       if (r.ok() && written && std::rename(part.name.c_str(), path.c_str()) == 0) {
@@ -660,6 +684,10 @@ void append_json(std::string& j, std::uint64_t line, std::string_view url, std::
   number(r.bytes);
   j += ",\"wire_bytes\":";
   number(r.wire_bytes);
+  if (!r.hash.empty()) {
+    j += ",\"hash\":";
+    append_json_string(j, r.hash);
+  }
   j += ",\"content_type\":";
   text_or_null(r.content_type);
   auto millis = [&](double v) {
@@ -841,6 +869,7 @@ int fetch_main(const FetchOptions& given) {
   g_config.per_host = static_cast<int>(o.per_host);
   g_config.save_dir = o.save_dir;
   g_config.method_given = o.method_given;
+  g_config.hash = o.hash.empty() ? nullptr : EVP_get_digestbyname(o.hash.c_str());
   void* shared = ::mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (shared == MAP_FAILED) return usage("mmap failed");
   g_shared = new (shared) Shared{};

@@ -38,6 +38,7 @@ struct FetchOptions {
   std::string ca_file;      // --cacert
   bool insecure = false;    // -k/--insecure
   bool compressed = false;  // --compressed
+  std::string hash;         // --hash: sha256, sha1, md5 or sha512; empty: none
   std::string proxy;        // -x/--proxy
   std::string cookie;       // -b/--cookie
   bool http1_1 = false;     // --http1.1

@@ -114,8 +114,9 @@ int main(int argc, char** argv) {
   auto* fcmd = app.add_subcommand(
       "fetch",
       "Fetch each URL of FILE (or stdin) across all cores, and write one JSON object per URL:\n"
-      "  {\"line\", \"url\", [\"id\",] \"final_url\", \"status\", \"bytes\", \"wire_bytes\", \"content_type\",\n"
-      "   \"time_ms\", \"last_attempt_ms\", \"attempts\", [\"file\",] \"error\": null or {\"code\", \"message\"}}\n"
+      "  {\"line\", \"url\", [\"id\",] \"final_url\", \"status\", \"bytes\", \"wire_bytes\", [\"hash\",]\n"
+      "   \"content_type\", \"time_ms\", \"last_attempt_ms\", \"attempts\", [\"file\",] \"error\": null or\n"
+      "   {\"code\", \"message\"}}\n"
       "A line starting with { is a JSON request (see --input-format).\n"
       "Blank lines and # comments are skipped. Error codes: invalid_url, invalid_input, dns, connect,\n"
       "timeout, tls, reset, empty_reply, truncated, too_large, too_many_redirects, bad_redirect,\n"
@@ -178,6 +179,9 @@ int main(int argc, char** argv) {
   fcmd->add_option("--save-dir", fetch.save_dir,
                    "Save each body there, named by a 64-bit FNV-1a hash of its URL in hex");
   fcmd->add_flag("--keep-order", fetch.keep_order, "Write the records in input order");
+  fcmd->add_option("--hash", fetch.hash,
+                   "Add the body's digest in hex to each record as \"hash\", computed as it streams")
+      ->check(CLI::IsMember({"sha256", "sha1", "md5", "sha512"}));
   fcmd->add_flag("--compressed", fetch.compressed,
                  "Ask for a compressed response (gzip, deflate, br, zstd) and decode it, as curl does;\n"
                  "bytes is then the decoded size and wire_bytes what came over the wire");

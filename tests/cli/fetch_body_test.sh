@@ -71,6 +71,22 @@ check "http_proxy is honoured" test "$(cat "$dir/px_env")" = 200
 "$bin" fetch "$dir/px.txt" 2> /dev/null | errcode > "$dir/px_none"
 check "and without either the host does not resolve" test "$(cat "$dir/px_none")" = dns
 
+# --hash: the digest of the body as curl receives it (decoded with --compressed), as
+# sha256sum and md5sum print it; with --save-dir too, of the file saved.
+printf '%s\n' "$base/bytes/100000" "$base/text/h" "$base/gzip/5000" > "$dir/h.txt"
+want=$(for u in "$base/bytes/100000" "$base/text/h"; do curl -s "$u" | sha256sum | cut -d' ' -f1; done
+  curl -s --compressed "$base/gzip/5000" | sha256sum | cut -d' ' -f1)
+"$bin" fetch --keep-order --compressed --hash sha256 --save-dir "$dir/h" "$dir/h.txt" > "$dir/h.jsonl" 2> /dev/null
+check "--hash sha256: as sha256sum of curl's body" test "$(field hash < "$dir/h.jsonl")" = "$want"
+check "and of the file saved" \
+  test "$(python3 -c 'import json,sys; [print(json.loads(l)["file"]) for l in sys.stdin]' < "$dir/h.jsonl" | xargs sha256sum | cut -d' ' -f1)" = "$want"
+"$bin" fetch --hash md5 "$dir/gz.txt" 2> /dev/null | field hash > "$dir/md5"
+check "--hash md5" test "$(cat "$dir/md5")" = "$(curl -s "$base/gzip/100000" | md5sum | cut -d' ' -f1)"
+"$bin" fetch "$dir/gz.txt" 2> /dev/null | field hash > "$dir/nohash"
+check "no hash without --hash" test "$(cat "$dir/nohash")" = None
+"$bin" fetch --hash crc32 "$dir/gz.txt" > /dev/null 2>&1
+check "an unknown --hash is exit 2" test $? -eq 2
+
 "$bin" fetch -d @"$dir/missing.txt" "$dir/url.txt" > /dev/null 2> "$dir/e1.txt"
 check "an unreadable @FILE is exit 2" test $? -eq 2
 check "naming the file and the option" grep -q "missing.txt for -d" "$dir/e1.txt"
