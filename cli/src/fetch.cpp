@@ -20,7 +20,6 @@
 #include <asio/this_coro.hpp>
 
 #include <openssl/evp.h>
-#include <strings.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -50,15 +49,16 @@ namespace coropool::cli {
 struct FetchJob {
   std::uint64_t index = 0;  // position in the stream, echoed back
   std::string url;
-  std::string invalid;               // why the line is not a request we make, or empty
-  std::string invalid_code;          // its error code: invalid_url, or invalid_input for a bad JSON line
-  bool custom = false;               // a JSON line: what follows replaces or adds to the options
+  std::string invalid;       // why the line is not a request we make, or empty
+  std::string invalid_code;  // its error code: invalid_url, or invalid_input for a bad JSON line
+  // A JSON line's own method, headers and body, where it has them: they replace or add to the
+  // command's options.
   std::string method;                // empty: the options' (or POST with a body)
   std::vector<std::string> headers;  // added; one named as an option's header replaces it
   std::optional<std::string> body;
 };
 auto coropool_fields(FetchJob& j) {
-  return std::tie(j.index, j.url, j.invalid, j.invalid_code, j.custom, j.method, j.headers, j.body);
+  return std::tie(j.index, j.url, j.invalid, j.invalid_code, j.method, j.headers, j.body);
 }
 
 // What a worker sends back for a URL. The supervisor still holds the URL and its line (in
@@ -82,6 +82,14 @@ auto coropool_fields(FetchRecord& r) {
 }
 
 namespace {
+
+// Whether the header line "Name: value" is named `name`, case aside.
+bool header_named(std::string_view header, std::string_view name) {
+  return header.size() > name.size() && header[name.size()] == ':' &&
+         std::equal(name.begin(), name.end(), header.begin(), [](char a, char b) {
+           return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+         });
+}
 
 // What every worker needs, set before the pool forks them.
 struct FetchConfig {
@@ -257,13 +265,11 @@ asio::awaitable<coropool::cli::FetchRecord> coropool_fetch_url(coropool::cli::Fe
   }
   // A JSON line's request: the options with its method, headers and body.
   std::shared_ptr<const coropool::worker::HttpOptions> options = g_config.shared_http;
-  if (job.custom) {
+  if (!job.method.empty() || !job.headers.empty() || job.body) {
     auto own = std::make_shared<coropool::worker::HttpOptions>(g_config.http);
     for (const std::string& h : job.headers) {
-      auto name = std::string_view(h).substr(0, h.find(':') + 1);
-      std::erase_if(own->headers, [&](const std::string& g) {
-        return g.size() >= name.size() && strncasecmp(g.c_str(), name.data(), name.size()) == 0;
-      });
+      auto name = std::string_view(h).substr(0, h.find(':'));
+      std::erase_if(own->headers, [&](const std::string& g) { return header_named(g, name); });
       own->headers.push_back(h);
     }
     if (job.body) {
@@ -460,9 +466,7 @@ std::optional<std::string> url_problem(std::string_view line) {
 
 namespace {
 bool has_header(const std::vector<std::string>& headers, std::string_view name) {
-  return std::any_of(headers.begin(), headers.end(), [&](const std::string& h) {
-    return h.size() > name.size() && h[name.size()] == ':' && strncasecmp(h.c_str(), name.data(), name.size()) == 0;
-  });
+  return std::any_of(headers.begin(), headers.end(), [&](const std::string& h) { return header_named(h, name); });
 }
 }  // namespace
 
@@ -551,7 +555,6 @@ std::optional<std::string> parse_request_line(const std::string& line, FetchJob&
   auto doc = nlohmann::json::parse(line, nullptr, false);
   if (doc.is_discarded()) return "not valid JSON";
   if (!doc.is_object()) return "a JSON request line is an object";
-  job.custom = true;
   for (auto& [key, v] : doc.items()) {
     if (key == "url") {
       if (!v.is_string()) return "\"url\" is not a string";
@@ -631,7 +634,6 @@ struct UrlInput {
         if (auto problem = parse_request_line(line, job, id)) {
           job.invalid = name + ":" + std::to_string(line_no) + ": " + *problem;
           job.invalid_code = "invalid_input";
-          job.custom = false;
           if (job.url.empty()) job.url = line;
         } else if (auto bad_url = url_problem(job.url)) {
           job.invalid = *bad_url;
@@ -805,8 +807,8 @@ int fetch_main(const FetchOptions& given) {
   input.in = &std::cin;
   input.shard = *shard;
   input.format = o.input_format;
-  if (o.input != "-") input.name = o.input;
   if (o.input != "-") {
+    input.name = o.input;
     file.open(o.input, std::ios::binary);
     if (!file) return usage("cannot read " + o.input);
     input.in = &file;

@@ -4,23 +4,10 @@
 
 namespace coropool::detail {
 
-std::size_t Tally::bucket(std::uint64_t us) noexcept {
-  if (us < 8) return us;
-  unsigned log = 63 - static_cast<unsigned>(__builtin_clzll(us));
-  return std::size_t{log - 2} * 8 + ((us >> (log - 3)) & 7);
-}
-
 std::uint64_t Tally::bucket_top(std::size_t b) noexcept {
   if (b < 8) return b;
   unsigned log = static_cast<unsigned>(b / 8) + 2;
   return ((8 + (b % 8) + 1) << (log - 3)) - 1;
-}
-
-void Tally::latency(std::chrono::steady_clock::duration d) noexcept {
-  auto us = static_cast<std::uint64_t>(
-      std::max<std::int64_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count(), 0));
-  ++latency_[std::min(bucket(us), latency_.size() - 1)];
-  max_latency_us_ = std::max(max_latency_us_, us);
 }
 
 void Tally::fill(PoolStats& st) const {

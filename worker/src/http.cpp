@@ -157,8 +157,9 @@ struct Transfer {
   CURL* easy = nullptr;
   const HttpOptions* opts = nullptr;  // the request's options, owned by its get() frame
   const std::string* url = nullptr;   // owned by its get() frame
-  bool pipewait = false;              // waits for a connection being made to its origin
-  Transfer* prev = nullptr;           // the transfers in the multi handle
+  bool https = false;
+  bool pipewait = false;     // waits for a connection being made to its origin
+  Transfer* prev = nullptr;  // the transfers in the multi handle
   Transfer* next = nullptr;
   HttpResult result;
   bool too_large = false;
@@ -234,11 +235,10 @@ struct HttpClient::Impl {
   std::unordered_map<CURL*, EasySetup> setups;
   std::size_t active = 0;
   Transfer* running = nullptr;  // the transfers in the multi handle, newest first
-  // Origins whose last connection failed (dns, connect, tls). Their transfers do not wait for
-  // another's connection to multiplex on it (CURLOPT_PIPEWAIT): a connection that fails
-  // takes only its own transfer down, and curl puts a waiting transfer back at the end of
-  // its queue whenever another starts a connection first, so that behind a failing host
-  // some waited past their timeout and were reported as timeouts.
+  // Origins whose last connection failed (dns, connect, tls, or a timeout before any response). Their transfers do not
+  // wait for another's connection to multiplex on it (CURLOPT_PIPEWAIT): a connection that fails takes only its own
+  // transfer down, and curl puts a waiting transfer back at the end of its queue whenever another starts a connection
+  // first, so that behind a failing host some waited past their timeout and were reported as timeouts.
   std::vector<std::string> failing;
   bool kick_posted = false;
   bool proxy_from_env = false;                            // any *_proxy variable set: leave curl's proxy lookup on
@@ -503,7 +503,7 @@ struct HttpClient::Impl {
 
   // Learns from a finished https transfer whether its origin's connections fail.
   void note_connection(const Transfer& t) {
-    if (!t.url || t.url->size() < 8 || (t.url->at(4) != 's' && t.url->at(4) != 'S')) return;
+    if (!t.https) return;
     const std::string& error = t.result.error;
     const bool failed =
         t.result.status == 0 && (error == "dns" || error == "connect" || error == "tls" || error == "timeout");
@@ -633,6 +633,7 @@ struct HttpClient::Impl {
     // Over https, a transfer waits for a connection being made to its origin (HTTP/2 then
     // carries many on one) unless the origin's connections have been failing.
     t.url = &url;
+    t.https = https;
     t.pipewait = https && !is_failing(origin_of(url));
     curl_easy_setopt(e, CURLOPT_PIPEWAIT, t.pipewait ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_PRIVATE, &t);

@@ -31,7 +31,6 @@
 #include <optional>
 #include <system_error>
 #include <typeinfo>
-#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -165,6 +164,9 @@ class WorkerState {
   }
 
  private:
+  // Coroutine jobs holding a slot: ready or running.
+  std::size_t running() const noexcept { return jobs_.size() - free_jobs_.size(); }
+
   void schedule_drain() {
     if (drain_posted_) return;
     drain_posted_ = true;
@@ -186,7 +188,7 @@ class WorkerState {
   void run_queued() {
     std::chrono::steady_clock::time_point until{};
     unsigned n = 0;
-    while (!queue_.empty() && running_ < cfg_.child_concurrency) {
+    while (!queue_.empty() && running() < cfg_.child_concurrency) {
       start(queue_.front());
       queue_.pop_front();
       if ((++n & 63) == 0) {
@@ -197,7 +199,7 @@ class WorkerState {
           break;
       }
     }
-    if (!queue_.empty() && running_ < cfg_.child_concurrency) schedule_drain();
+    if (!queue_.empty() && running() < cfg_.child_concurrency) schedule_drain();
   }
 
   void start(const QueuedJob& job) {
@@ -233,7 +235,6 @@ class WorkerState {
       slot = static_cast<std::uint32_t>(jobs_.size());
       jobs_.emplace_back();
     }
-    ++running_;
     RunningJob* running = &jobs_[slot];
     running->id = id;
     running->stopped_for = Kind::EXCEPTION;
@@ -372,7 +373,6 @@ class WorkerState {
     j.id = 0;
     j.runner = nullptr;
     free_jobs_.push_back(slot);
-    --running_;
     if (e && stopped_for != Kind::EXCEPTION) {
       failures_.push_back(Failed{id, stopped_for, "", stopped_for == Kind::TIMEOUT ? "deadline passed" : "cancelled"});
     } else if (e) {
@@ -487,7 +487,6 @@ class WorkerState {
   std::deque<QueuedJob> queue_;
   std::vector<RunningJob> jobs_;                  // slots of invoked coroutine jobs: child_concurrency, reserved
   std::vector<std::uint32_t> free_jobs_;          // slots free for the next jobs
-  std::size_t running_ = 0;                       // slots in use: jobs ready or running
   std::deque<ReadyJob> ready_;                    // invoked coroutine jobs waiting for a runner
   std::vector<std::unique_ptr<Runner>> runners_;  // at most child_concurrency
   // What finished since the last flush.
