@@ -61,13 +61,32 @@ TEST(Command, CapturesOutputAndExitStatus) {
   EXPECT_EQ(s.err, "err\n");
 }
 
-TEST(Command, MissingProgramIs127AndStdinIsEmpty) {
-  auto r = run("no-such-program-coropool --flag");
+TEST(Command, MissingProgramIs127AsTheShellSaysAndStdinIsEmpty) {
+  auto r = run("no-such-program-coropool --flag");  // left to the shell, as a function might be
+  EXPECT_TRUE(r.via_shell);
   EXPECT_EQ(r.exit_code, 127);
-  EXPECT_NE(r.error.find("no-such-program-coropool: command not found"), std::string::npos) << r.error;
+  EXPECT_NE(r.err.find("no-such-program-coropool: not found"), std::string::npos) << r.err;
   auto c = run("cat");  // stdin is /dev/null: cat ends at once
   EXPECT_EQ(c.exit_code, 0);
   EXPECT_EQ(c.out, "");
+}
+
+TEST(Command, BuiltinsThatAreNoProgramsRunInTheShell) {
+  for (const char* line : {":", "command -v sh", "hash", "times", "getopts a x"}) {
+    auto r = run(line);
+    EXPECT_TRUE(r.via_shell) << line;
+    EXPECT_NE(r.exit_code, 127) << line;
+  }
+}
+
+TEST(Command, AFunctionBashExportsRunsInTheShellNamedInTheOptions) {
+  ::setenv("BASH_FUNC_true%%", "() {  echo from-function\n}", 1);
+  CommandOptions o;
+  o.shell = "/bin/bash";
+  auto r = run("true", o);
+  ::unsetenv("BASH_FUNC_true%%");
+  EXPECT_TRUE(r.via_shell);
+  EXPECT_EQ(r.out, "from-function\n");
 }
 
 TEST(Command, ASignalIsReportedAsShellsDo) {

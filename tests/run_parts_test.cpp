@@ -3,6 +3,7 @@
 #include "fetch.hpp"
 #include "joblog.hpp"
 #include "slots.hpp"
+#include "sources.hpp"
 #include "template.hpp"
 
 #include <gtest/gtest.h>
@@ -16,25 +17,136 @@ namespace {
 
 using namespace coropool::cli;
 
+// One word per argument of `coropool run`, filled for one argument.
+std::string fill(const std::vector<std::string>& words, const std::string& arg, std::uint64_t seq = 1,
+                 unsigned slot = 1) {
+  return CommandTemplate(words, {}).fill({arg}, seq, slot);
+}
+
 TEST(Template, ReplacementStringsAsGnuParallel) {
-  EXPECT_EQ(fill_template("gzip {}", "a/b.c.txt", 1, 1), "gzip a/b.c.txt");
-  EXPECT_EQ(fill_template("{.}|{/}|{//}|{/.}", "a/b.c.txt", 1, 1), "a/b.c|b.c.txt|a|b.c");
-  EXPECT_EQ(fill_template("{.}|{/.}", "dir.d/file", 1, 1), "dir.d/file|file");  // no dot in the name
-  EXPECT_EQ(fill_template("{//}", "/top", 1, 1), "/");
-  EXPECT_EQ(fill_template("job {#} slot {%}", "x", 12, 3), "job 12 slot 3");
+  EXPECT_EQ(fill({"gzip", "{}"}, "a/b.c.txt"), "gzip a/b.c.txt");
+  EXPECT_EQ(fill({"{.}|{/}|{//}|{/.}"}, "a/b.c.txt"), "a/b.c|b.c.txt|a|b.c");
+  EXPECT_EQ(fill({"{.}", "{/.}"}, "dir.d/file"), "dir.d/file file");  // no dot in the name
+  EXPECT_EQ(fill({"{//}"}, "/top"), "/");
+  EXPECT_EQ(fill({"job", "{#}", "slot", "{%}"}, "x", 12, 3), "job 12 slot 3");
 }
 
-TEST(Template, ATemplateWithoutReplacementStringsGetsTheArgumentAppended) {
+TEST(Template, NumberedReplacementStringsPickOneArgument) {
+  CommandTemplate t({"cp", "{1}", "{2/}", "{-1.}", "{3}x"}, {});
+  EXPECT_EQ(t.fill({"a b", "/d/e.f", "g.h"}, 1, 1), "cp 'a b' e.f g g.hx");
+  EXPECT_EQ(t.fill({"a"}, 1, 1), "cp a  a x");  // past the last: nothing, as parallel
+}
+
+TEST(Template, ATemplateWithoutReplacementStringsGetsTheArgumentsAppended) {
   EXPECT_FALSE(has_replacement_string("echo"));
-  EXPECT_EQ(fill_template("echo", "x y", 1, 1), "echo 'x y'");
+  EXPECT_TRUE(has_replacement_string("{2//}"));
+  EXPECT_EQ(fill({"echo"}, "x y"), "echo 'x y'");
+  EXPECT_EQ(CommandTemplate({"echo"}, {}).fill({"a", "b c"}, 1, 1), "echo a 'b c'");
+  EXPECT_EQ(CommandTemplate({"echo", "{#}"}, {}).fill({"a"}, 4, 1), "echo 4");  // {#} counts
 }
 
-TEST(Template, ArgumentsAreQuotedAsOneWord) {
-  EXPECT_EQ(shell_quote("plain-word_1.txt"), "plain-word_1.txt");
+TEST(Template, WithoutACommandTheArgumentsAreTheCommandBare) {
+  EXPECT_EQ(CommandTemplate({}, {}).fill({"echo $HOME", "x"}, 1, 1), "echo $HOME x");
+}
+
+TEST(Template, QuoteWordsFillsBareThenQuotesEachWhole) {
+  TemplateOptions q;
+  q.quote_words = true;
+  EXPECT_EQ(CommandTemplate({"echo", "a {} b", "x{}"}, q).fill({"x y"}, 1, 1), "echo 'a x y b' 'xx y'");
+}
+
+TEST(Template, ContextRepeatsTheWordPerArgument) {
+  TemplateOptions x;
+  x.context = true;
+  EXPECT_EQ(CommandTemplate({"echo", "{1}", "x{}"}, x).fill({"a", "b"}, 1, 1), "echo a xa xb");
+}
+
+TEST(Template, ReplaceStringAndColumnNames) {
+  TemplateOptions o;
+  o.replace = ",,";
+  o.columns = {"in", "out"};
+  EXPECT_EQ(CommandTemplate({"mv", ",,", "{}", "{out}"}, o).fill({"a", "b"}, 1, 1), "mv a b {} b");
+}
+
+TEST(Template, ArgumentsAreQuotedAsOneWordAsParallelQuotes) {
+  EXPECT_EQ(shell_quote("plain-word_1.txt+/x"), "plain-word_1.txt+/x");
   EXPECT_EQ(shell_quote("a b"), "'a b'");
-  EXPECT_EQ(shell_quote("it's"), "'it'\\''s'");
+  EXPECT_EQ(shell_quote("a:b"), "'a:b'");
+  EXPECT_EQ(shell_quote("it's"), "'it'\"'\"'s'");
+  EXPECT_EQ(shell_quote("'x"), "\"'\"'x'");
+  EXPECT_EQ(shell_quote("x'"), "'x'\"'\"");
   EXPECT_EQ(shell_quote("$(rm -rf x)"), "'$(rm -rf x)'");
   EXPECT_EQ(shell_quote(""), "''");
+}
+
+// Every job's arguments from these sources, joined by '|', one string per job.
+std::vector<std::string> jobs(std::vector<std::string> words, InputOptions o = {}) {
+  std::vector<std::string> command;
+  std::vector<SourceSpec> sources;
+  split_sources(words, command, sources);
+  Inputs in(std::move(sources), o);
+  std::vector<std::string> r, args;
+  std::string where;
+  while (in.next(args, where)) {
+    std::string j;
+    for (const auto& a : args) j += (j.empty() ? "" : "|") + a;
+    r.push_back(j);
+  }
+  return r;
+}
+using Jobs = std::vector<std::string>;
+
+TEST(Sources, EveryCombinationTheLastVaryingFastest) {
+  EXPECT_EQ(jobs({"echo", ":::", "a", "b", ":::", "1", "2"}), (Jobs{"a|1", "a|2", "b|1", "b|2"}));
+}
+
+TEST(Sources, LinkedSourcesGoInStep) {
+  EXPECT_EQ(jobs({":::", "a", "b", "c", ":::+", "1", "2", ":::", "X"}), (Jobs{"a|1|X", "b|2|X"}));
+  InputOptions link;
+  link.link = true;
+  EXPECT_EQ(jobs({":::", "a", "b", "c", ":::", "1", "2"}, link), (Jobs{"a|1", "b|2", "c|1"}));  // wraps
+}
+
+TEST(Sources, GroupsOfNAndColumns) {
+  InputOptions n;
+  n.per_job = 2;
+  EXPECT_EQ(jobs({":::", "a", "b", "c"}, n), (Jobs{"a|b", "c"}));
+  InputOptions cols;
+  cols.colsep = ",+";
+  EXPECT_EQ(jobs({":::", "x,,y", "z"}, cols), (Jobs{"x|y", "z"}));
+}
+
+TEST(Sources, FillLineSpreadsShortInputOverTheSlots) {
+  InputOptions x;
+  x.fill_line = true;
+  x.slots = 2;
+  EXPECT_EQ(jobs({":::", "a", "b", "c", "d", "e"}, x), (Jobs{"a|b|c", "d|e"}));
+  x.max_chars = 8;  // 2 arguments of 1 character fit (each counted with 3 for quotes and a space)
+  EXPECT_EQ(jobs({":::", "a", "b", "c", "d", "e"}, x), (Jobs{"a|b", "c|d", "e"}));
+}
+
+TEST(Sources, FilesBlankLinesAndHeaders) {
+  auto path = testing::TempDir() + "sources" + std::to_string(::getpid());
+  { std::ofstream(path) << "name\r\nx\n\n \ny\n"; }
+  InputOptions h;
+  h.header_lines = 1;
+  std::vector<SourceSpec> s{SourceSpec{true, {path}, false}};
+  Inputs in(s, h);
+  EXPECT_EQ(in.columns(), (std::vector<std::string>{"name"}));
+  std::vector<std::string> args;
+  std::string where;
+  ASSERT_TRUE(in.next(args, where));
+  EXPECT_EQ(where, path + ":2");
+  EXPECT_EQ(jobs({"::::", path}), (Jobs{"name", "x", "", " ", "y"}));  // a blank line is a job
+  InputOptions r;
+  r.skip_empty = true;
+  EXPECT_EQ(jobs({"::::", path}, r), (Jobs{"name", "x", "y"}));
+  ::unlink(path.c_str());
+}
+
+TEST(Sources, ASeparatorWithNothingAfterItIsRefused) {
+  EXPECT_THROW(jobs({"echo", ":::"}), std::invalid_argument);
+  EXPECT_THROW(jobs({"echo", ":::+", "a"}), std::invalid_argument);
 }
 
 std::string temp_path(const char* name) { return testing::TempDir() + name + std::to_string(::getpid()); }
@@ -60,7 +172,7 @@ TEST(Joblog, ResumeSetsFromTheLastRowOfEachJob) {
   std::getline(in, header);
   EXPECT_EQ(header, "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand");
   std::getline(in, row);
-  EXPECT_EQ(row, "1\t:\t1.500\t0.250\t0\t3\t0\t0\techo a");
+  EXPECT_EQ(row, "1\t:\t1.500\t     0.250\t0\t3\t0\t0\techo a");
   std::remove(path.c_str());
 }
 

@@ -57,7 +57,7 @@ std::string unknown_option(const CLI::App& sub, int argc, char** argv) {
     const CLI::Option* opt = sub.get_option_no_throw(name);
     if (!opt && !(sub.get_parent() && sub.get_parent()->get_option_no_throw(name))) return name;
     // Its value may start with '-' (--timeout -1): skip it.
-    if (opt && opt->get_type_size() != 0 && a.find('=') == std::string::npos && a.size() == name.size()) ++i;
+    if (opt && opt->get_expected_min() > 0 && a.find('=') == std::string::npos && a.size() == name.size()) ++i;
   }
   return {};
 }
@@ -72,43 +72,76 @@ int main(int argc, char** argv) {
   coropool::cli::RunOptions run;
   auto* cmd =
       app.add_subcommand("run",
-                         "Run each line of FILE (or stdin) as a shell command, across all cores:\n"
-                         "  coropool run [OPTIONS] [FILE]\n"
-                         "  coropool run [OPTIONS] -a ARGFILE -- TEMPLATE...\n"
-                         "TEMPLATE takes GNU parallel's replacement strings: {} the argument, {.} without its\n"
-                         "extension, {/} its basename, {//} its directory, {/.} basename without extension,\n"
-                         "{#} the job number, {%} the job slot; with none of them, \" {}\" is appended.\n"
-                         "Blank lines are skipped. Each job gets COROPOOL_SEQ and COROPOOL_SLOT in its environment,\n"
-                         "runs in a process group of its own with stdin from /dev/null, and its output is printed\n"
-                         "whole when it ends (or line by line with --line-buffer).\n"
+                         "Run jobs across all cores, with GNU parallel's command line:\n"
+                         "  coropool run [OPTIONS] [FILE]                  each line of FILE (or stdin) is a command\n"
+                         "  coropool run [OPTIONS] COMMAND ::: ARG...      COMMAND once per argument\n"
+                         "  coropool run [OPTIONS] COMMAND :::: ARGFILE... arguments from files (- for stdin)\n"
+                         "  coropool run [OPTIONS] COMMAND < ARGS          arguments from stdin, one per line\n"
+                         "Options come before COMMAND. Several sources give every combination (the last varying\n"
+                         "fastest); :::+ and ::::+ take a source in step with the one before, --link all of them.\n"
+                         "COMMAND takes GNU parallel's replacement strings: {} the argument(s), {.} without the\n"
+                         "extension, {/} basename, {//} directory, {/.} basename without extension, {N} {N.} {N/}\n"
+                         "{N//} {N/.} the N-th source or column, {#} the job number, {%} the job slot; with none\n"
+                         "of them the arguments are appended. Each argument is shell-quoted as one word.\n"
+                         "  coropool run gzip -9 ::: *.log\n"
+                         "  coropool run -k echo {1}-{2} ::: a b ::: 1 2\n"
+                         "  coropool run --colsep , --header : 'convert {in} {out}' :::: pairs.csv\n"
+                         "A line with shell syntax (or a builtin, a function, a name not in PATH) runs under\n"
+                         "$PARALLEL_SHELL, else the shell coropool was started from, else $SHELL, bash or sh; any\n"
+                         "other is exec'd directly. Each job gets PARALLEL_SEQ, PARALLEL_JOBSLOT, COROPOOL_SEQ and\n"
+                         "COROPOOL_SLOT, runs in a process group of its own with stdin from /dev/null, and its output\n"
+                         "is printed whole when it ends (or line by line with --line-buffer, -u).\n"
                          "Exit status: 0 if every job succeeded; else the number of failed jobs (at most 101);\n"
+                         "with --halt fail=1 the failed job's status, with fail=X% the percentage that failed;\n"
                          "2 for a usage or input error; 130, 143 or 129 when interrupted by SIGINT, SIGTERM or\n"
                          "SIGHUP (the running jobs are killed, the joblog keeps what finished, and --resume runs\n"
                          "the rest); 255 when coropool itself cannot go on.");
-  cmd->add_option("file", run.positional, "File of commands, one per line (- or none: stdin); with -a, the template");
-  cmd->add_option("-a,--arg-file", run.arg_file, "File of arguments, one per line (- for stdin), for the template")
+  cmd->add_option("-a,--arg-file", run.arg_files, "A file of arguments, as :::: FILE (repeatable; - for stdin)")
+      ->allow_extra_args(false)
       ->check(not_a_directory);
-  cmd->add_option("-j,--jobs", run.jobs, "Job slots in all (default: the CPU count)")->check(above_zero);
+  cmd->add_option("-j,--jobs", run.jobs,
+                  "Job slots in all: N, N% of the CPUs, +N or -N more or fewer than the CPUs, 0 for\n"
+                  "as many as can run (250) (default: the CPU count)");
   cmd->add_option("--timeout", run.timeout_seconds,
                   "Seconds a job may run: then SIGTERM to its process group, SIGKILL 2 s later")
       ->check(above_zero);
-  cmd->add_option("--retries", run.retries, "Run a failed job again, up to this many times");
+  cmd->add_option("--retries", run.retries, "Run a failed job up to N times in all (as parallel counts them)");
   cmd->add_option("--joblog", run.joblog,
-                  "Log each finished job to this file in GNU parallel's columns:\n"
+                  "Log each finished job to this file in GNU parallel's columns (+FILE appends):\n"
                   "Seq Host Starttime JobRuntime Send Receive Exitval Signal Command");
   cmd->add_flag("--resume", run.resume, "Skip the jobs the --joblog file lists; append to it");
   cmd->add_flag("--resume-failed", run.resume_failed,
                 "Skip the jobs the --joblog file lists as succeeded; run the failed ones again");
   cmd->add_option("--halt", run.halt,
                   "never (default), or now|soon,fail=N|X% (also success= and done=): stop after N (or\n"
-                  "X% of at least 3) failed jobs; now kills the running jobs, soon lets them finish")
+                  "X% of all jobs) failed jobs; now kills the running jobs, soon lets them finish;\n"
+                  "0, 1, 2, -1, -2 as parallel: never, soon,fail=1, now,fail=1, soon,success=1, now,success=1")
       ->default_str("never");
   cmd->add_flag("-k,--keep-order", run.keep_order, "Print the jobs' output in input order");
-  cmd->add_flag("--line-buffer", run.line_buffer, "Print output a whole line at a time as it comes, not per job");
-  cmd->add_flag("--tag", run.tag, "Start each output line with the job's command and a tab");
+  cmd->add_flag("--line-buffer,--lb", run.line_buffer, "Print output a whole line at a time as it comes, not per job");
+  cmd->add_flag("-u,--ungroup", run.ungroup, "Print output as it comes (here: a whole line at a time)");
+  cmd->add_flag("--tag", run.tag, "Start each output line with the job's arguments and a tab");
+  cmd->add_option("--tagstring", run.tagstring,
+                  "Start each output line with this (replacement strings filled) and a tab");
+  cmd->add_flag("-v,--verbose", run.verbose, "Print each command on stdout before its output");
+  cmd->add_flag("-t,--verbose-stderr", run.trace, "Print each command on stderr as it starts");
+  cmd->add_flag("--quiet", run.quiet, "No summary line on stderr at the end");
   cmd->add_flag("--dry-run", run.dry_run, "Print the commands that would run, and run none");
   cmd->add_flag("--progress,!--no-progress", run.progress,
                 "Show done/total, failures, rate and ETA on stderr (default: when stderr is a terminal)");
+  cmd->add_flag("-0,--null", run.null, "Arguments end at NUL bytes, not newlines");
+  cmd->add_option("-d,--delimiter", run.delimiter, "Arguments end at this character (\\n, \\t, \\0, \\xHH too)");
+  cmd->add_option("-C,--colsep", run.colsep, "Split each argument into columns {1} {2}... at this regular expression");
+  cmd->add_option("--header", run.header,
+                  "The first line of each source names the columns ({name}): --header : (or N lines)");
+  cmd->add_flag("-r,--no-run-if-empty", run.skip_empty, "Run no job for an empty or blank argument");
+  cmd->add_flag("--link,--xapply", run.link, "Take the sources in step (the shorter wrap around), not combined");
+  cmd->add_option("-n,--max-args", run.max_args, "Up to N arguments per job");
+  cmd->add_option("-N,--max-replace-args", run.max_replace, "N arguments per job, as {1}..{N} (0: none)");
+  cmd->add_flag("-X", run.context, "As many arguments per job as fit, repeating the word that holds {}");
+  cmd->add_flag("-m", run.multi, "As many arguments per job as fit, joined by spaces where {} is");
+  cmd->add_option("-I", run.replace, "Use this string instead of {} for the argument");
+  cmd->add_flag("-q,--quote", run.quote, "Quote the command's words, so the shell reads none of them");
 
   coropool::cli::FetchOptions fetch;
   auto* fcmd = app.add_subcommand(
@@ -207,6 +240,27 @@ int main(int argc, char** argv) {
   fcmd->add_flag("--progress,!--no-progress", fetch.progress,
                  "Show done/total, failures, rate and ETA on stderr (default: when stderr is a terminal)");
 
+  // GNU parallel's reading: `coropool run`'s options end at the first word that is not one
+  // (the command), and everything from there is the command and its sources, -x included.
+  std::vector<std::string> words(argv, argv + argc);
+  for (int i = 1; i < argc; ++i) {
+    if (words[static_cast<std::size_t>(i)].starts_with('-')) continue;  // --help, --version
+    if (words[static_cast<std::size_t>(i)] != "run") break;
+    int at = coropool::cli::command_start(argc, argv, i + 1, [&](const std::string& name) {
+      const CLI::Option* opt = cmd->get_option_no_throw(name);
+      return opt && opt->get_expected_min() > 0;
+    });
+    // The command's words never reach CLI11, which would read their options as its own.
+    auto from = words.begin() + at;
+    run.words.assign(from + (from != words.end() && *from == "--" ? 1 : 0), words.end());
+    words.erase(from, words.end());
+    break;
+  }
+  std::vector<char*> args;
+  args.reserve(words.size());
+  for (auto& w : words) args.push_back(w.data());
+  argc = static_cast<int>(args.size());
+  argv = args.data();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

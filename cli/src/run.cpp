@@ -8,6 +8,7 @@
 #include "progress.hpp"
 #include "pull_view.hpp"
 #include "slots.hpp"
+#include "sources.hpp"
 #include "template.hpp"
 
 #include <coropool/coropool.hpp>
@@ -17,13 +18,16 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <algorithm>
 #include <array>
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -36,22 +40,16 @@
 namespace coropool::cli {
 
 struct RunJob {
-  std::uint64_t index = 0;  // position in the stream, echoed back
-  std::uint64_t seq = 0;    // GNU parallel's job number: the n-th job of the input
-  std::string text;         // the command line, or with a template the argument
-  std::string templ;        // empty: `text` is the command
-  std::int64_t timeout_ms = 0;
-  std::uint32_t retries = 0;
-  bool line_buffer = false;
-  bool tag = false;
+  std::uint64_t index = 0;        // position in the stream, echoed back
+  std::uint64_t seq = 0;          // GNU parallel's job number: the n-th job of the input
+  std::vector<std::string> args;  // the job's arguments (without a template: its command)
 };
-auto coropool_fields(RunJob& j) {
-  return std::tie(j.index, j.seq, j.text, j.templ, j.timeout_ms, j.retries, j.line_buffer, j.tag);
-}
+auto coropool_fields(RunJob& j) { return std::tie(j.index, j.seq, j.args); }
 
 struct RunOutcome {
   std::uint64_t index = 0, seq = 0;
   std::string command;  // as run, the template filled in
+  std::string tag;      // --tag / --tagstring: what each output line starts with (a tab follows)
   int exit_code = 0;
   int signal = 0;
   bool timed_out = false;
@@ -63,9 +61,21 @@ struct RunOutcome {
   double runtime = 0;  // seconds
 };
 auto coropool_fields(RunOutcome& o) {
-  return std::tie(o.index, o.seq, o.command, o.exit_code, o.signal, o.timed_out, o.out, o.err, o.out_file, o.err_file,
-                  o.error, o.out_bytes, o.start, o.runtime);
+  return std::tie(o.index, o.seq, o.command, o.tag, o.exit_code, o.signal, o.timed_out, o.out, o.err, o.out_file,
+                  o.err_file, o.error, o.out_bytes, o.start, o.runtime);
 }
+
+// What every job of a run shares: set before the pool, so every worker has it.
+struct RunConfig {
+  CommandTemplate command;
+  CommandTemplate tagstring;
+  bool tag = false, tagstring_set = false;
+  bool verbose = false, trace = false, line_buffer = false;
+  std::int64_t timeout_ms = 0;
+  std::uint32_t runs = 1;  // --retries: runs of a failed job in all
+  std::string shell;
+};
+const RunConfig* g_config = nullptr;
 
 // Made before the pool, so every worker shares it (see slots.hpp).
 SlotTable* g_slots = nullptr;
@@ -168,19 +178,29 @@ asio::awaitable<coropool::cli::RunOutcome> coropool_run_job(coropool::cli::RunJo
       if (g_slots) g_slots->release(n);
     }
   } slot;
+  const RunConfig& cfg = *g_config;
   RunOutcome o;
   o.index = job.index;
   o.seq = job.seq;
-  o.command = job.templ.empty() ? std::move(job.text) : fill_template(job.templ, job.text, job.seq, slot.n);
+  o.command = cfg.command.fill(job.args, job.seq, slot.n);
+  if (cfg.tagstring_set) {
+    o.tag = cfg.tagstring.fill(job.args, job.seq, slot.n, false);
+  } else if (cfg.tag) {
+    for (const auto& a : job.args) o.tag += (o.tag.empty() ? "" : " ") + a;
+  }
+  if (cfg.trace) write_all(2, o.command + "\n");
   coropool::worker::CommandOptions opts;
-  opts.timeout = std::chrono::milliseconds(job.timeout_ms);
-  opts.env = {"COROPOOL_SEQ=" + std::to_string(job.seq), "COROPOOL_SLOT=" + std::to_string(slot.n)};
-  if (job.line_buffer) {
+  opts.timeout = std::chrono::milliseconds(cfg.timeout_ms);
+  opts.shell = cfg.shell;
+  std::string seq = std::to_string(job.seq), slot_no = std::to_string(slot.n);
+  opts.env = {"COROPOOL_SEQ=" + seq, "COROPOOL_SLOT=" + slot_no, "PARALLEL_SEQ=" + seq, "PARALLEL_JOBSLOT=" + slot_no};
+  if (cfg.line_buffer) {
+    if (cfg.verbose) write_lines(1, o.command + "\n");
     // Each whole line goes out on its own with one write, so lines of jobs never mix (but for
     // a line over 1 MiB, which goes in pieces). Byte for byte: no newline is added.
-    opts.on_line = [tag = job.tag ? o.command : std::string(), at_start = std::array<bool, 3>{true, true, true}](
-                       int stream, std::string_view lines) mutable {
-      if (tag.empty())
+    opts.on_line = [tag = o.tag, tagging = cfg.tag || cfg.tagstring_set,
+                    at_start = std::array<bool, 3>{true, true, true}](int stream, std::string_view lines) mutable {
+      if (!tagging)
         write_lines(stream, lines);
       else
         write_lines(stream, tagged(lines, tag, at_start[static_cast<std::size_t>(stream) % 3]));
@@ -189,13 +209,17 @@ asio::awaitable<coropool::cli::RunOutcome> coropool_run_job(coropool::cli::RunJo
     opts.spool_over = spool_over;
     opts.spool_dir = g_spool_dir;
   }
-  // A failed job runs again, up to job.retries times; the last run is the one reported.
+  // A failed job runs again, up to cfg.runs times in all; the last run is the one reported.
   coropool::worker::CommandResult r;
   auto wall = std::chrono::system_clock::now();
-  for (std::uint32_t attempt = 0;; ++attempt) {
+  if (o.command.find_first_not_of(" \t") == std::string::npos) {
+    o.start = epoch_seconds(wall);  // an empty line: a job that does nothing, as in parallel
+    co_return o;
+  }
+  for (std::uint32_t run = 1;; ++run) {
     wall = std::chrono::system_clock::now();
     r = co_await coropool::worker::run_command(o.command, opts);
-    if (r.exit_code == 0 || !r.error.empty() || attempt >= job.retries) break;
+    if (r.exit_code == 0 || !r.error.empty() || run >= cfg.runs) break;
   }
   o.exit_code = r.exit_code;
   o.signal = r.signal;
@@ -222,18 +246,27 @@ struct Halt {
   double threshold = 0;
   bool percent = false;
 
-  bool reached(std::size_t failed, std::size_t succeeded) const {
+  // `total`: every job of the run, for X% (read before the first job starts, as parallel does).
+  bool reached(std::size_t failed, std::size_t succeeded, std::size_t total) const {
     if (when == When::never) return false;
     std::size_t finished = failed + succeeded;
     std::size_t count = on == On::fail ? failed : on == On::success ? succeeded : finished;
     if (!percent) return static_cast<double>(count) >= threshold;
-    return finished >= 3 && 100.0 * static_cast<double>(count) / static_cast<double>(finished) >= threshold;
+    return count > 0 &&
+           100.0 * static_cast<double>(count) / static_cast<double>(std::max<std::size_t>(total, 1)) >= threshold;
   }
 };
 
 std::optional<Halt> parse_halt(std::string_view s) {
   Halt h;
-  if (s == "never") return h;
+  if (s == "never" || s == "0") return h;
+  // parallel's older numbers: 1 soon,fail=1; 2 now,fail=1; -1 soon,success=1; -2 now,success=1
+  if (s == "1" || s == "2" || s == "-1" || s == "-2") {
+    h.when = s.back() == '1' ? Halt::When::soon : Halt::When::now;
+    h.on = s.front() == '-' ? Halt::On::success : Halt::On::fail;
+    h.threshold = 1;
+    return h;
+  }
   auto comma = s.find(',');
   if (comma == std::string_view::npos) return std::nullopt;
   auto when = s.substr(0, comma), cond = s.substr(comma + 1);
@@ -264,39 +297,45 @@ std::optional<Halt> parse_halt(std::string_view s) {
   return h;
 }
 
-bool blank(std::string_view line) { return line.find_first_not_of(" \t\r") == std::string_view::npos; }
-
 // The input, shared between the lazy view the pool pulls from and the loop that records
-// outcomes: which line each job in flight came from, to name it in messages.
+// outcomes: where each job in flight came from, to name it in messages.
 struct Input {
-  std::istream* in = nullptr;
-  std::string name;  // for messages: the file, or "stdin"
-  std::string templ;
-  std::int64_t timeout_ms = 0;
-  std::uint32_t retries = 0;
-  bool line_buffer = false, tag = false;
+  Inputs* sources = nullptr;
   const std::unordered_set<std::uint64_t>* skip = nullptr;  // --resume
-  std::uint64_t line_no = 0, seq = 0, index = 0, skipped = 0;
+  std::uint64_t seq = 0, index = 0, skipped = 0;
   struct Pending {
-    std::uint64_t seq, line_no;
-    std::string text;
+    std::uint64_t seq;
+    std::string where;
+    std::vector<std::string> args;
   };
   std::unordered_map<std::uint64_t, Pending> pending;  // by index
+  std::deque<RunJob> ahead;                            // read before the run (see read_all)
 
+  // Reads every job now (for --halt X%, whose jobs must be counted first); returns the count.
+  std::size_t read_all() {
+    for (RunJob j; fetch(j);) ahead.push_back(std::move(j));
+    return ahead.size();
+  }
   // The next job, or false at the end of the input.
   bool next(RunJob& job) {
-    std::string line;
-    while (std::getline(*in, line)) {
-      ++line_no;
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (blank(line)) continue;
+    if (ahead.empty()) return fetch(job);
+    job = std::move(ahead.front());
+    ahead.pop_front();
+    return true;
+  }
+
+ private:
+  bool fetch(RunJob& job) {
+    std::vector<std::string> args;
+    std::string where;
+    while (sources->next(args, where)) {
       ++seq;
       if (skip && skip->contains(seq)) {
         ++skipped;
         continue;
       }
-      pending.emplace(index, Pending{seq, line_no, line});
-      job = RunJob{index++, seq, std::move(line), templ, timeout_ms, retries, line_buffer, tag};
+      pending.emplace(index, Pending{seq, std::move(where), args});
+      job = RunJob{index++, seq, std::move(args)};
       return true;
     }
     return false;
@@ -318,6 +357,76 @@ std::string printable(std::string s) {
   return s;
 }
 
+// -j as parallel reads it: N slots, N% of the CPUs, +N / -N more or fewer than the CPUs, 0 as
+// many as can run at once (here 250, parallel's usual ceiling of file handles).
+std::optional<unsigned> job_slots(const std::string& j) {
+  unsigned cpus = coropool::usable_cpus();
+  if (j.empty()) return cpus;
+  std::string_view v = j;
+  char how = v.front() == '+' || v.front() == '-' ? v.front() : v.back() == '%' ? '%' : '=';
+  if (how == '+' || how == '-') v.remove_prefix(1);
+  if (how == '%') v.remove_suffix(1);
+  double n = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc() || p != v.data() + v.size() || n < 0) return std::nullopt;
+  double slots = how == '+' ? cpus + n : how == '-' ? cpus - n : how == '%' ? cpus * n / 100 : n;
+  if (how == '=' && n == 0) return 250;
+  return static_cast<unsigned>(std::max(1.0, std::floor(slots)));
+}
+
+// `coropool run FILE` reads FILE as command lines when it is a file and not a program.
+bool commands_file(const std::string& path) {
+  struct stat st {};
+  return path == "-" || (::stat(path.c_str(), &st) == 0 && !S_ISDIR(st.st_mode) && ::access(path.c_str(), X_OK) != 0);
+}
+
+bool on_path(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::string_view dirs = path ? path : "/usr/bin:/bin";
+  while (!dirs.empty()) {
+    auto colon = dirs.find(':');
+    std::string dir(dirs.substr(0, colon));
+    if (::access(((dir.empty() ? "." : dir) + "/" + name).c_str(), X_OK) == 0) return true;
+    dirs.remove_prefix(colon == std::string_view::npos ? dirs.size() : colon + 1);
+  }
+  return false;
+}
+
+// -d: one character, or an escape as parallel takes them.
+std::optional<char> delimiter(const std::string& d) {
+  if (d.size() == 1) return d[0];
+  if (d == "\\n") return '\n';
+  if (d == "\\t") return '\t';
+  if (d == "\\0") return '\0';
+  if (d == "\\\\") return '\\';
+  if (d.size() == 4 && d.starts_with("\\x")) {
+    unsigned v = 0;
+    auto [p, ec] = std::from_chars(d.data() + 2, d.data() + 4, v, 16);
+    if (ec == std::errc() && p == d.data() + 4) return static_cast<char>(v);
+  }
+  return std::nullopt;
+}
+
+// The shell for command lines that need one, as parallel picks it: $PARALLEL_SHELL, else the
+// shell that started us, else $SHELL, else bash, else sh.
+std::string job_shell() {
+  auto known = [](const std::string& path) {
+    auto base = path.substr(path.rfind('/') + 1);
+    for (const char* s : {"bash", "sh", "dash", "zsh", "ksh", "mksh", "ksh93", "posh", "yash"})
+      if (base == s) return ::access(path.c_str(), X_OK) == 0;
+    return false;
+  };
+  if (const char* p = std::getenv("PARALLEL_SHELL"); p && *p) return p;
+  std::error_code ec;
+  auto parent = std::filesystem::read_symlink("/proc/" + std::to_string(::getppid()) + "/exe", ec);
+  if (!ec && known(parent.string())) return parent.string();
+  if (const char* s = std::getenv("SHELL"); s && known(s)) return s;
+  return ::access("/bin/bash", X_OK) == 0 ? "/bin/bash" : "/bin/sh";
+}
+
+// --joblog +FILE appends to FILE.
+std::string joblog_path(const std::string& j) { return j.starts_with('+') ? j.substr(1) : j; }
+
 }  // namespace
 
 int run_main(const RunOptions& o) {
@@ -328,51 +437,117 @@ int run_main(const RunOptions& o) {
   auto halt = parse_halt(o.halt);
   if (!halt) return usage("--halt takes never, now,fail=N, soon,fail=N, fail=X%, success=..., done=...: " + o.halt);
   if ((o.resume || o.resume_failed) && o.joblog.empty()) return usage("--resume and --resume-failed need --joblog");
-  std::string input_path = o.arg_file.empty() ? (o.positional.empty() ? "-" : o.positional[0]) : o.arg_file;
-  std::string templ;
-  if (o.arg_file.empty()) {
-    if (o.positional.size() > 1) return usage("one input file at most; a template needs -a ARGFILE");
-  } else {
-    for (const auto& w : o.positional) templ += (templ.empty() ? "" : " ") + w;
-    if (templ.empty()) templ = "{}";  // each argument line is the command
-  }
+  auto slots = job_slots(o.jobs);
+  if (!slots) return usage("-j takes N, N%, +N, -N or 0, not " + o.jobs);
 
-  std::ifstream file;
-  Input input;
-  input.in = &std::cin;
-  input.name = input_path == "-" ? "stdin" : input_path;
-  if (input_path != "-") {
+  // The command and its input sources, as parallel reads them.
+  std::vector<std::string> command;
+  std::vector<SourceSpec> sources;
+  sources.reserve(o.arg_files.size());
+  for (const auto& f : o.arg_files) sources.push_back(SourceSpec{true, {f}, false});
+  try {
+    split_sources(o.words, command, sources);
+  } catch (const std::invalid_argument& e) {
+    return usage(e.what());
+  }
+  if (sources.empty()) {
     std::error_code ec;
-    if (std::filesystem::is_directory(input_path, ec)) return usage(input_path + " is a directory, not a file");
-    file.open(input_path, std::ios::binary);
-    if (!file) return usage("cannot read " + input_path);
-    input.in = &file;
+    // `coropool run FILE`: a file of command lines (but for an executable, a command that
+    // takes its arguments from stdin, as parallel runs it).
+    if (command.size() == 1 && commands_file(command[0])) {
+      sources.push_back(SourceSpec{true, {command[0]}, false});
+      command.clear();
+    } else if (command.size() == 1 && std::filesystem::is_directory(command[0], ec)) {
+      return usage(command[0] + " is a directory, not a file");
+    } else if (command.size() == 1 && !worker::needs_shell(command[0]) && !std::filesystem::exists(command[0], ec) &&
+               (command[0].find('/') != std::string::npos || !on_path(command[0]))) {
+      return usage("cannot read " + command[0] + ": no such file, nor a command of that name");
+    } else {
+      sources.push_back(SourceSpec{true, {"-"}, false});
+    }
   }
-  unsigned slots = o.jobs ? o.jobs : coropool::usable_cpus();
-  input.templ = templ;
-  input.timeout_ms = static_cast<std::int64_t>(o.timeout_seconds * 1000);
-  input.retries = o.retries;
-  input.line_buffer = o.line_buffer;
-  input.tag = o.tag;
+  for (const auto& s : sources) {
+    std::error_code ec;
+    if (s.is_file && s.values[0] != "-" && std::filesystem::is_directory(s.values[0], ec))
+      return usage(s.values[0] + " is a directory, not a file");
+  }
+  InputOptions in;
+  if (o.null) in.delimiter = '\0';
+  if (!o.delimiter.empty()) {
+    auto d = delimiter(o.delimiter);
+    if (!d) return usage("-d takes one character (or \\n, \\t, \\0, \\xHH), not " + o.delimiter);
+    in.delimiter = *d;
+  }
+  in.colsep = o.colsep;
+  in.skip_empty = o.skip_empty;
+  in.link = o.link;
+  if (!o.header.empty()) {
+    unsigned n = 0;
+    auto [p, ec] = std::from_chars(o.header.data(), o.header.data() + o.header.size(), n);
+    in.header_lines = ec == std::errc() && p == o.header.data() + o.header.size() ? n : 1;
+  }
+  if (o.max_replace >= 0)
+    in.per_job = static_cast<unsigned>(o.max_replace);
+  else if (o.max_args > 0)
+    in.per_job = o.max_args;
+  in.fill_line = o.context || o.multi;
+  in.slots = *slots;
+  // The number of jobs, for the progress line, when a single file source makes it cheap.
+  std::optional<std::uint64_t> total;
+  if (sources.size() == 1 && sources[0].is_file && in.delimiter == '\n' && in.per_job == 1 && !in.fill_line &&
+      in.header_lines == 0) {
+    total = count_lines(sources[0].values[0], [&](const std::string& l) {
+      return !in.skip_empty || l.find_first_not_of(" \t\r") != std::string::npos;
+    });
+  }
+  std::optional<Inputs> inputs;
+  try {
+    inputs.emplace(std::move(sources), in);
+  } catch (const std::regex_error& e) {
+    return usage("--colsep " + o.colsep + " is not a regular expression: " + e.what());
+  } catch (const std::runtime_error& e) {
+    return usage(e.what());
+  }
 
+  TemplateOptions t;
+  t.quote_words = o.quote;
+  t.context = o.context;
+  if (!o.replace.empty()) t.replace = o.replace;
+  t.columns = inputs->columns();
+  RunConfig config;
+  config.command = CommandTemplate(command, t);
+  if (!o.tagstring.empty()) {
+    config.tagstring = CommandTemplate({o.tagstring}, t);
+    config.tagstring_set = true;
+  }
+  config.tag = o.tag;
+  config.verbose = o.verbose;
+  config.trace = o.trace;
+  config.line_buffer = o.line_buffer || o.ungroup;
+  config.timeout_ms = static_cast<std::int64_t>(o.timeout_seconds * 1000);
+  config.runs = std::max(o.retries, 1U);
+  config.shell = job_shell();
+  g_config = &config;
+
+  Input input;
+  input.sources = &*inputs;
   std::unordered_set<std::uint64_t> skip;
   if (o.resume || o.resume_failed) {
-    skip = finished_jobs(o.joblog, o.resume_failed);
+    skip = finished_jobs(joblog_path(o.joblog), o.resume_failed);
     input.skip = &skip;
   }
   if (o.dry_run) {
     RunJob j;
     while (input.next(j)) {
-      unsigned slot = static_cast<unsigned>((j.seq - 1) % slots) + 1;
-      std::string cmd = templ.empty() ? j.text : fill_template(templ, j.text, j.seq, slot);
-      std::printf("%s\n", printable(cmd).c_str());
+      unsigned slot = static_cast<unsigned>((j.seq - 1) % *slots) + 1;
+      std::printf("%s\n", printable(config.command.fill(j.args, j.seq, slot)).c_str());
     }
     return 0;
   }
   std::optional<Joblog> joblog;
   if (!o.joblog.empty()) {
     try {
-      joblog.emplace(o.joblog, o.resume || o.resume_failed);
+      joblog.emplace(joblog_path(o.joblog), o.resume || o.resume_failed || o.joblog.starts_with('+'));
     } catch (const std::system_error& e) {
       return usage(e.what());
     }
@@ -380,11 +555,11 @@ int run_main(const RunOptions& o) {
 
   Progress tally("run", o.progress == 2 ? ::isatty(2) != 0 : o.progress > 0);
   if (tally.enabled()) {
-    tally.total = count_lines(input_path, [](const std::string& l) { return !blank(l); });
+    tally.total = total;
     if (tally.total) *tally.total -= std::min<std::uint64_t>(*tally.total, skip.size());
   }
 
-  SlotTable slot_table(slots);
+  SlotTable slot_table(*slots);
   g_slots = &slot_table;
   struct SpoolDir {
     SpoolDir() {
@@ -399,12 +574,13 @@ int run_main(const RunOptions& o) {
     SpoolDir(const SpoolDir&) = delete;
     SpoolDir& operator=(const SpoolDir&) = delete;
   } spool_dir;
-  unsigned procs = worker_count(slots);
+  unsigned procs = worker_count(*slots);
   // No prefetch: a job never waits behind a long one while a slot elsewhere is free.
   coropool::Pool pool(
-      {.processes = procs, .child_concurrency = slots / procs, .retries_on_worker_loss = o.retries, .prefetch = 0});
+      {.processes = procs, .child_concurrency = *slots / procs, .retries_on_worker_loss = o.retries, .prefetch = 0});
   // At most 4 jobs per slot wait between the input and the output.
-  std::size_t bound = std::size_t{4} * slots;
+  std::size_t bound = std::size_t{4} * *slots;
+  std::size_t all_jobs = halt->percent ? input.read_all() : 0;
   auto stream = o.keep_order ? pool.imap(coropool_run_job, JobView(&input), bound)
                              : pool.imap_unordered(coropool_run_job, JobView(&input), bound);
 
@@ -414,21 +590,25 @@ int run_main(const RunOptions& o) {
   Ticker repaint(pool.executor(), std::chrono::milliseconds(200), [&] { tally.paint(); });
 
   bool halted = false;
+  int halt_status = -1;  // --halt fail=1: the exit status of the job that failed
   auto where = [&](std::uint64_t index) {
     auto it = input.pending.find(index);
-    if (it == input.pending.end()) return input.name;
-    return input.name + ":" + std::to_string(it->second.line_no);
+    return it == input.pending.end() ? std::string("a job") : it->second.where;
   };
+  bool grouped = !config.line_buffer;
+  bool tagging = config.tag || config.tagstring_set;
   auto record = [&](const RunOutcome& r) {
-    if (!o.line_buffer) {
+    if (grouped) {
+      if (o.verbose) write_all(1, r.command + "\n");
+      const std::string* tag = tagging ? &r.tag : nullptr;
       if (!r.out_file.empty())
-        write_spooled(1, r.out_file, o.tag ? &r.command : nullptr);
+        write_spooled(1, r.out_file, tag);
       else
-        write_all(1, o.tag ? tagged(r.out, r.command) : r.out);
+        write_all(1, tag ? tagged(r.out, r.tag) : r.out);
       if (!r.err_file.empty())
-        write_spooled(2, r.err_file, o.tag ? &r.command : nullptr);
+        write_spooled(2, r.err_file, tag);
       else
-        write_all(2, o.tag ? tagged(r.err, r.command) : r.err);
+        write_all(2, tag ? tagged(r.err, r.tag) : r.err);
     }
     if (!r.error.empty())
       tally.note(where(r.index) + ": not run: " + r.error);
@@ -437,18 +617,24 @@ int run_main(const RunOptions& o) {
       std::snprintf(secs, sizeof secs, "%g", o.timeout_seconds);
       tally.note(where(r.index) + ": timed out after " + secs + " s: " + printable(r.command));
     }
-    if (joblog) joblog->write({r.seq, r.start, r.runtime, r.out_bytes, r.exit_code, r.signal, printable(r.command)});
+    // Exitval as parallel logs it: -1 for a job killed at its timeout, 0 beside a signal.
+    int exitval = r.timed_out ? -1 : r.signal != 0 ? 0 : r.exit_code;
+    // Receive as parallel counts it: -v's line too; nothing with -u, which captures nothing.
+    std::uint64_t received = o.ungroup ? 0 : r.out_bytes + (o.verbose ? r.command.size() + 1 : 0);
+    if (joblog) joblog->write({r.seq, r.start, r.runtime, received, exitval, r.signal, printable(r.command)});
     (r.exit_code == 0 ? tally.succeeded : tally.failed)++;
+    if (r.exit_code != 0 && halt_status < 0) halt_status = r.exit_code;
     input.pending.erase(r.index);
   };
   // A job that failed as a whole (its worker was lost, even after --retries).
   auto record_error = [&](const coropool::Error& e, std::uint64_t index) {
     tally.note(where(index) + ": " + e.what());
     if (auto it = input.pending.find(index); joblog && it != input.pending.end()) {
-      joblog->write(
-          {it->second.seq, epoch_seconds(std::chrono::system_clock::now()), 0, 0, -1, 0, printable(it->second.text)});
+      joblog->write({it->second.seq, epoch_seconds(std::chrono::system_clock::now()), 0, 0, -1, 0,
+                     printable(config.command.fill(it->second.args, it->second.seq, 0))});
     }
     ++tally.failed;
+    if (halt_status < 0) halt_status = 255;
     input.pending.erase(index);
   };
   std::string broken;  // why the pool could not go on, if it could not
@@ -474,7 +660,7 @@ int run_main(const RunOptions& o) {
       if (e.code() != asio::error::operation_aborted) throw;
       ++tally.cancelled;  // interrupted, or --halt now
     }
-    if (!halted && halt->reached(tally.failed, tally.succeeded)) {
+    if (!halted && halt->reached(tally.failed, tally.succeeded, all_jobs)) {
       halted = true;
       tally.note("--halt " + o.halt + " reached: " +
                  (halt->when == Halt::When::now ? "killing the running jobs" : "waiting for the running jobs"));
@@ -489,16 +675,24 @@ int run_main(const RunOptions& o) {
   tally.finish();
   std::size_t done = tally.done();
   double secs = tally.elapsed();
-  std::fprintf(stderr, "coropool run: %zu jobs, %zu failed, %.2f s (%.0f jobs/s)", done, tally.failed, secs,
-               secs > 0 ? static_cast<double>(done) / secs : 0.0);
-  if (input.skipped)
-    std::fprintf(stderr, ", %llu skipped as done before", static_cast<unsigned long long>(input.skipped));
-  if (tally.cancelled) std::fprintf(stderr, ", %zu killed", tally.cancelled);
-  if (interrupt.signal()) std::fprintf(stderr, "; interrupted by %s", interrupt.name());
-  if (!broken.empty()) std::fprintf(stderr, "; stopped: the pool failed");
-  std::fputc('\n', stderr);
+  if (!o.quiet) {
+    std::fprintf(stderr, "coropool run: %zu jobs, %zu failed, %.2f s (%.0f jobs/s)", done, tally.failed, secs,
+                 secs > 0 ? static_cast<double>(done) / secs : 0.0);
+    if (input.skipped)
+      std::fprintf(stderr, ", %llu skipped as done before", static_cast<unsigned long long>(input.skipped));
+    if (tally.cancelled) std::fprintf(stderr, ", %zu killed", tally.cancelled);
+    if (interrupt.signal()) std::fprintf(stderr, "; interrupted by %s", interrupt.name());
+    if (!broken.empty()) std::fprintf(stderr, "; stopped: the pool failed");
+    std::fputc('\n', stderr);
+  }
   if (interrupt.signal()) return interrupt.exit_status();
   if (!broken.empty()) return 255;
+  // parallel's rules: halted on success, 0; on fail=1, the failed job's status; on fail=X%,
+  // the percentage of the jobs that failed.
+  if (halted && halt->on == Halt::On::success) return 0;
+  if (halt->percent && halt->on == Halt::On::fail && tally.failed > 0)
+    return static_cast<int>((100 * tally.failed + all_jobs - 1) / std::max<std::size_t>(all_jobs, 1));
+  if (halted && halt->on == Halt::On::fail && halt->threshold == 1 && halt_status >= 0) return halt_status;
   return static_cast<int>(std::min<std::size_t>(tally.failed, 101));
 }
 

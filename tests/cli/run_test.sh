@@ -10,11 +10,12 @@ printf 'echo one\n\necho two; exit 3\nno-such-cmd-coropool\n   \necho "$COROPOOL
 "$bin" run -k --joblog "$dir/log.tsv" "$dir/jobs.txt" > "$dir/out.txt" 2> "$dir/err.txt"
 rc=$?
 check "exit status counts failed jobs" test "$rc" -eq 2
-check "output in input order with -k" test "$(cat "$dir/out.txt")" = "$(printf 'one\ntwo\n4')"
+# A blank line is a job that does nothing, as in GNU parallel, so Seq numbers match its joblog.
+check "output in input order with -k" test "$(cat "$dir/out.txt")" = "$(printf 'one\ntwo\n6')"
 check "a missing command is reported" grep -q "no-such-cmd-coropool: command not found" "$dir/err.txt"
 check "joblog header" test "$(head -1 "$dir/log.tsv")" = "$(printf 'Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand')"
-check "joblog has a row per job" test "$(tail -n +2 "$dir/log.tsv" | wc -l)" -eq 4
-check "joblog exit values" test "$(tail -n +2 "$dir/log.tsv" | cut -f1,7 | sort -n | tr '\t\n' ':,')" = "1:0,2:3,3:127,4:0,"
+check "joblog has a row per job" test "$(tail -n +2 "$dir/log.tsv" | wc -l)" -eq 6
+check "joblog exit values" test "$(tail -n +2 "$dir/log.tsv" | cut -f1,7 | sort -n | tr '\t\n' ':,')" = "1:0,2:0,3:3,4:127,5:0,6:0,"
 
 "$bin" run "$dir/no-such-file" 2> "$dir/err2.txt"
 check "a missing input file is exit 2" test $? -eq 2
@@ -38,21 +39,24 @@ printf 'echo a\necho b\n' | "$bin" run --tag -k - > "$dir/tag.txt" 2>/dev/null
 check "--tag prefixes output lines with the command" test "$(cat "$dir/tag.txt")" = "$(printf 'echo a\ta\necho b\tb')"
 
 printf 'touch %s/ran\n\necho b\n' "$dir" | "$bin" run --dry-run - > "$dir/dry.txt"
-check "--dry-run prints the commands" test "$(cat "$dir/dry.txt")" = "$(printf 'touch %s/ran\necho b' "$dir")"
+check "--dry-run prints the commands" test "$(cat "$dir/dry.txt")" = "$(printf 'touch %s/ran\n\necho b' "$dir")"
 check "and runs none" test ! -e "$dir/ran"
 
 printf 'test -e %s/flag || { touch %s/flag; exit 1; }\n' "$dir" "$dir" > "$dir/retry.txt"
 "$bin" run --retries 1 "$dir/retry.txt" 2>/dev/null
-check "--retries runs a failed job again" test $? -eq 0
+check "--retries 1 runs a job once in all, as parallel" test $? -eq 1
+rm -f "$dir/flag"
+"$bin" run --retries 2 "$dir/retry.txt" 2>/dev/null
+check "--retries 2 runs a failed job again" test $? -eq 0
 
 "$bin" run "$dir/jobs.txt" > /dev/null 2> "$dir/summary.txt"
-check "a summary on stderr" grep -q "coropool run: 4 jobs, 2 failed" "$dir/summary.txt"
+check "a summary on stderr" grep -q "coropool run: 6 jobs, 2 failed" "$dir/summary.txt"
 
 # Templates: GNU parallel's replacement strings, arguments quoted as one word.
 printf 'dir/sub/file.tar.gz\na b.txt\n\nplain\n' > "$dir/args.txt"
 "$bin" run -k -j 1 -a "$dir/args.txt" -- printf "'%s|'" {} {.} {/} {//} {/.} {#} {%} > "$dir/tmpl.txt" 2>/dev/null
 printf -v want '%s\n' 'dir/sub/file.tar.gz|dir/sub/file.tar|file.tar.gz|dir/sub|file.tar|1|1|' \
-  'a b.txt|a b|a b.txt|.|a b|2|1|' 'plain|plain|plain|.|plain|3|1|'
+  'a b.txt|a b|a b.txt|.|a b|2|1|' '|||.||3|1|' 'plain|plain|plain|.|plain|4|1|'
 check "-a fills {} {.} {/} {//} {/.} {#} {%}" test "$(cat "$dir/tmpl.txt")" = "$(printf '%s' "${want%$'\n'}" | tr -d '\n')"
 printf 'x\ny\n' | "$bin" run -k -a - echo arg: > "$dir/append.txt"
 check "a template without replacement strings gets the argument appended" \
@@ -91,7 +95,7 @@ check "--line-buffer prints a line while its job still runs" test "$first" = fir
 check "and all of it" test "$(cat "$dir/lb_out")" = "$(printf 'first\nsecond')"
 exec 3<&-
 seq 1 20 | "$bin" run -j 4 --line-buffer --tag -a - -- 'for i in 1 2 3; do echo line-$i-of-{}; done' > "$dir/lbt.txt"
-check "--line-buffer --tag lines stay whole" test "$(grep -Ec $'^for i in 1 2 3; do echo line-\\$i-of-[0-9]+; done\tline-[123]-of-[0-9]+$' "$dir/lbt.txt")" -eq 60
+check "--line-buffer --tag lines stay whole, tagged with the argument" test "$(grep -Ec $'^([0-9]+)\tline-[123]-of-\\1$' "$dir/lbt.txt")" -eq 60
 
 # The end of a job is its process's exit, not its output pipe's EOF: a daemon that keeps the
 # pipe open neither holds the job (as GNU parallel, which reads its output from files) nor
@@ -191,7 +195,7 @@ check "--line-buffer adds no newline to an unterminated last line" test "$(od -A
 # Options refused with exit 2 and a message naming the option or the input.
 refused "a directory as the input" "$dir is a directory" "$bin" run "$dir"
 refused "a directory as -a" "$dir is a directory" "$bin" run -a "$dir" echo
-refused "-j 0" "--jobs" "$bin" run -j 0 "$dir/jobs.txt"
+refused "-j x" "-j takes" "$bin" run -j x "$dir/jobs.txt"
 refused "--timeout 0" "--timeout" "$bin" run --timeout 0 "$dir/jobs.txt"
 refused "an unknown option before --" "unknown option --nice" "$bin" run --nice 10 -a "$dir/args.txt" -- echo
 

@@ -306,17 +306,18 @@ asio::awaitable<CommandResult> run_command(std::string line, CommandOptions opti
   std::vector<std::string> argv_s;
   std::string program;
   result.via_shell = needs_shell(line);
-  if (result.via_shell) {
-    program = "/bin/sh";
-    argv_s = {"sh", "-c", line};
-  } else {
+  if (!result.via_shell) {
+    // A program found in PATH, and not a function that bash exports under that name.
     argv_s = split_words(line);
     program = resolve(argv_s.front());
-    if (program.empty()) {
-      result.exit_code = 127;
-      result.error = argv_s.front() + ": command not found";
-      co_return result;
-    }
+    std::string function = "BASH_FUNC_" + argv_s.front() + "%%=";
+    for (char** e = environ; *e && !program.empty(); ++e)
+      if (std::string_view(*e).starts_with(function)) program.clear();
+    result.via_shell = program.empty();
+  }
+  if (result.via_shell) {
+    program = options.shell.empty() ? "/bin/sh" : options.shell;
+    argv_s = {program.substr(program.rfind('/') + 1), "-c", line};
   }
   std::vector<char*> argv;
   argv.reserve(argv_s.size() + 1);

@@ -3,8 +3,9 @@
 // building block of `coropool run`. The child is started with clone(CLONE_VM|CLONE_VFORK):
 // no copy of the worker's address space and far fewer syscalls than glibc's posix_spawn. It
 // runs in a process group of its own, dies with its worker (PR_SET_PDEATHSIG), reads stdin
-// from /dev/null, and its stdout/stderr are captured through pipes. A line with no shell syntax is exec'd directly (its
-// program looked up in PATH once and cached); anything else goes through /bin/sh -c. The child is reaped through a
+// from /dev/null, and its stdout/stderr are captured through pipes. A line with no shell syntax whose program is found
+// in PATH (looked up once and cached) is exec'd directly; anything else (shell syntax, a builtin, a function exported
+// from bash, a name not in PATH) goes through the shell, `sh -c` by default. The child is reaped through a
 // pidfd, so the worker's loop never blocks.
 
 #include <asio/any_io_executor.hpp>
@@ -37,6 +38,8 @@ struct CommandOptions {
   std::size_t spool_over = 0;
   // Where those files are made (default: $TMPDIR, else /tmp).
   std::string spool_dir;
+  // The shell for a line that needs one, run as `shell -c line` (default: /bin/sh).
+  std::string shell;
 };
 
 struct CommandResult {
@@ -55,7 +58,7 @@ struct CommandResult {
   std::chrono::steady_clock::duration runtime{};
 };
 
-// True when `line` needs /bin/sh (quotes, redirections, variables, globs, pipes...).
+// True when `line` needs a shell by its syntax (quotes, redirections, variables, globs, pipes, builtins...).
 bool needs_shell(std::string_view line);
 
 // Runs `line` to its end. Never throws for what the command does (a missing program is exit
