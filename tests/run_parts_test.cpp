@@ -2,20 +2,58 @@
 
 #include "fetch.hpp"
 #include "joblog.hpp"
+#include "pull_view.hpp"
 #include "slots.hpp"
 #include "sources.hpp"
 #include "template.hpp"
+
+#include <coropool/coropool.hpp>
 
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cstdio>
+#include <deque>
 #include <fstream>
+
+// A task for the pool below; external linkage, as tasks need.
+int run_parts_twice(int x) { return 2 * x; }
 
 namespace {
 
 using namespace coropool::cli;
+
+// An input that another thread would feed: nothing yet is not the end.
+struct Fed {
+  std::deque<int> items;
+  bool closed = false;
+  bool stalled() const { return items.empty() && !closed; }
+  bool next(int& v) {
+    if (items.empty()) return false;
+    v = items.front();
+    items.pop_front();
+    return true;
+  }
+};
+
+TEST(PullView, AStalledInputHasItsItemsRunAsTheyComeAndEndsWhenItSays) {
+  coropool::Pool pool({.processes = 1});
+  Fed fed;
+  fed.items = {1};
+  auto stream = pool.imap(run_parts_twice, PullView<Fed, int>(&fed), 8);
+  auto first = stream.get();  // comes though the input has more to come
+  ASSERT_TRUE(first);
+  EXPECT_EQ(*first, 2);
+  fed.items.push_back(5);
+  stream.resume();
+  auto second = stream.get();
+  ASSERT_TRUE(second);  // the stream did not take the stall for the end
+  EXPECT_EQ(*second, 10);
+  fed.closed = true;
+  stream.resume();
+  EXPECT_FALSE(stream.get());
+}
 
 // One word per argument of `coropool run`, filled for one argument.
 std::string fill(const std::vector<std::string>& words, const std::string& arg, std::uint64_t seq = 1,

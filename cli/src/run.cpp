@@ -25,14 +25,19 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -297,49 +302,133 @@ std::optional<Halt> parse_halt(std::string_view s) {
   return h;
 }
 
-// The input, shared between the lazy view the pool pulls from and the loop that records
-// outcomes: where each job in flight came from, to name it in messages.
-struct Input {
-  Inputs* sources = nullptr;
-  const std::unordered_set<std::uint64_t>* skip = nullptr;  // --resume
-  std::uint64_t seq = 0, index = 0, skipped = 0;
+// The input: read by a thread of its own, so that a job starts as soon as its line is read
+// even when the next line is long in coming (`tail -f log | coropool run ...`), and shared with
+// the loop that records outcomes (where each job in flight came from, to name it in messages).
+// Owned by a shared_ptr that the reader thread holds too: a reader blocked on a pipe is left
+// behind at the end, touching nothing but this.
+class Input : public std::enable_shared_from_this<Input> {
+ public:
   struct Pending {
     std::uint64_t seq;
     std::string where;
     std::vector<std::string> args;
   };
-  std::unordered_map<std::uint64_t, Pending> pending;  // by index
-  std::deque<RunJob> ahead;                            // read before the run (see read_all)
 
-  // Reads every job now (for --halt X%, whose jobs must be counted first); returns the count.
+  Input(std::unique_ptr<Inputs> sources, std::unordered_set<std::uint64_t> skip, std::size_t ahead)
+      : sources_(std::move(sources)), skip_(std::move(skip)), cap_(std::max<std::size_t>(ahead, 1)) {}
+
+  // Reads every job now, before the run (--halt X% counts them first); returns the count.
   std::size_t read_all() {
-    for (RunJob j; fetch(j);) ahead.push_back(std::move(j));
-    return ahead.size();
+    for (RunJob j; fetch(j);) ready_.push_back(std::move(j));
+    eof_ = true;
+    return ready_.size();
   }
-  // The next job, or false at the end of the input.
-  bool next(RunJob& job) {
-    if (ahead.empty()) return fetch(job);
-    job = std::move(ahead.front());
-    ahead.pop_front();
+  // Starts the reader thread. `more` runs on the pool's loop when jobs came (or the input
+  // ended) while the pool waited for them; `post` takes it there.
+  void start(std::function<void(std::function<void()>)> post, std::function<void()> more) {
+    post_ = std::move(post);
+    more_ = std::move(more);
+    threaded_ = true;
+    if (!eof_) std::thread([self = shared_from_this()] { self->read_loop(); }).detach();
+  }
+  // No more wakes: the pool is going away. Call it on the pool's loop thread.
+  void stop() {
+    std::lock_guard l(m_);
+    stop_ = true;
+    more_ = nullptr;
+    cv_.notify_all();
+  }
+
+  // The pool's side (its loop thread).
+  bool stalled() {
+    std::lock_guard l(m_);
+    if (!threaded_ || !ready_.empty() || eof_) return false;
+    waiting_ = true;
     return true;
+  }
+  bool next(RunJob& job) {
+    if (!threaded_ && ready_.empty() && !eof_) return fetch(job);  // --dry-run: no thread
+    std::lock_guard l(m_);
+    if (ready_.empty()) return false;
+    job = std::move(ready_.front());
+    ready_.pop_front();
+    cv_.notify_all();
+    return true;
+  }
+  std::string where(std::uint64_t index) {
+    std::lock_guard l(m_);
+    auto it = pending_.find(index);
+    return it == pending_.end() ? std::string("a job") : it->second.where;
+  }
+  std::optional<Pending> done(std::uint64_t index) {
+    std::lock_guard l(m_);
+    auto it = pending_.find(index);
+    if (it == pending_.end()) return std::nullopt;
+    Pending p = std::move(it->second);
+    pending_.erase(it);
+    return p;
+  }
+  std::uint64_t skipped() {
+    std::lock_guard l(m_);
+    return skipped_;
   }
 
  private:
+  void read_loop() {
+    for (;;) {
+      RunJob j;
+      bool got = false;
+      try {
+        got = fetch(j);
+      } catch (const std::exception& e) {  // a read error: the input ends there
+        std::fprintf(stderr, "coropool run: reading the input: %s\n", e.what());
+      }
+      std::unique_lock l(m_);
+      cv_.wait(l, [&] { return ready_.size() < cap_ || stop_; });
+      if (stop_) return;
+      if (got) ready_.push_back(std::move(j));
+      eof_ = !got;
+      if (waiting_ && more_) {
+        waiting_ = false;
+        post_([self = shared_from_this()] {
+          if (self->more_) self->more_();
+        });
+      }
+      if (!got) return;
+    }
+  }
+  // The next job from the sources; the reader's own (or, without a thread, the caller's).
   bool fetch(RunJob& job) {
     std::vector<std::string> args;
     std::string where;
-    while (sources->next(args, where)) {
-      ++seq;
-      if (skip && skip->contains(seq)) {
-        ++skipped;
+    while (sources_->next(args, where)) {
+      ++seq_;
+      if (skip_.contains(seq_)) {
+        std::lock_guard l(m_);
+        ++skipped_;
         continue;
       }
-      pending.emplace(index, Pending{seq, std::move(where), args});
-      job = RunJob{index++, seq, std::move(args)};
+      std::lock_guard l(m_);
+      pending_.emplace(index_, Pending{seq_, std::move(where), args});
+      job = RunJob{index_++, seq_, std::move(args)};
       return true;
     }
     return false;
   }
+
+  std::unique_ptr<Inputs> sources_;
+  std::unordered_set<std::uint64_t> skip_;  // --resume
+  std::uint64_t seq_ = 0, index_ = 0;       // the reader's
+  std::size_t cap_;
+  std::mutex m_;  // guards what follows
+  std::condition_variable cv_;
+  std::deque<RunJob> ready_;
+  std::unordered_map<std::uint64_t, Pending> pending_;  // by index
+  std::uint64_t skipped_ = 0;
+  bool eof_ = false, waiting_ = false, stop_ = false, threaded_ = false;
+  std::function<void(std::function<void()>)> post_;
+  std::function<void()> more_;
 };
 
 using JobView = PullView<Input, RunJob>;
@@ -500,9 +589,9 @@ int run_main(const RunOptions& o) {
       return !in.skip_empty || l.find_first_not_of(" \t\r") != std::string::npos;
     });
   }
-  std::optional<Inputs> inputs;
+  std::unique_ptr<Inputs> inputs;
   try {
-    inputs.emplace(std::move(sources), in);
+    inputs = std::make_unique<Inputs>(std::move(sources), in);
   } catch (const std::regex_error& e) {
     return usage("--colsep " + o.colsep + " is not a regular expression: " + e.what());
   } catch (const std::runtime_error& e) {
@@ -523,22 +612,22 @@ int run_main(const RunOptions& o) {
   config.tag = o.tag;
   config.verbose = o.verbose;
   config.trace = o.trace;
-  config.line_buffer = o.line_buffer || o.ungroup;
+  // -k keeps input order, so its output waits for the jobs before it: grouped per job.
+  config.line_buffer = (o.line_buffer || o.ungroup) && !o.keep_order;
   config.timeout_ms = static_cast<std::int64_t>(o.timeout_seconds * 1000);
   config.runs = std::max(o.retries, 1U);
   config.shell = job_shell();
   g_config = &config;
 
-  Input input;
-  input.sources = &*inputs;
   std::unordered_set<std::uint64_t> skip;
-  if (o.resume || o.resume_failed) {
-    skip = finished_jobs(joblog_path(o.joblog), o.resume_failed);
-    input.skip = &skip;
-  }
+  if (o.resume || o.resume_failed) skip = finished_jobs(joblog_path(o.joblog), o.resume_failed);
+  std::size_t skips = skip.size();
+  // At most 4 jobs per slot wait between the input and the output.
+  std::size_t bound = std::size_t{4} * *slots;
+  auto input = std::make_shared<Input>(std::move(inputs), std::move(skip), bound);
   if (o.dry_run) {
     RunJob j;
-    while (input.next(j)) {
+    while (input->next(j)) {
       unsigned slot = static_cast<unsigned>((j.seq - 1) % *slots) + 1;
       std::printf("%s\n", printable(config.command.fill(j.args, j.seq, slot)).c_str());
     }
@@ -556,7 +645,7 @@ int run_main(const RunOptions& o) {
   Progress tally("run", o.progress == 2 ? ::isatty(2) != 0 : o.progress > 0);
   if (tally.enabled()) {
     tally.total = total;
-    if (tally.total) *tally.total -= std::min<std::uint64_t>(*tally.total, skip.size());
+    if (tally.total) *tally.total -= std::min<std::uint64_t>(*tally.total, skips);
   }
 
   SlotTable slot_table(*slots);
@@ -578,11 +667,17 @@ int run_main(const RunOptions& o) {
   // No prefetch: a job never waits behind a long one while a slot elsewhere is free.
   coropool::Pool pool(
       {.processes = procs, .child_concurrency = *slots / procs, .retries_on_worker_loss = o.retries, .prefetch = 0});
-  // At most 4 jobs per slot wait between the input and the output.
-  std::size_t bound = std::size_t{4} * *slots;
-  std::size_t all_jobs = halt->percent ? input.read_all() : 0;
-  auto stream = o.keep_order ? pool.imap(coropool_run_job, JobView(&input), bound)
-                             : pool.imap_unordered(coropool_run_job, JobView(&input), bound);
+  std::size_t all_jobs = halt->percent ? input->read_all() : 0;
+  auto stream = o.keep_order ? pool.imap(coropool_run_job, JobView(input.get()), bound)
+                             : pool.imap_unordered(coropool_run_job, JobView(input.get()), bound);
+  // The reader thread wakes the stream when lines come while it waits for them; it stops
+  // before the stream goes.
+  input->start([ex = pool.executor()](std::function<void()> f) { asio::post(ex, std::move(f)); },
+               [&stream] { stream.resume(); });
+  struct StopInput {
+    Input& in;
+    ~StopInput() { in.stop(); }
+  } stop_input{*input};
 
   // SIGINT / SIGTERM: no more jobs; the running ones are cancelled in their workers, which
   // kill their process groups; what finished is still logged.
@@ -591,10 +686,7 @@ int run_main(const RunOptions& o) {
 
   bool halted = false;
   int halt_status = -1;  // --halt fail=1: the exit status of the job that failed
-  auto where = [&](std::uint64_t index) {
-    auto it = input.pending.find(index);
-    return it == input.pending.end() ? std::string("a job") : it->second.where;
-  };
+  auto where = [&](std::uint64_t index) { return input->where(index); };
   bool grouped = !config.line_buffer;
   bool tagging = config.tag || config.tagstring_set;
   auto record = [&](const RunOutcome& r) {
@@ -624,18 +716,17 @@ int run_main(const RunOptions& o) {
     if (joblog) joblog->write({r.seq, r.start, r.runtime, received, exitval, r.signal, printable(r.command)});
     (r.exit_code == 0 ? tally.succeeded : tally.failed)++;
     if (r.exit_code != 0 && halt_status < 0) halt_status = r.exit_code;
-    input.pending.erase(r.index);
+    input->done(r.index);
   };
   // A job that failed as a whole (its worker was lost, even after --retries).
   auto record_error = [&](const coropool::Error& e, std::uint64_t index) {
     tally.note(where(index) + ": " + e.what());
-    if (auto it = input.pending.find(index); joblog && it != input.pending.end()) {
-      joblog->write({it->second.seq, epoch_seconds(std::chrono::system_clock::now()), 0, 0, -1, 0,
-                     printable(config.command.fill(it->second.args, it->second.seq, 0))});
+    if (auto p = input->done(index); joblog && p) {
+      joblog->write({p->seq, epoch_seconds(std::chrono::system_clock::now()), 0, 0, -1, 0,
+                     printable(config.command.fill(p->args, p->seq, 0))});
     }
     ++tally.failed;
     if (halt_status < 0) halt_status = 255;
-    input.pending.erase(index);
   };
   std::string broken;  // why the pool could not go on, if it could not
   while (broken.empty()) {
@@ -678,8 +769,8 @@ int run_main(const RunOptions& o) {
   if (!o.quiet) {
     std::fprintf(stderr, "coropool run: %zu jobs, %zu failed, %.2f s (%.0f jobs/s)", done, tally.failed, secs,
                  secs > 0 ? static_cast<double>(done) / secs : 0.0);
-    if (input.skipped)
-      std::fprintf(stderr, ", %llu skipped as done before", static_cast<unsigned long long>(input.skipped));
+    if (auto skipped = input->skipped())
+      std::fprintf(stderr, ", %llu skipped as done before", static_cast<unsigned long long>(skipped));
     if (tally.cancelled) std::fprintf(stderr, ", %zu killed", tally.cancelled);
     if (interrupt.signal()) std::fprintf(stderr, "; interrupted by %s", interrupt.name());
     if (!broken.empty()) std::fprintf(stderr, "; stopped: the pool failed");

@@ -84,8 +84,7 @@ Inputs::Inputs(std::vector<SourceSpec> sources, InputOptions options) : o_(std::
       if (!s->file) throw std::runtime_error("cannot read " + s->name);
       s->in = &s->file;
     }
-    if (groups_.empty() || !(spec.linked || o_.link))
-      groups_.emplace_back();
+    if (groups_.empty() || !(spec.linked || o_.link)) groups_.emplace_back();
     groups_.back().push_back(sources_.size());
     sources_.push_back(std::move(s));
   }
@@ -115,7 +114,8 @@ Inputs::Inputs(std::vector<SourceSpec> sources, InputOptions options) : o_(std::
       s.is_file = false;
       s.list.clear();
       s.taken = 0;
-      for (std::size_t i = 0; !records[k].empty() && i < longest; ++i) s.list.push_back(records[k][i % records[k].size()]);
+      for (std::size_t i = 0; !records[k].empty() && i < longest; ++i)
+        s.list.push_back(records[k][i % records[k].size()]);
     }
   }
   for (std::size_t g = 1; g < groups_.size(); ++g) {
@@ -197,7 +197,8 @@ bool Inputs::next(std::vector<std::string>& args, std::string& where) {
     unsigned got = 0;
     for (unsigned want = std::max(o_.per_job, 1U); got < want && next_row(row, w); ++got) {
       if (got == 0) where = w;
-      if (o_.per_job > 0) args.insert(args.end(), std::make_move_iterator(row.begin()), std::make_move_iterator(row.end()));
+      if (o_.per_job > 0)
+        args.insert(args.end(), std::make_move_iterator(row.begin()), std::make_move_iterator(row.end()));
     }
     return got > 0;
   }

@@ -28,13 +28,13 @@ struct SourceSpec {
 
 struct InputOptions {
   char delimiter = '\n';
-  std::string colsep;        // a regular expression; empty: no columns
-  bool skip_empty = false;   // -r: a record of only blanks is no job
-  bool link = false;         // --link
-  unsigned header_lines = 0;  // --header
-  unsigned per_job = 1;      // -N / -n; 0: a job per record with no arguments (-N0)
-  bool fill_line = false;    // -X / -m
-  unsigned slots = 1;        // for -X / -m
+  std::string colsep;              // a regular expression; empty: no columns
+  bool skip_empty = false;         // -r: a record of only blanks is no job
+  bool link = false;               // --link
+  unsigned header_lines = 0;       // --header
+  unsigned per_job = 1;            // -N / -n; 0: a job per record with no arguments (-N0)
+  bool fill_line = false;          // -X / -m
+  unsigned slots = 1;              // for -X / -m
   std::size_t max_chars = 131000;  // a command line's limit, for -X / -m
 };
 
@@ -66,10 +66,10 @@ class Inputs {
   bool next_group0(std::vector<std::string>& row, std::string& where);
 
   std::vector<std::unique_ptr<Source>> sources_;
-  std::vector<std::vector<std::size_t>> groups_;                  // sources by group
-  std::vector<std::vector<std::vector<std::string>>> rows_;       // groups 1..: every row
-  std::vector<std::size_t> odometer_;                              // a row of each group 1..
-  std::vector<std::string> current_;                               // group 0's row
+  std::vector<std::vector<std::size_t>> groups_;             // sources by group
+  std::vector<std::vector<std::vector<std::string>>> rows_;  // groups 1..: every row
+  std::vector<std::size_t> odometer_;                        // a row of each group 1..
+  std::vector<std::string> current_;                         // group 0's row
   std::string current_where_;
   bool started_ = false, done_ = false;
   std::vector<std::vector<std::string>> pending_jobs_;  // -X: jobs made, not yet taken

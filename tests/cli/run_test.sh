@@ -94,6 +94,20 @@ wait "$lb"
 check "--line-buffer prints a line while its job still runs" test "$first" = first
 check "and all of it" test "$(cat "$dir/lb_out")" = "$(printf 'first\nsecond')"
 exec 3<&-
+# A line starts as soon as it is read, not when the next one comes (tail -f | coropool run):
+# the second line is written only once the first job's output is out.
+mkfifo "$dir/gate2"
+{ echo "echo started-at-once"; read -r _ < "$dir/gate2"; echo "echo second-line"; } |
+  "$bin" run > "$dir/stream_out" 2>/dev/null &
+st=$!
+exec 3< <(timeout 20 tail -f "$dir/stream_out")
+first=""
+read -r -t 20 first <&3
+echo go > "$dir/gate2"
+wait "$st"
+check "a job starts as soon as its line is read from a pipe" test "$first" = started-at-once
+check "and the next line still runs" grep -q second-line "$dir/stream_out"
+exec 3<&-
 seq 1 20 | "$bin" run -j 4 --line-buffer --tag -a - -- 'for i in 1 2 3; do echo line-$i-of-{}; done' > "$dir/lbt.txt"
 check "--line-buffer --tag lines stay whole, tagged with the argument" test "$(grep -Ec $'^([0-9]+)\tline-[123]-of-\\1$' "$dir/lbt.txt")" -eq 60
 

@@ -60,6 +60,12 @@ class ResultStream {
   // with std::system_error(asio::error::operation_aborted) unless its result was already in.
   void cancel() { op_->stop(true); }
 
+  // For an input view with a member `bool stalled()` (true: no item yet, but not the end,
+  // as with lines that another thread reads from a pipe): the stream stops asking it for
+  // items while it is stalled, and takes them again after resume(). Call it on the pool's
+  // loop thread; from another thread, post it there (asio::post(pool.executor(), ...)).
+  void resume() { op_->resume(); }
+
   // The most items this stream keeps between its input and its consumer.
   std::size_t bound() const noexcept { return op_->bound(); }
 

@@ -54,6 +54,14 @@ class RangeSource {
     ++*it_;
     return true;
   }
+  // True when the input has no item yet but is not at its end (a view with a member
+  // `bool stalled()`, such as one fed by another thread); the stream then waits for resume().
+  bool stalled() {
+    if constexpr (requires(View & v) { bool(v.stalled()); })
+      return view_.stalled();
+    else
+      return false;
+  }
   std::size_t size_hint() {
     if constexpr (std::ranges::sized_range<View>)
       return static_cast<std::size_t>(std::ranges::size(view_));
@@ -209,6 +217,10 @@ class StreamOp : public Op {
       starved_ = true;
       return false;
     }
+    if (input_stalled()) {
+      stalled_ = true;
+      return false;
+    }
     if (!pull(args)) {
       exhausted_ = true;
       wake();
@@ -284,9 +296,16 @@ class StreamOp : public Op {
     core_.cancel(*this);
   }
   std::size_t bound() const noexcept { return bound_; }
+  // The input had nothing yet (see RangeSource::stalled) and may have more now: take it.
+  void resume() {
+    if (!stalled_ || closed_ || exhausted_) return;
+    stalled_ = false;
+    core_.submit(Ref<Op>(this));
+  }
 
  protected:
   virtual bool pull(std::string& args) = 0;
+  virtual bool input_stalled() { return false; }
 
  private:
   void settle(std::uint64_t index, Outcome o) {
@@ -313,7 +332,7 @@ class StreamOp : public Op {
   bool ordered_;
   std::size_t bound_;
   std::uint64_t produced_ = 0, yielded_ = 0;
-  bool exhausted_ = false, starved_ = false, closed_ = false;
+  bool exhausted_ = false, starved_ = false, stalled_ = false, closed_ = false;
   std::deque<std::optional<Outcome>> slots_;  // ordered: index yielded_ + i
   std::deque<Outcome> arrived_;               // unordered
   std::unique_ptr<StreamWaiter<V>> waiter_;
@@ -327,6 +346,12 @@ class SourceStreamOp final : public StreamOp<V> {
 
  private:
   bool pull(std::string& args) override { return src_.next(args); }
+  bool input_stalled() override {
+    if constexpr (requires(Src & s) { bool(s.stalled()); })
+      return src_.stalled();
+    else
+      return false;
+  }
   Src src_;
 };
 
