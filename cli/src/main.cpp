@@ -142,6 +142,15 @@ int main(int argc, char** argv) {
   cmd->add_flag("-m", run.multi, "As many arguments per job as fit, joined by spaces where {} is");
   cmd->add_option("-I", run.replace, "Use this string instead of {} for the argument");
   cmd->add_flag("-q,--quote", run.quote, "Quote the command's words, so the shell reads none of them");
+  cmd->add_option("--results,--res", run.results,
+                  "Save each job's stdout, stderr and seq in DIR/1/ARG1/2/ARG2/... instead of printing them");
+  cmd->add_option("--delay", run.delay, "Start jobs at least this many seconds apart (also 2m, 1h)");
+  cmd->add_option("--memfree", run.memfree, "Start a job only while this much memory is available (1G, 500M...)");
+  cmd->add_option("--load", run.load, "Start a job only while the load average is below this (N, or N% of the CPUs)");
+  cmd->add_option("--nice", run.nice, "Run the jobs at this niceness");
+  cmd->add_flag("--shuf", run.shuffle, "Run the jobs in a random order (all are read first; {#} keeps input order)");
+  cmd->add_flag("--bar,--eta", run.progress, "Show the progress line (done/total, rate, ETA) on stderr");
+  cmd->add_flag("--files", run.files, "Print the name of a file holding each job's output instead of the output");
 
   coropool::cli::FetchOptions fetch;
   auto* fcmd = app.add_subcommand(

@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <algorithm>
@@ -28,14 +29,17 @@
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -79,6 +83,7 @@ struct RunConfig {
   std::int64_t timeout_ms = 0;
   std::uint32_t runs = 1;  // --retries: runs of a failed job in all
   std::string shell;
+  std::vector<std::string> columns;  // --header's names
 };
 const RunConfig* g_config = nullptr;
 
@@ -307,6 +312,13 @@ std::optional<Halt> parse_halt(std::string_view s) {
 // the loop that records outcomes (where each job in flight came from, to name it in messages).
 // Owned by a shared_ptr that the reader thread holds too: a reader blocked on a pipe is left
 // behind at the end, touching nothing but this.
+// When a job may start: --delay between starts, --memfree bytes available, --load below.
+struct Gate {
+  std::chrono::steady_clock::duration delay{};
+  std::uint64_t memfree = 0;
+  double load = 0;
+};
+
 class Input : public std::enable_shared_from_this<Input> {
  public:
   struct Pending {
@@ -318,18 +330,32 @@ class Input : public std::enable_shared_from_this<Input> {
   Input(std::unique_ptr<Inputs> sources, std::unordered_set<std::uint64_t> skip, std::size_t ahead)
       : sources_(std::move(sources)), skip_(std::move(skip)), cap_(std::max<std::size_t>(ahead, 1)) {}
 
+  // --shuf: the jobs read so far in a random order, numbered in that order (as parallel).
+  void shuffle() {
+    std::shuffle(ready_.begin(), ready_.end(), std::mt19937_64(std::random_device{}()));
+    std::uint64_t seq = 0;
+    for (auto& j : ready_) {
+      j.seq = ++seq;
+      pending_.at(j.index).seq = seq;
+    }
+  }
   // Reads every job now, before the run (--halt X% counts them first); returns the count.
   std::size_t read_all() {
     for (RunJob j; fetch(j);) ready_.push_back(std::move(j));
     eof_ = true;
     return ready_.size();
   }
-  // Starts the reader thread. `more` runs on the pool's loop when jobs came (or the input
-  // ended) while the pool waited for them; `post` takes it there.
-  void start(std::function<void(std::function<void()>)> post, std::function<void()> more) {
-    post_ = std::move(post);
+  // Starts the reader thread. `more` runs on the pool's loop (`ex`) when jobs came (or the
+  // input ended, or the gate opened) while the pool waited for them.
+  void start(const asio::any_io_executor& ex, std::function<void()> more, Gate gate) {
+    ex_ = ex;
     more_ = std::move(more);
-    threaded_ = true;
+    gate_ = gate;
+    if (gate_.delay.count() > 0 || gate_.memfree > 0 || gate_.load > 0) gate_timer_.emplace(ex);
+    {
+      std::lock_guard l(m_);
+      threaded_ = true;
+    }
     if (!eof_) std::thread([self = shared_from_this()] { self->read_loop(); }).detach();
   }
   // No more wakes: the pool is going away. Call it on the pool's loop thread.
@@ -337,11 +363,13 @@ class Input : public std::enable_shared_from_this<Input> {
     std::lock_guard l(m_);
     stop_ = true;
     more_ = nullptr;
+    gate_timer_.reset();
     cv_.notify_all();
   }
 
   // The pool's side (its loop thread).
   bool stalled() {
+    if (gate_timer_ && !gate_open()) return true;
     std::lock_guard l(m_);
     if (!threaded_ || !ready_.empty() || eof_) return false;
     waiting_ = true;
@@ -354,6 +382,7 @@ class Input : public std::enable_shared_from_this<Input> {
     job = std::move(ready_.front());
     ready_.pop_front();
     cv_.notify_all();
+    next_start_ = std::chrono::steady_clock::now() + gate_.delay;
     return true;
   }
   std::string where(std::uint64_t index) {
@@ -391,13 +420,46 @@ class Input : public std::enable_shared_from_this<Input> {
       eof_ = !got;
       if (waiting_ && more_) {
         waiting_ = false;
-        post_([self = shared_from_this()] {
+        asio::post(ex_, [self = shared_from_this()] {
           if (self->more_) self->more_();
         });
       }
       if (!got) return;
     }
   }
+  // --delay, --memfree, --load: whether a job may start now. When not, a timer on the pool's
+  // loop asks again (at the end of the delay, or in 100 ms).
+  bool gate_open() {
+    auto now = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::duration wait{};
+    if (now < next_start_) wait = next_start_ - now;
+    if (wait.count() == 0 && gate_.memfree > 0 && available_memory() < gate_.memfree)
+      wait = std::chrono::milliseconds(100);
+    double load = 0;
+    if (wait.count() == 0 && gate_.load > 0 && ::getloadavg(&load, 1) == 1 && load >= gate_.load)
+      wait = std::chrono::milliseconds(100);
+    if (wait.count() == 0 || !gate_timer_) return true;
+    if (!gate_armed_) {
+      gate_armed_ = true;
+      gate_timer_->expires_after(wait);
+      gate_timer_->async_wait([self = shared_from_this()](std::error_code ec) {
+        self->gate_armed_ = false;
+        if (!ec && self->more_) self->more_();
+      });
+    }
+    return false;
+  }
+  static std::uint64_t available_memory() {
+    std::ifstream f("/proc/meminfo");
+    std::string key;
+    std::uint64_t kib = 0;
+    while (f >> key >> kib) {
+      if (key == "MemAvailable:") return kib * 1024;
+      f.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+    }
+    return std::numeric_limits<std::uint64_t>::max();
+  }
+
   // The next job from the sources; the reader's own (or, without a thread, the caller's).
   bool fetch(RunJob& job) {
     std::vector<std::string> args;
@@ -427,8 +489,13 @@ class Input : public std::enable_shared_from_this<Input> {
   std::unordered_map<std::uint64_t, Pending> pending_;  // by index
   std::uint64_t skipped_ = 0;
   bool eof_ = false, waiting_ = false, stop_ = false, threaded_ = false;
-  std::function<void(std::function<void()>)> post_;
+  asio::any_io_executor ex_;
   std::function<void()> more_;
+  // The gate: the pool's loop thread only.
+  Gate gate_;
+  std::optional<asio::steady_timer> gate_timer_;
+  bool gate_armed_ = false;
+  std::chrono::steady_clock::time_point next_start_{};
 };
 
 using JobView = PullView<Input, RunJob>;
@@ -513,6 +580,83 @@ std::string job_shell() {
   return ::access("/bin/bash", X_OK) == 0 ? "/bin/bash" : "/bin/sh";
 }
 
+// --results DIR: where a job's files go, as parallel lays them out: DIR/1/ARG1/2/ARG2/...
+// (a column's name for its number with --header; '/' in an argument as "\\_", '\\' as "\\\\").
+std::string results_dir(const std::string& dir, const std::vector<std::string>& names,
+                        const std::vector<std::string>& args) {
+  std::string p = dir;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    p += "/" + (i < names.size() ? names[i] : std::to_string(i + 1));
+    std::string v;
+    for (char c : args[i]) v += c == '/' ? "\\_" : c == '\\' ? "\\\\" : std::string(1, c);
+    if (!v.empty()) p += "/" + v;
+  }
+  return p;
+}
+
+// Writes `text` (or copies the spooled file `spooled`) to `path`; an error message, or empty.
+std::string save_file(const std::string& path, const std::string& text, const std::string& spooled) {
+  std::error_code ec;
+  if (!spooled.empty()) {
+    std::filesystem::copy_file(spooled, path, std::filesystem::copy_options::overwrite_existing, ec);
+    return ec ? "cannot write " + path + ": " + ec.message() : "";
+  }
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f << text;
+  f.close();
+  return f ? "" : "cannot write " + path;
+}
+
+// A job's stdout, stderr and seq in `dir` (made if missing); an error message, or empty.
+std::string save_results(const std::string& dir, const RunOutcome& r) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return "cannot make " + dir + ": " + ec.message();
+  std::string err = save_file(dir + "/stdout", r.out, r.out_file);
+  if (err.empty()) err = save_file(dir + "/stderr", r.err, r.err_file);
+  if (err.empty()) err = save_file(dir + "/seq", std::to_string(r.seq), "");
+  return err;
+}
+
+// --files without --results: a job's stdout in a file of its own under $TMPDIR, kept.
+std::string save_temp(const RunOutcome& r, std::string& path) {
+  const char* tmp = std::getenv("TMPDIR");
+  path = std::string(tmp && *tmp ? tmp : "/tmp") + "/coropool-XXXXXX.par";
+  int fd = ::mkstemps(path.data(), 4);
+  if (fd < 0) return "cannot make a file in " + path.substr(0, path.rfind('/')) + ": " + std::strerror(errno);
+  ::close(fd);
+  return save_file(path, r.out, r.out_file);
+}
+
+// A number with an optional suffix whose value `unit` gives; nullopt when it does not read.
+template <class Unit>
+std::optional<double> number_with_suffix(std::string_view v, Unit unit) {
+  double n = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc() || n < 0) return std::nullopt;
+  std::string_view rest(p, static_cast<std::size_t>(v.data() + v.size() - p));
+  double m = rest.empty() ? 1 : rest.size() == 1 ? unit(rest[0]) : 0;
+  if (m <= 0) return std::nullopt;
+  return n * m;
+}
+std::optional<double> seconds_of(std::string_view v) {
+  return number_with_suffix(v, [](char c) {
+    return c == 's' ? 1.0 : c == 'm' ? 60.0 : c == 'h' ? 3600.0 : c == 'd' ? 86400.0 : 0.0;
+  });
+}
+// Sizes as parallel reads them: k m g t are powers of 1000, K M G T of 1024.
+std::optional<double> bytes_of(std::string_view v) {
+  return number_with_suffix(v, [](char c) {
+    std::string_view lower = "kmgt", upper = "KMGT";
+    if (auto i = lower.find(c); i != std::string_view::npos) return std::pow(1000.0, static_cast<double>(i + 1));
+    if (auto i = upper.find(c); i != std::string_view::npos) return std::pow(1024.0, static_cast<double>(i + 1));
+    return 0.0;
+  });
+}
+
+// --nice: each worker takes the niceness before its first job; its jobs inherit it.
+void run_worker_nice(int n) { ::setpriority(PRIO_PROCESS, 0, n); }
+
 // --joblog +FILE appends to FILE.
 std::string joblog_path(const std::string& j) { return j.starts_with('+') ? j.substr(1) : j; }
 
@@ -589,6 +733,22 @@ int run_main(const RunOptions& o) {
       return !in.skip_empty || l.find_first_not_of(" \t\r") != std::string::npos;
     });
   }
+  // ... or when every source is a list.
+  if (!sources.empty() && in.per_job == 1 && !in.fill_line && in.header_lines == 0 && !in.skip_empty &&
+      std::none_of(sources.begin(), sources.end(), [](const SourceSpec& s) { return s.is_file; })) {
+    std::uint64_t n = 1, group = 0;
+    for (std::size_t i = 0; i < sources.size(); ++i) {
+      std::uint64_t size = sources[i].values.size();
+      bool joins = i > 0 && (sources[i].linked || in.link);
+      if (!joins) {
+        n *= std::max<std::uint64_t>(group, i == 0 ? 1 : group);
+        group = size;
+      } else {
+        group = in.link ? std::max(group, size) : std::min(group, size);
+      }
+    }
+    total = n * group;
+  }
   std::unique_ptr<Inputs> inputs;
   try {
     inputs = std::make_unique<Inputs>(std::move(sources), in);
@@ -612,12 +772,34 @@ int run_main(const RunOptions& o) {
   config.tag = o.tag;
   config.verbose = o.verbose;
   config.trace = o.trace;
-  // -k keeps input order, so its output waits for the jobs before it: grouped per job.
-  config.line_buffer = (o.line_buffer || o.ungroup) && !o.keep_order;
+  // -k keeps input order, so its output waits for the jobs before it: grouped per job; so
+  // does output that goes to files.
+  config.line_buffer = (o.line_buffer || o.ungroup) && !o.keep_order && o.results.empty() && !o.files;
+  config.columns = t.columns;
   config.timeout_ms = static_cast<std::int64_t>(o.timeout_seconds * 1000);
   config.runs = std::max(o.retries, 1U);
   config.shell = job_shell();
   g_config = &config;
+
+  std::optional<Gate> gate{Gate{}};
+  if (!o.delay.empty()) {
+    auto d = seconds_of(o.delay);
+    if (!d) return usage("--delay takes seconds (or 2m, 1h), not " + o.delay);
+    gate->delay = std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(*d));
+  }
+  if (!o.memfree.empty()) {
+    auto b = bytes_of(o.memfree);
+    if (!b) return usage("--memfree takes a size (1G, 500M, 2000000), not " + o.memfree);
+    gate->memfree = static_cast<std::uint64_t>(*b);
+  }
+  if (!o.load.empty()) {
+    std::string_view v = o.load;
+    bool percent = v.ends_with('%');
+    if (percent) v.remove_suffix(1);
+    auto l = number_with_suffix(v, [](char) { return 0.0; });
+    if (!l || *l <= 0) return usage("--load takes a number above 0 (or N% of the CPUs), not " + o.load);
+    gate->load = percent ? *l * coropool::usable_cpus() / 100 : *l;
+  }
 
   std::unordered_set<std::uint64_t> skip;
   if (o.resume || o.resume_failed) skip = finished_jobs(joblog_path(o.joblog), o.resume_failed);
@@ -665,15 +847,18 @@ int run_main(const RunOptions& o) {
   } spool_dir;
   unsigned procs = worker_count(*slots);
   // No prefetch: a job never waits behind a long one while a slot elsewhere is free.
-  coropool::Pool pool(
-      {.processes = procs, .child_concurrency = *slots / procs, .retries_on_worker_loss = o.retries, .prefetch = 0});
-  std::size_t all_jobs = halt->percent ? input->read_all() : 0;
+  coropool::PoolOptions pool_options{
+      .processes = procs, .child_concurrency = *slots / procs, .retries_on_worker_loss = o.retries, .prefetch = 0};
+  if (o.nice != 0) pool_options.initializer = {run_worker_nice, o.nice};
+  coropool::Pool pool(pool_options);
+  std::size_t all_jobs = halt->percent || o.shuffle ? input->read_all() : 0;
+  if (o.shuffle) input->shuffle();
   auto stream = o.keep_order ? pool.imap(coropool_run_job, JobView(input.get()), bound)
                              : pool.imap_unordered(coropool_run_job, JobView(input.get()), bound);
   // The reader thread wakes the stream when lines come while it waits for them; it stops
   // before the stream goes.
-  input->start([ex = pool.executor()](std::function<void()> f) { asio::post(ex, std::move(f)); },
-               [&stream] { stream.resume(); });
+  input->start(
+      pool.executor(), [&stream] { stream.resume(); }, *gate);
   struct StopInput {
     Input& in;
     ~StopInput() { in.stop(); }
@@ -690,7 +875,29 @@ int run_main(const RunOptions& o) {
   bool grouped = !config.line_buffer;
   bool tagging = config.tag || config.tagstring_set;
   auto record = [&](const RunOutcome& r) {
-    if (grouped) {
+    auto job = input->done(r.index);
+    std::string at = job ? job->where : std::string("a job");
+    if (!o.results.empty() && job) {
+      std::string err = save_results(results_dir(o.results, config.columns, job->args), r);
+      if (!err.empty()) tally.note(at + ": --results: " + err);
+    }
+    if (!o.results.empty() && !o.files)
+      for (const auto& f : {r.out_file, r.err_file})
+        if (!f.empty()) ::unlink(f.c_str());
+    if (o.files) {
+      // The output's file instead of the output, as parallel --files.
+      std::string path, err;
+      if (!o.results.empty() && job)
+        path = results_dir(o.results, config.columns, job->args) + "/stdout";
+      else
+        err = save_temp(r, path);
+      if (!err.empty())
+        tally.note(at + ": --files: " + err);
+      else
+        write_all(1, path + "\n");
+      for (const auto& f : {r.out_file, r.err_file})
+        if (!f.empty()) ::unlink(f.c_str());
+    } else if (grouped && o.results.empty()) {  // --results keeps the output there alone, as parallel
       if (o.verbose) write_all(1, r.command + "\n");
       const std::string* tag = tagging ? &r.tag : nullptr;
       if (!r.out_file.empty())
@@ -703,11 +910,11 @@ int run_main(const RunOptions& o) {
         write_all(2, tag ? tagged(r.err, r.tag) : r.err);
     }
     if (!r.error.empty())
-      tally.note(where(r.index) + ": not run: " + r.error);
+      tally.note(at + ": not run: " + r.error);
     else if (r.timed_out) {
       char secs[32];
       std::snprintf(secs, sizeof secs, "%g", o.timeout_seconds);
-      tally.note(where(r.index) + ": timed out after " + secs + " s: " + printable(r.command));
+      tally.note(at + ": timed out after " + secs + " s: " + printable(r.command));
     }
     // Exitval as parallel logs it: -1 for a job killed at its timeout, 0 beside a signal.
     int exitval = r.timed_out ? -1 : r.signal != 0 ? 0 : r.exit_code;
@@ -716,7 +923,6 @@ int run_main(const RunOptions& o) {
     if (joblog) joblog->write({r.seq, r.start, r.runtime, received, exitval, r.signal, printable(r.command)});
     (r.exit_code == 0 ? tally.succeeded : tally.failed)++;
     if (r.exit_code != 0 && halt_status < 0) halt_status = r.exit_code;
-    input->done(r.index);
   };
   // A job that failed as a whole (its worker was lost, even after --retries).
   auto record_error = [&](const coropool::Error& e, std::uint64_t index) {

@@ -39,6 +39,13 @@ struct RunOptions {
   bool multi = false;       // -m
   std::string replace;      // -I
   bool quote = false;       // -q
+  std::string results;      // --results DIR
+  bool files = false;       // --files
+  std::string delay;        // --delay SECONDS (s, m, h, d suffixes)
+  std::string memfree;      // --memfree SIZE (k M G T suffixes)
+  std::string load;         // --load MAX (N or N% of the CPUs)
+  int nice = 0;             // --nice N
+  bool shuffle = false;     // --shuf
 };
 
 // Exit status: 0 when every job succeeded, else the number of failed jobs capped at 101

@@ -131,6 +131,9 @@ void drain_signalfd(int sfd) {
   auto deadline = std::chrono::steady_clock::time_point::max();
   std::vector<char> request(sizeof(SpawnRequest) + Initializer::max_args_bytes);
   for (;;) {
+    // Checked before waiting: the last worker may have been reaped in the same turn as the
+    // pool closed, and a wait here would hold the program's stdout open for the grace period.
+    if (closing && children.empty()) ::_exit(0);
     int timeout = -1;
     if (closing) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
@@ -164,7 +167,6 @@ void drain_signalfd(int sfd) {
         }
       }
     }
-    if (closing && children.empty()) ::_exit(0);
     if (closing && std::chrono::steady_clock::now() >= deadline) {
       for (auto& c : children) ::kill(c.first, SIGKILL);
       deadline = std::chrono::steady_clock::time_point::max();

@@ -11,6 +11,7 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 source "$(dirname "$0")/check.sh"
 unset PARALLEL_SHELL PARALLEL
+mkdir "$dir/tmp" && export TMPDIR="$dir/tmp"  # where --files leaves its files
 export LC_ALL=C.UTF-8
 
 # Fixtures, made afresh for each run of each tool.
@@ -27,7 +28,8 @@ greet() { echo "hello $1"; }
 export -f greet
 
 # `same ORDER STDIN ARGS...`: ORDER is "k" when parallel promises the order (-k or -j1), else
-# "s"; STDIN is a printf format for the input (empty: none).
+# "s"; STDIN is a printf format for the input (empty: none). With $post set, each tool's
+# output goes through it (run in the work directory) before the comparison.
 n=0
 same() {
   local order=$1 input=$2
@@ -38,9 +40,11 @@ same() {
   fixtures
   printf "$input" | timeout 60 parallel --will-cite --joblog "$dir/p.log" "$@" > "$dir/p.out" 2> "$dir/p.err"
   prc=$?
+  [ -n "${post:-}" ] && (eval "$post") < "$dir/p.out" > "$dir/p.post" && mv "$dir/p.post" "$dir/p.out"
   fixtures
   printf "$input" | timeout 60 "$bin" run --quiet --joblog "$dir/c.log" "$@" > "$dir/c.out" 2> "$dir/c.err"
   crc=$?
+  [ -n "${post:-}" ] && (eval "$post") < "$dir/c.out" > "$dir/c.post" && mv "$dir/c.post" "$dir/c.out"
   cd "$dir" || exit 1
   if [ "$order" = s ]; then
     sort "$dir/p.out" -o "$dir/p.out"
@@ -150,6 +154,13 @@ same k '' -k -j +1 echo ::: a b
 same k '' -k -j 0 echo ::: a b
 same k '' -k --line-buffer echo ::: a b
 same k '' -k -u echo ::: a
+same k '' -k --nice 5 'ps -o ni= -p $$; echo {}' ::: a b
+same k '' -k --delay 0.1 echo ::: a b
+# Output to files: --results DIR's layout and contents, --files' files.
+post='cat; find res -type f | sort | while read -r f; do echo "== $f"; cat "$f"; echo; done' \
+  same k '' -k --results res 'echo {}; echo err-{2} >&2' ::: a 'b c' 'x/y' ::: 1 ''
+post='cat; find res -type f | sort' same k '' -k --results res --header : echo {a} ::: a 1 2
+post='xargs -d "\n" cat' same k '' -k --files 'seq {}' ::: 3 5
 
 check "the table holds at least 60 command lines ($n)" test "$n" -ge 60
 report

@@ -94,6 +94,11 @@ wait "$lb"
 check "--line-buffer prints a line while its job still runs" test "$first" = first
 check "and all of it" test "$(cat "$dir/lb_out")" = "$(printf 'first\nsecond')"
 exec 3<&-
+# `out=$(coropool run ...)` and `coropool run ... | cat` end when coropool does: its helper
+# processes, which hold its stdout, leave at once (they waited out a 1 s grace period).
+{ "$bin" run --quiet ::: true; date +%s%N > "$dir/exited"; } | { cat > /dev/null; date +%s%N > "$dir/eof"; }
+lag=$(( ($(cat "$dir/eof") - $(cat "$dir/exited")) / 1000000 ))
+check "stdout reaches EOF as coropool exits (${lag} ms after)" test "$lag" -lt 500
 # A line starts as soon as it is read, not when the next one comes (tail -f | coropool run):
 # the second line is written only once the first job's output is out.
 mkfifo "$dir/gate2"
@@ -206,11 +211,30 @@ check "--tag on spooled output: every line tagged" \
 printf 'printf abc\n' | "$bin" run --line-buffer - > "$dir/nonl.txt"
 check "--line-buffer adds no newline to an unterminated last line" test "$(od -An -c "$dir/nonl.txt" | tr -d ' ')" = abc
 
+# Starting jobs: --delay spaces the starts, --shuf mixes the order, --memfree and --load wait
+# for room, --nice sets the jobs' niceness.
+"$bin" run --quiet -j 4 --delay 0.2 'date +%s%N #{}' ::: 1 2 3 4 | sort -n > "$dir/delay.txt"
+gaps=$(awk 'NR > 1 { printf "%d ", ($1 - prev) / 1000000 } { prev = $1 }' "$dir/delay.txt")
+check "--delay 0.2 starts jobs 200 ms apart or more (gaps: $gaps ms)" \
+  test -z "$(awk 'NR > 1 && ($1 - prev) < 190000000' "$dir/delay.txt" | head -1)" -a "$(wc -l < "$dir/delay.txt")" -eq 4
+"$bin" run --quiet -j 1 --shuf echo ::: $(seq 1 50) > "$dir/shuf.txt"
+check "--shuf runs every job once" test "$(sort -n "$dir/shuf.txt" | tr '\n' ' ')" = "$(seq 1 50 | tr '\n' ' ')"
+check "in another order" test "$(tr '\n' ' ' < "$dir/shuf.txt")" != "$(seq 1 50 | tr '\n' ' ')"
+check "--memfree and --load below what there is: the jobs run" \
+  test "$("$bin" run --quiet --memfree 1k --load 100000 echo ::: ok)" = ok
+timeout 2 "$bin" run --quiet --memfree 1000T touch ::: "$dir/memfree_ran"
+check "--memfree over what there is: no job starts" test ! -e "$dir/memfree_ran"
+check "--nice 7: the jobs run at niceness 7" test "$("$bin" run --quiet --nice 7 'ps -o ni= -p $$ #{}' ::: 1 | tr -d ' ')" = 7
+"$bin" run --eta echo ::: a b > /dev/null 2> "$dir/eta.txt"
+check "--eta and --bar show the progress line" grep -q "2/2" "$dir/eta.txt"
+refused "--delay x" "--delay takes" "$bin" run --delay x echo ::: a
+refused "--memfree lots" "--memfree takes" "$bin" run --memfree lots echo ::: a
+
 # Options refused with exit 2 and a message naming the option or the input.
 refused "a directory as the input" "$dir is a directory" "$bin" run "$dir"
 refused "a directory as -a" "$dir is a directory" "$bin" run -a "$dir" echo
 refused "-j x" "-j takes" "$bin" run -j x "$dir/jobs.txt"
 refused "--timeout 0" "--timeout" "$bin" run --timeout 0 "$dir/jobs.txt"
-refused "an unknown option before --" "unknown option --nice" "$bin" run --nice 10 -a "$dir/args.txt" -- echo
+refused "an unknown option before --" "unknown option --frobnicate" "$bin" run --frobnicate 10 -a "$dir/args.txt" -- echo
 
 report
