@@ -12,6 +12,7 @@
 #include "loop_helpers.hpp"
 #include "progress.hpp"
 #include "pull_view.hpp"
+#include "scale_out.hpp"
 
 #include <coropool/coropool.hpp>
 #include <coropool/worker/http.hpp>
@@ -501,18 +502,6 @@ std::optional<std::string> prepare_body(FetchOptions& o, std::string& body) {
   return std::nullopt;
 }
 
-std::optional<coropool::Shard> pick_shard(const std::string& flag, unsigned shards) {
-  try {
-    if (!flag.empty()) return coropool::Shard::parse(flag);
-    return coropool::Shard::from_environment(shards);
-  } catch (const std::invalid_argument& e) {
-    std::fprintf(stderr, "coropool fetch: %s%s\n", flag.empty() ? "" : "--shard: ", e.what());
-    if (std::getenv("JOB_COMPLETION_INDEX") && shards == 0 && flag.empty())
-      std::fprintf(stderr, "coropool fetch: give the Indexed Job's completions as --shards N\n");
-    return std::nullopt;
-  }
-}
-
 namespace {
 
 bool skipped_line(std::string_view line) {
@@ -794,7 +783,7 @@ int fetch_main(const FetchOptions& given) {
   std::string body;
   if (auto problem = prepare_body(o, body)) return usage(*problem);
   if (o.http1_1 && o.http2_prior_knowledge) return usage("--http1.1 and --http2-prior-knowledge exclude each other");
-  auto shard = pick_shard(o.shard, o.shards);
+  auto shard = pick_shard("fetch", o.shard, o.shards);
   if (!shard) return 2;
   const bool resume = o.resume || o.resume_failed;
   if (resume && o.output.empty()) return usage(o.resume ? "--resume needs -o FILE" : "--resume-failed needs -o FILE");

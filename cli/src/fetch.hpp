@@ -58,11 +58,6 @@ struct FetchOptions {
 // error, 128 + the signal when interrupted by SIGINT, SIGTERM or SIGHUP, 255 when the pool failed.
 int fetch_main(const FetchOptions& options);
 
-// Which shard of how many this run is: from --shard K/N, else from a Slurm array
-// (SLURM_ARRAY_TASK_ID/MIN/STEP/COUNT), else from JOB_COMPLETION_INDEX with --shards N.
-// {0, 1} when none applies; nullopt (with a message on stderr) when they are malformed.
-std::optional<coropool::Shard> pick_shard(const std::string& flag, unsigned shards);
-
 // The JSON string literal of arbitrary bytes (invalid UTF-8 bytes become \u00XX).
 std::string json_string(std::string_view bytes);
 

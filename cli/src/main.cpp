@@ -149,6 +149,15 @@ int main(int argc, char** argv) {
   cmd->add_option("--load", run.load, "Start a job only while the load average is below this (N, or N% of the CPUs)");
   cmd->add_option("--nice", run.nice, "Run the jobs at this niceness");
   cmd->add_flag("--shuf", run.shuffle, "Run the jobs in a random order (all are read first; {#} keeps input order)");
+  cmd->add_option("--shard", run.shard,
+                  "K/N: run only the jobs whose Seq s has (s - 1) % N == K; joblogs keep the global Seq.\n"
+                  "Without it, taken from a Slurm array (SLURM_ARRAY_TASK_ID, _MIN, _STEP, _COUNT) or,\n"
+                  "with --shards N, from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job)");
+  cmd->add_option("--shards", run.shards, "N, for a Kubernetes Indexed Job (see --shard)");
+  cmd->add_option("--resume-from", run.resume_from,
+                  "With --resume or --resume-failed: also skip the jobs this joblog (or every joblog in\n"
+                  "this directory) lists, such as other shards' (repeatable)")
+      ->allow_extra_args(false);
   cmd->add_flag("--bar,--eta", run.progress, "Show the progress line (done/total, rate, ETA) on stderr");
   cmd->add_flag("--files", run.files, "Print the name of a file holding each job's output instead of the output");
 

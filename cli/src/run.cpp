@@ -7,6 +7,7 @@
 #include "loop_helpers.hpp"
 #include "progress.hpp"
 #include "pull_view.hpp"
+#include "scale_out.hpp"
 #include "slots.hpp"
 #include "sources.hpp"
 #include "template.hpp"
@@ -327,8 +328,9 @@ class Input : public std::enable_shared_from_this<Input> {
     std::vector<std::string> args;
   };
 
-  Input(std::unique_ptr<Inputs> sources, std::unordered_set<std::uint64_t> skip, std::size_t ahead)
-      : sources_(std::move(sources)), skip_(std::move(skip)), cap_(std::max<std::size_t>(ahead, 1)) {}
+  Input(std::unique_ptr<Inputs> sources, std::unordered_set<std::uint64_t> skip, coropool::Shard shard,
+        std::size_t ahead)
+      : sources_(std::move(sources)), skip_(std::move(skip)), shard_(shard), cap_(std::max<std::size_t>(ahead, 1)) {}
 
   // --shuf: the jobs read so far in a random order, numbered in that order (as parallel).
   void shuffle() {
@@ -466,6 +468,7 @@ class Input : public std::enable_shared_from_this<Input> {
     std::string where;
     while (sources_->next(args, where)) {
       ++seq_;
+      if (!shard_.holds(seq_ - 1)) continue;  // another shard's (Seq stays global)
       if (skip_.contains(seq_)) {
         std::lock_guard l(m_);
         ++skipped_;
@@ -481,7 +484,8 @@ class Input : public std::enable_shared_from_this<Input> {
 
   std::unique_ptr<Inputs> sources_;
   std::unordered_set<std::uint64_t> skip_;  // --resume
-  std::uint64_t seq_ = 0, index_ = 0;       // the reader's
+  coropool::Shard shard_;
+  std::uint64_t seq_ = 0, index_ = 0;  // the reader's
   std::size_t cap_;
   std::mutex m_;  // guards what follows
   std::condition_variable cv_;
@@ -801,12 +805,31 @@ int run_main(const RunOptions& o) {
     gate->load = percent ? *l * coropool::usable_cpus() / 100 : *l;
   }
 
+  auto shard = pick_shard("run", o.shard, o.shards);
+  if (!shard) return 2;
   std::unordered_set<std::uint64_t> skip;
-  if (o.resume || o.resume_failed) skip = finished_jobs(joblog_path(o.joblog), o.resume_failed);
-  std::size_t skips = skip.size();
+  if (o.resume || o.resume_failed) {
+    // This run's joblog, and any others given: other shards', or an earlier run's.
+    std::vector<std::string> logs{joblog_path(o.joblog)};
+    for (const auto& p : o.resume_from) {
+      std::error_code ec;
+      if (!std::filesystem::is_directory(p, ec)) {
+        if (!std::filesystem::exists(p, ec)) return usage("--resume-from: cannot read " + p);
+        logs.push_back(p);
+        continue;
+      }
+      for (const auto& e : std::filesystem::directory_iterator(p, ec))
+        if (e.is_regular_file(ec)) logs.push_back(e.path().string());
+    }
+    for (const auto& log : logs) skip.merge(finished_jobs(log, o.resume_failed));
+  } else if (!o.resume_from.empty()) {
+    return usage("--resume-from needs --resume or --resume-failed");
+  }
+  std::size_t skips = 0;
+  for (auto seq : skip) skips += shard->holds(seq - 1) ? 1 : 0;
   // At most 4 jobs per slot wait between the input and the output.
   std::size_t bound = std::size_t{4} * *slots;
-  auto input = std::make_shared<Input>(std::move(inputs), std::move(skip), bound);
+  auto input = std::make_shared<Input>(std::move(inputs), std::move(skip), *shard, bound);
   if (o.dry_run) {
     RunJob j;
     while (input->next(j)) {
@@ -826,7 +849,7 @@ int run_main(const RunOptions& o) {
 
   Progress tally("run", o.progress == 2 ? ::isatty(2) != 0 : o.progress > 0);
   if (tally.enabled()) {
-    tally.total = total;
+    tally.total = total ? std::optional<std::uint64_t>(shard->size_of(*total)) : std::nullopt;
     if (tally.total) *tally.total -= std::min<std::uint64_t>(*tally.total, skips);
   }
 

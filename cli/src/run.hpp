@@ -27,25 +27,28 @@ struct RunOptions {
   bool dry_run = false;      // print the commands instead of running them
   int progress = 2;          // 2: on when stderr is a terminal; 1 on; 0 or below off
   // Input and templates (see sources.hpp and template.hpp).
-  bool null = false;        // -0
-  std::string delimiter;    // -d
-  std::string colsep;       // --colsep
-  std::string header;       // --header
-  bool skip_empty = false;  // -r
-  bool link = false;        // --link
-  unsigned max_args = 0;    // -n
-  int max_replace = -1;     // -N (0 allowed)
-  bool context = false;     // -X
-  bool multi = false;       // -m
-  std::string replace;      // -I
-  bool quote = false;       // -q
-  std::string results;      // --results DIR
-  bool files = false;       // --files
-  std::string delay;        // --delay SECONDS (s, m, h, d suffixes)
-  std::string memfree;      // --memfree SIZE (k M G T suffixes)
-  std::string load;         // --load MAX (N or N% of the CPUs)
-  int nice = 0;             // --nice N
-  bool shuffle = false;     // --shuf
+  bool null = false;                     // -0
+  std::string delimiter;                 // -d
+  std::string colsep;                    // --colsep
+  std::string header;                    // --header
+  bool skip_empty = false;               // -r
+  bool link = false;                     // --link
+  unsigned max_args = 0;                 // -n
+  int max_replace = -1;                  // -N (0 allowed)
+  bool context = false;                  // -X
+  bool multi = false;                    // -m
+  std::string replace;                   // -I
+  bool quote = false;                    // -q
+  std::string results;                   // --results DIR
+  bool files = false;                    // --files
+  std::string delay;                     // --delay SECONDS (s, m, h, d suffixes)
+  std::string memfree;                   // --memfree SIZE (k M G T suffixes)
+  std::string load;                      // --load MAX (N or N% of the CPUs)
+  int nice = 0;                          // --nice N
+  bool shuffle = false;                  // --shuf
+  std::string shard;                     // --shard K/N (else a Slurm array, or JOB_COMPLETION_INDEX with --shards)
+  unsigned shards = 0;                   // --shards N
+  std::vector<std::string> resume_from;  // --resume-from: more joblogs (or directories of them)
 };
 
 // Exit status: 0 when every job succeeded, else the number of failed jobs capped at 101

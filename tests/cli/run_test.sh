@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end checks of `coropool run` as a user runs it. Usage: run_test.sh PATH/TO/coropool
 set -u
-bin=$1
+bin=$(readlink -f "$1")
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 source "$(dirname "$0")/check.sh"
@@ -229,6 +229,32 @@ check "--nice 7: the jobs run at niceness 7" test "$("$bin" run --quiet --nice 7
 check "--eta and --bar show the progress line" grep -q "2/2" "$dir/eta.txt"
 refused "--delay x" "--delay takes" "$bin" run --delay x echo ::: a
 refused "--memfree lots" "--memfree takes" "$bin" run --memfree lots echo ::: a
+
+# Shards: disjoint and covering, with the global Seq in each joblog; from a Slurm array or an
+# Indexed Job as from --shard; the example sbatch script; --resume-from other shards' logs.
+here=$(cd "$(dirname "$0")" && pwd)
+for i in $(seq 1 20); do echo "echo job-$i"; done > "$dir/sharded.txt"
+for k in 0 1 2; do "$bin" run --quiet --shard "$k/3" --joblog "$dir/shard-$k.tsv" "$dir/sharded.txt"; done > "$dir/shards.out"
+check "--shard K/N: disjoint and covering" test "$(sort -u "$dir/shards.out" | wc -l),$(wc -l < "$dir/shards.out")" = "20,20"
+check "each shard's joblog has the global Seq" \
+  test "$(tail -q -n +2 "$dir/shard-1.tsv" | cut -f1 | sort -n | tr '\n' ,)" = "2,5,8,11,14,17,20,"
+SLURM_ARRAY_TASK_ID=5 SLURM_ARRAY_TASK_MIN=4 SLURM_ARRAY_TASK_STEP=1 SLURM_ARRAY_TASK_COUNT=3 \
+  "$bin" run --quiet "$dir/sharded.txt" | sort > "$dir/slurm.out"
+"$bin" run --quiet --shard 1/3 "$dir/sharded.txt" | sort > "$dir/shard1.out"
+check "a Slurm array task picks its shard" cmp -s "$dir/slurm.out" "$dir/shard1.out"
+JOB_COMPLETION_INDEX=1 "$bin" run --quiet --shards 3 "$dir/sharded.txt" | sort > "$dir/k8s.out"
+check "a Kubernetes Indexed Job picks its shard" cmp -s "$dir/k8s.out" "$dir/shard1.out"
+refused "JOB_COMPLETION_INDEX without --shards" "--shards" env JOB_COMPLETION_INDEX=1 "$bin" run "$dir/sharded.txt"
+(cd "$dir" && PATH="$(dirname "$bin"):$PATH" SLURM_ARRAY_JOB_ID=77 SLURM_ARRAY_TASK_ID=1 \
+  SLURM_ARRAY_TASK_MIN=0 SLURM_ARRAY_TASK_STEP=1 SLURM_ARRAY_TASK_COUNT=3 \
+  bash "$here/../../examples/scale-out/run-array.sbatch" sharded.txt > "$dir/sbatch.out" 2>/dev/null)
+check "the example sbatch script runs its shard and logs it" \
+  test "$(sort "$dir/sbatch.out" | tr '\n' ,),$(tail -n +2 "$dir/joblogs-77/task-1.tsv" | wc -l)" = "$(tr '\n' , < "$dir/shard1.out"),7"
+# One run over everything, resuming from the three shards' joblogs, has nothing left to do.
+mkdir "$dir/shardlogs" && cp "$dir"/shard-?.tsv "$dir/shardlogs/"
+echo 'echo job-21' >> "$dir/sharded.txt"
+"$bin" run --quiet --resume --joblog "$dir/all.tsv" --resume-from "$dir/shardlogs" "$dir/sharded.txt" > "$dir/rest.out"
+check "--resume-from a directory of shard joblogs runs only the rest" test "$(cat "$dir/rest.out")" = job-21
 
 # Options refused with exit 2 and a message naming the option or the input.
 refused "a directory as the input" "$dir is a directory" "$bin" run "$dir"
