@@ -89,6 +89,16 @@ TEST(Command, AFunctionBashExportsRunsInTheShellNamedInTheOptions) {
   EXPECT_EQ(r.out, "from-function\n");
 }
 
+TEST(Command, InputIsTheCommandsStdinAndACommandThatReadsNoneIsNoError) {
+  CommandOptions o;
+  o.input = std::string(1 << 20, 'x') + "\nend\n";  // far over a pipe's buffer
+  auto r = run("wc -c", o);
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out, std::to_string((1 << 20) + 5) + "\n");
+  auto t = run("true", o);  // never reads: the write fails with EPIPE, quietly
+  EXPECT_EQ(t.exit_code, 0);
+}
+
 TEST(Command, ASignalIsReportedAsShellsDo) {
   auto r = run("kill -TERM $$");
   EXPECT_EQ(r.signal, SIGTERM);

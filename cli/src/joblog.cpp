@@ -76,8 +76,9 @@ Joblog::~Joblog() {
 }
 
 void Joblog::write(const JoblogRow& r) {
-  std::fprintf(f_, "%llu\t:\t%.3f\t%10.3f\t0\t%llu\t%d\t%d\t", static_cast<unsigned long long>(r.seq), r.start,
-               r.runtime, static_cast<unsigned long long>(r.received), r.exit_code, r.signal);
+  std::fprintf(f_, "%llu\t:\t%.3f\t%10.3f\t%llu\t%llu\t%d\t%d\t", static_cast<unsigned long long>(r.seq), r.start,
+               r.runtime, static_cast<unsigned long long>(r.sent), static_cast<unsigned long long>(r.received),
+               r.exit_code, r.signal);
   std::fwrite(r.command.data(), 1, r.command.size(), f_);
   std::fputc('\n', f_);
   std::fflush(f_);

@@ -17,6 +17,7 @@ struct JoblogRow {
   int exit_code = 0;
   int signal = 0;
   std::string command;
+  std::uint64_t sent = 0;  // bytes given to the job's stdin (--pipe)
 };
 
 // The sequence numbers a resumed run must skip: every job with a row (--resume), or only

@@ -144,6 +144,10 @@ int main(int argc, char** argv) {
   cmd->add_flag("-q,--quote", run.quote, "Quote the command's words, so the shell reads none of them");
   cmd->add_option("--results,--res", run.results,
                   "Save each job's stdout, stderr and seq in DIR/1/ARG1/2/ARG2/... instead of printing them");
+  cmd->add_flag("--pipe,--spreadstdin", run.pipe,
+                "Cut stdin (or the one :::: / -a file) into chunks at line ends, each the stdin of a job\n"
+                "of COMMAND (run as given, no argument appended); -N n: n lines a chunk");
+  cmd->add_option("--block,--block-size", run.block, "With --pipe: a chunk's size (default 1M; 1k = 1000, 1K = 1024)");
   cmd->add_option("--delay", run.delay, "Start jobs at least this many seconds apart (also 2m, 1h)");
   cmd->add_option("--memfree", run.memfree, "Start a job only while this much memory is available (1G, 500M...)");
   cmd->add_option("--load", run.load, "Start a job only while the load average is below this (N, or N% of the CPUs)");

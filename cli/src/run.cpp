@@ -50,11 +50,12 @@
 namespace coropool::cli {
 
 struct RunJob {
-  std::uint64_t index = 0;        // position in the stream, echoed back
-  std::uint64_t seq = 0;          // GNU parallel's job number: the n-th job of the input
-  std::vector<std::string> args;  // the job's arguments (without a template: its command)
+  std::uint64_t index = 0;           // position in the stream, echoed back
+  std::uint64_t seq = 0;             // GNU parallel's job number: the n-th job of the input
+  std::vector<std::string> args;     // the job's arguments (without a template: its command)
+  std::optional<std::string> input;  // --pipe: its stdin
 };
-auto coropool_fields(RunJob& j) { return std::tie(j.index, j.seq, j.args); }
+auto coropool_fields(RunJob& j) { return std::tie(j.index, j.seq, j.args, j.input); }
 
 struct RunOutcome {
   std::uint64_t index = 0, seq = 0;
@@ -66,13 +67,13 @@ struct RunOutcome {
   std::string out, err;
   std::string out_file, err_file;  // output too large to travel: spooled there (see spool_over)
   std::string error;               // why it could not be started, or empty
-  std::uint64_t out_bytes = 0;
+  std::uint64_t out_bytes = 0, in_bytes = 0;
   double start = 0;    // seconds since the epoch
   double runtime = 0;  // seconds
 };
 auto coropool_fields(RunOutcome& o) {
   return std::tie(o.index, o.seq, o.command, o.tag, o.exit_code, o.signal, o.timed_out, o.out, o.err, o.out_file,
-                  o.err_file, o.error, o.out_bytes, o.start, o.runtime);
+                  o.err_file, o.error, o.out_bytes, o.in_bytes, o.start, o.runtime);
 }
 
 // What every job of a run shares: set before the pool, so every worker has it.
@@ -201,6 +202,8 @@ asio::awaitable<coropool::cli::RunOutcome> coropool_run_job(coropool::cli::RunJo
   }
   if (cfg.trace) write_all(2, o.command + "\n");
   coropool::worker::CommandOptions opts;
+  if (job.input) o.in_bytes = job.input->size();
+  opts.input = std::move(job.input);
   opts.timeout = std::chrono::milliseconds(cfg.timeout_ms);
   opts.shell = cfg.shell;
   std::string seq = std::to_string(job.seq), slot_no = std::to_string(slot.n);
@@ -328,9 +331,13 @@ class Input : public std::enable_shared_from_this<Input> {
     std::vector<std::string> args;
   };
 
-  Input(std::unique_ptr<Inputs> sources, std::unordered_set<std::uint64_t> skip, coropool::Shard shard,
-        std::size_t ahead)
-      : sources_(std::move(sources)), skip_(std::move(skip)), shard_(shard), cap_(std::max<std::size_t>(ahead, 1)) {}
+  Input(std::unique_ptr<Inputs> sources, std::unique_ptr<Chunks> chunks, std::unordered_set<std::uint64_t> skip,
+        coropool::Shard shard, std::size_t ahead)
+      : sources_(std::move(sources)),
+        chunks_(std::move(chunks)),
+        skip_(std::move(skip)),
+        shard_(shard),
+        cap_(std::max<std::size_t>(ahead, 1)) {}
 
   // --shuf: the jobs read so far in a random order, numbered in that order (as parallel).
   void shuffle() {
@@ -463,10 +470,19 @@ class Input : public std::enable_shared_from_this<Input> {
   }
 
   // The next job from the sources; the reader's own (or, without a thread, the caller's).
+  // The next job's arguments (or with --pipe its stdin), or false at the end.
+  bool read(std::vector<std::string>& args, std::optional<std::string>& input, std::string& where) {
+    if (!chunks_) return sources_->next(args, where);
+    std::string chunk;
+    if (!chunks_->next(chunk, where)) return false;
+    input = std::move(chunk);
+    return true;
+  }
   bool fetch(RunJob& job) {
     std::vector<std::string> args;
+    std::optional<std::string> input;
     std::string where;
-    while (sources_->next(args, where)) {
+    while (read(args, input, where)) {
       ++seq_;
       if (!shard_.holds(seq_ - 1)) continue;  // another shard's (Seq stays global)
       if (skip_.contains(seq_)) {
@@ -476,13 +492,14 @@ class Input : public std::enable_shared_from_this<Input> {
       }
       std::lock_guard l(m_);
       pending_.emplace(index_, Pending{seq_, std::move(where), args});
-      job = RunJob{index_++, seq_, std::move(args)};
+      job = RunJob{index_++, seq_, std::move(args), std::move(input)};
       return true;
     }
     return false;
   }
 
   std::unique_ptr<Inputs> sources_;
+  std::unique_ptr<Chunks> chunks_;          // --pipe
   std::unordered_set<std::uint64_t> skip_;  // --resume
   coropool::Shard shard_;
   std::uint64_t seq_ = 0, index_ = 0;  // the reader's
@@ -708,6 +725,21 @@ int run_main(const RunOptions& o) {
     if (s.is_file && s.values[0] != "-" && std::filesystem::is_directory(s.values[0], ec))
       return usage(s.values[0] + " is a directory, not a file");
   }
+  // --pipe: the data to cut comes from stdin or the one file source.
+  std::unique_ptr<Chunks> chunks;
+  if (o.pipe) {
+    if (sources.size() != 1 || !sources[0].is_file) return usage("--pipe reads stdin or one :::: / -a file");
+    auto block = bytes_of(o.block);
+    if (!block || *block < 1 || *block > 32.0 * (1 << 20))
+      return usage("--block takes a size from 1 to 32M (1k, 500K, 2M), not " + o.block);
+    const std::string& path = sources[0].values[0];
+    int fd = path == "-" ? 0 : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return usage("cannot read " + path);
+    unsigned records = o.max_replace > 0 ? static_cast<unsigned>(o.max_replace) : o.max_args;
+    chunks =
+        std::make_unique<Chunks>(fd, fd != 0, path == "-" ? "stdin" : path, static_cast<std::size_t>(*block), records);
+    sources.clear();
+  }
   InputOptions in;
   if (o.null) in.delimiter = '\0';
   if (!o.delimiter.empty()) {
@@ -766,6 +798,7 @@ int run_main(const RunOptions& o) {
   t.quote_words = o.quote;
   t.context = o.context;
   if (!o.replace.empty()) t.replace = o.replace;
+  t.append = !o.pipe;
   t.columns = inputs->columns();
   RunConfig config;
   config.command = CommandTemplate(command, t);
@@ -829,7 +862,7 @@ int run_main(const RunOptions& o) {
   for (auto seq : skip) skips += shard->holds(seq - 1) ? 1 : 0;
   // At most 4 jobs per slot wait between the input and the output.
   std::size_t bound = std::size_t{4} * *slots;
-  auto input = std::make_shared<Input>(std::move(inputs), std::move(skip), *shard, bound);
+  auto input = std::make_shared<Input>(std::move(inputs), std::move(chunks), std::move(skip), *shard, bound);
   if (o.dry_run) {
     RunJob j;
     while (input->next(j)) {
@@ -943,7 +976,8 @@ int run_main(const RunOptions& o) {
     int exitval = r.timed_out ? -1 : r.signal != 0 ? 0 : r.exit_code;
     // Receive as parallel counts it: -v's line too; nothing with -u, which captures nothing.
     std::uint64_t received = o.ungroup ? 0 : r.out_bytes + (o.verbose ? r.command.size() + 1 : 0);
-    if (joblog) joblog->write({r.seq, r.start, r.runtime, received, exitval, r.signal, printable(r.command)});
+    if (joblog)
+      joblog->write({r.seq, r.start, r.runtime, received, exitval, r.signal, printable(r.command), r.in_bytes});
     (r.exit_code == 0 ? tally.succeeded : tally.failed)++;
     if (r.exit_code != 0 && halt_status < 0) halt_status = r.exit_code;
   };
@@ -952,7 +986,7 @@ int run_main(const RunOptions& o) {
     tally.note(where(index) + ": " + e.what());
     if (auto p = input->done(index); joblog && p) {
       joblog->write({p->seq, epoch_seconds(std::chrono::system_clock::now()), 0, 0, -1, 0,
-                     printable(config.command.fill(p->args, p->seq, 0))});
+                     printable(config.command.fill(p->args, p->seq, 0)), 0});
     }
     ++tally.failed;
     if (halt_status < 0) halt_status = 255;

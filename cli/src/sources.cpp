@@ -1,6 +1,9 @@
 #include "sources.hpp"
 
+#include <unistd.h>
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <iostream>
 #include <stdexcept>
 #include <utility>
@@ -247,6 +250,57 @@ bool Inputs::next(std::vector<std::string>& args, std::string& where) {
   where = std::move(pending_where_.back());
   pending_jobs_.pop_back();
   pending_where_.pop_back();
+  return true;
+}
+
+Chunks::Chunks(int fd, bool owned, std::string name, std::size_t block, unsigned records, char record_end)
+    : fd_(fd),
+      owned_(owned),
+      name_(std::move(name)),
+      block_(std::max<std::size_t>(block, 1)),
+      records_(records),
+      end_(record_end) {}
+
+Chunks::~Chunks() {
+  if (owned_) ::close(fd_);
+}
+
+std::size_t Chunks::cut() const {
+  if (records_ > 0) {
+    std::size_t at = 0;
+    for (unsigned n = 0; n < records_; ++n) {
+      auto e = buf_.find(end_, at);
+      if (e == std::string::npos) return eof_ ? buf_.size() : 0;
+      at = e + 1;
+    }
+    return at;
+  }
+  if (buf_.size() < block_ && !eof_) return 0;
+  if (buf_.size() <= block_ && eof_) return buf_.size();
+  auto last = buf_.rfind(end_, block_ - 1);
+  if (last != std::string::npos) return last + 1;
+  auto first = buf_.find(end_, block_);  // a record longer than the block goes whole
+  if (first != std::string::npos) return first + 1;
+  return eof_ ? buf_.size() : 0;
+}
+
+bool Chunks::next(std::string& chunk, std::string& where) {
+  std::size_t at = 0;
+  while ((at = cut()) == 0) {
+    if (eof_) return false;  // nothing left
+    char piece[1 << 16];
+    ssize_t n = ::read(fd_, piece, sizeof piece);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw std::runtime_error("cannot read " + name_ + ": " + std::strerror(errno));
+    if (n == 0)
+      eof_ = true;
+    else
+      buf_.append(piece, static_cast<std::size_t>(n));
+  }
+  chunk = buf_.substr(0, at);
+  buf_.erase(0, at);
+  where = name_ + ":" + std::to_string(line_);
+  line_ += static_cast<std::uint64_t>(std::count(chunk.begin(), chunk.end(), '\n'));
   return true;
 }
 

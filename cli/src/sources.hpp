@@ -44,6 +44,33 @@ struct InputOptions {
 void split_sources(const std::vector<std::string>& words, std::vector<std::string>& command,
                    std::vector<SourceSpec>& sources);
 
+// --pipe: stdin (or a file) cut into chunks that become the jobs' stdin. A chunk ends at a
+// record end (-N n: after n records; else the last record end within `block` bytes, or the
+// first after it when a record is longer), so no record is split. Reads what has come, not
+// whole blocks: a chunk goes as soon as it is complete.
+class Chunks {
+ public:
+  // `fd`: read, and closed at the end when `owned`. `name` for messages.
+  Chunks(int fd, bool owned, std::string name, std::size_t block, unsigned records, char record_end = '\n');
+  Chunks(const Chunks&) = delete;
+  Chunks& operator=(const Chunks&) = delete;
+  ~Chunks();
+  // The next chunk, or false at the end; `where` names its first line ("FILE:LINE").
+  bool next(std::string& chunk, std::string& where);
+
+ private:
+  std::size_t cut() const;  // where the next chunk ends in buf_, or 0 for not yet
+  int fd_;
+  bool owned_;
+  std::string name_;
+  std::size_t block_;
+  unsigned records_;
+  char end_;
+  std::string buf_;
+  bool eof_ = false;
+  std::uint64_t line_ = 1;  // of buf_'s first byte
+};
+
 class Inputs {
  public:
   // Opens every file and reads all but the first source or group. Throws std::runtime_error

@@ -147,7 +147,7 @@ CommandTemplate::CommandTemplate(const std::vector<std::string>& words, const Te
     words_.push_back(parse_word(w, options));
     for (const auto& p : words_.back().pieces) any = any || p.kind != Piece::Kind::text;
   }
-  if (!words_.empty() && !any) {  // " {}" appended
+  if (!words_.empty() && !any && options.append) {  // " {}" appended
     Word all;
     all.pieces.push_back(Piece{Piece::Kind::all, Piece::Part::whole, 0, {}});
     all.has_all = true;

@@ -27,6 +27,7 @@ struct TemplateOptions {
   bool context = false;              // -X
   std::string replace = "{}";        // -I
   std::vector<std::string> columns;  // --header names: {name} is the column's {N}
+  bool append = true;                // " {}" when no replacement string (not with --pipe)
 };
 
 class CommandTemplate {

@@ -156,6 +156,12 @@ same k '' -k --line-buffer echo ::: a b
 same k '' -k -u echo ::: a
 same k '' -k --nice 5 'ps -o ni= -p $$; echo {}' ::: a b
 same k '' -k --delay 0.1 echo ::: a b
+# --pipe: stdin cut into chunks at line ends (the Send column is each chunk's size).
+same s "$(seq -s '\n' 1 1000)\n" --pipe --block 1k wc -c
+same s "$(seq -s '\n' 1 500)\n" --pipe --block 100 wc -l
+same k "$(seq -s '\n' 1 10)\n" -k --pipe -N 3 'tr "\n" ,; echo'
+same k 'x\ny' -k --pipe -N1 'od -c | head -1'
+same k 'a\nb\nc\nd\ne\n' -k --pipe -N 2 'echo {#}: $(tr "\n" " ")'
 # Output to files: --results DIR's layout and contents, --files' files.
 post='cat; find res -type f | sort | while read -r f; do echo "== $f"; cat "$f"; echo; done' \
   same k '' -k --results res 'echo {}; echo err-{2} >&2' ::: a 'b c' 'x/y' ::: 1 ''

@@ -256,6 +256,18 @@ echo 'echo job-21' >> "$dir/sharded.txt"
 "$bin" run --quiet --resume --joblog "$dir/all.tsv" --resume-from "$dir/shardlogs" "$dir/sharded.txt" > "$dir/rest.out"
 check "--resume-from a directory of shard joblogs runs only the rest" test "$(cat "$dir/rest.out")" = job-21
 
+# --pipe: every byte reaches exactly one job, in chunks cut at line ends, with bounded memory;
+# a file given with -a is cut as stdin is; a job that reads nothing is no error.
+seq 1 200000 > "$dir/numbers.txt"
+"$bin" run --quiet -k --pipe --block 100k cat < "$dir/numbers.txt" > "$dir/piped.txt"
+check "--pipe -k: the chunks put back together are the input" cmp -s "$dir/piped.txt" "$dir/numbers.txt"
+check "--pipe: every line in exactly one chunk" \
+  test "$("$bin" run --quiet --pipe --block 100k wc -l < "$dir/numbers.txt" | awk '{ s += $1 } END { print s }')" = 200000
+check "--pipe -a FILE cuts the file" test "$("$bin" run --quiet --pipe -N 50000 -a "$dir/numbers.txt" wc -l | sort -u)" = 50000
+check "--pipe: a job that does not read its chunk still succeeds" \
+  test "$("$bin" run --quiet --pipe --block 10k true < "$dir/numbers.txt"; echo $?)" = 0
+refused "--block 64M" "--block takes" "$bin" run --pipe --block 64M cat
+
 # Options refused with exit 2 and a message naming the option or the input.
 refused "a directory as the input" "$dir is a directory" "$bin" run "$dir"
 refused "a directory as -a" "$dir is a directory" "$bin" run -a "$dir" echo

@@ -12,6 +12,7 @@
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/posix/stream_descriptor.hpp>
+#include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
@@ -27,6 +28,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <unordered_map>
 
 extern char** environ;
@@ -256,12 +258,12 @@ struct Spawned {
 
 // Starts `program` with clone(CLONE_VM|CLONE_VFORK): no copy of the worker's page tables,
 // and about a tenth of glibc posix_spawn's signal work. The pidfd comes from the same call.
-Spawned spawn(const char* program, char* const* argv, char* const* envp, int out_fd, int err_fd) {
+Spawned spawn(const char* program, char* const* argv, char* const* envp, int in_fd, int out_fd, int err_fd) {
   constexpr std::size_t stack_size = std::size_t{256} * 1024;
   static thread_local std::unique_ptr<char[]> stack(new char[stack_size]);
   static thread_local ipc::UniqueFd null_fd(
       ipc::sys("open /dev/null", [] { return ::open("/dev/null", O_RDONLY | O_CLOEXEC); }));
-  ChildSetup setup{program, argv, envp, out_fd, err_fd, null_fd.get(), &signals_to_reset()};
+  ChildSetup setup{program, argv, envp, out_fd, err_fd, in_fd >= 0 ? in_fd : null_fd.get(), &signals_to_reset()};
   // Blocked in the parent while the child borrows its memory; the child unblocks for itself.
   sigset_t all, old;
   sigfillset(&all);
@@ -280,6 +282,46 @@ Spawned spawn(const char* program, char* const* argv, char* const* envp, int out
     ::waitpid(pid, nullptr, 0);  // it has exited already
   }
   return r;
+}
+
+// One write to a pipe that may have no reader left, without the SIGPIPE that would kill a
+// process that does not ignore it: blocked for the call, and taken back if it came.
+ssize_t write_no_sigpipe(int fd, std::string_view data) {
+  sigset_t pipe_only, old;
+  sigemptyset(&pipe_only);
+  sigaddset(&pipe_only, SIGPIPE);
+  ::pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
+  sigset_t pending;
+  sigpending(&pending);
+  bool was_pending = sigismember(&pending, SIGPIPE) == 1;
+  ssize_t n = ::write(fd, data.data(), data.size());
+  int err = errno;
+  if (n < 0 && err == EPIPE && !was_pending) {
+    timespec zero{};
+    ::sigtimedwait(&pipe_only, nullptr, &zero);
+  }
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  errno = err;
+  return n;
+}
+
+// Writes `data` to a command's stdin and closes it (at once when there is none); a command
+// that ends without reading it all is no error.
+asio::awaitable<void> feed(Descriptor& in, std::string_view data) {
+  if (!in.is_open()) co_return;
+  std::error_code ec;
+  in.non_blocking(true, ec);
+  while (!data.empty() && !ec) {
+    ssize_t n = write_no_sigpipe(in.native_handle(), data);
+    if (n > 0) {
+      data.remove_prefix(static_cast<std::size_t>(n));
+    } else if (n < 0 && errno == EAGAIN) {
+      co_await in.async_wait(Descriptor::wait_write, asio::redirect_error(asio::use_awaitable, ec));
+    } else if (!(n < 0 && errno == EINTR)) {
+      break;  // EPIPE: the command is done with its stdin
+    }
+  }
+  in.close(ec);
 }
 
 }  // namespace
@@ -329,9 +371,13 @@ asio::awaitable<CommandResult> run_command(std::string line, CommandOptions opti
   envp.push_back(nullptr);
 
   Pipe out, err;
-  Spawned child = spawn(program.c_str(), argv.data(), envp.data(), out.write.get(), err.write.get());
+  std::optional<Pipe> in;
+  if (options.input) in.emplace();
+  Spawned child =
+      spawn(program.c_str(), argv.data(), envp.data(), in ? in->read.get() : -1, out.write.get(), err.write.get());
   out.write.reset();
   err.write.reset();
+  if (in) in->read.reset();
   if (child.error != 0) {
     result.exit_code = child.error == ENOENT ? 127 : 126;
     result.error = (result.via_shell ? program : argv_s.front()) + ": " + std::strerror(child.error);
@@ -342,12 +388,15 @@ asio::awaitable<CommandResult> run_command(std::string line, CommandOptions opti
   int entry = register_job_group(pid);
   Descriptor exited(ex, pidfd);
   JobIo io(ex, out.read.release(), err.read.release());
+  Descriptor stdin_pipe(ex);
+  if (in) stdin_pipe.assign(in->write.release());
   int status = 0;
   bool reaped = false;
   try {
     co_await ((wait_exit(exited, io, pid, entry, reaped, status) &&
                read_all(io, io.out, result.out, result.out_bytes, result.out_file, 1, options) &&
-               read_all(io, io.err, result.err, result.err_bytes, result.err_file, 2, options)) ||
+               read_all(io, io.err, result.err, result.err_bytes, result.err_file, 2, options) &&
+               feed(stdin_pipe, options.input ? std::string_view(*options.input) : std::string_view())) ||
               watchdog(pid, options, result.timed_out, reaped));
   } catch (...) {
     // Cancelled (or failed) while the command runs: it must not outlive the job. After

@@ -40,6 +40,8 @@ struct CommandOptions {
   std::string spool_dir;
   // The shell for a line that needs one, run as `shell -c line` (default: /bin/sh).
   std::string shell;
+  // When set, the command's stdin is a pipe that gets these bytes, then EOF (else /dev/null).
+  std::optional<std::string> input;
 };
 
 struct CommandResult {
