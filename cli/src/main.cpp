@@ -144,6 +144,9 @@ int main(int argc, char** argv) {
   cmd->add_flag("-q,--quote", run.quote, "Quote the command's words, so the shell reads none of them");
   cmd->add_option("--results,--res", run.results,
                   "Save each job's stdout, stderr and seq in DIR/1/ARG1/2/ARG2/... instead of printing them");
+  cmd->add_option("--termseq", run.termseq,
+                  "At --timeout: these signals with the milliseconds to wait after each, as parallel\n"
+                  "(default TERM,2000,KILL,25); SIGKILL follows if the job still runs");
   cmd->add_flag("--pipe,--spreadstdin", run.pipe,
                 "Cut stdin (or the one :::: / -a file) into chunks at line ends, each the stdin of a job\n"
                 "of COMMAND (run as given, no argument appended); -N n: n lines a chunk");

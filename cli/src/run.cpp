@@ -84,6 +84,7 @@ struct RunConfig {
   bool verbose = false, trace = false, line_buffer = false;
   std::int64_t timeout_ms = 0;
   std::uint32_t runs = 1;  // --retries: runs of a failed job in all
+  std::vector<std::pair<int, std::chrono::milliseconds>> termseq;
   std::string shell;
   std::vector<std::string> columns;  // --header's names
 };
@@ -205,6 +206,7 @@ asio::awaitable<coropool::cli::RunOutcome> coropool_run_job(coropool::cli::RunJo
   if (job.input) o.in_bytes = job.input->size();
   opts.input = std::move(job.input);
   opts.timeout = std::chrono::milliseconds(cfg.timeout_ms);
+  opts.term_sequence = cfg.termseq;
   opts.shell = cfg.shell;
   std::string seq = std::to_string(job.seq), slot_no = std::to_string(slot.n);
   opts.env = {"COROPOOL_SEQ=" + seq, "COROPOOL_SLOT=" + slot_no, "PARALLEL_SEQ=" + seq, "PARALLEL_JOBSLOT=" + slot_no};
@@ -678,6 +680,39 @@ std::optional<double> bytes_of(std::string_view v) {
 // --nice: each worker takes the niceness before its first job; its jobs inherit it.
 void run_worker_nice(int n) { ::setpriority(PRIO_PROCESS, 0, n); }
 
+// --termseq: "TERM,200,TERM,100,KILL,25": signals (names or numbers) each with its wait.
+std::optional<std::vector<std::pair<int, std::chrono::milliseconds>>> term_sequence(std::string_view s) {
+  static const std::pair<std::string_view, int> names[] = {
+      {"TERM", SIGTERM}, {"KILL", SIGKILL}, {"INT", SIGINT},   {"HUP", SIGHUP},   {"QUIT", SIGQUIT},
+      {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"ALRM", SIGALRM}, {"CONT", SIGCONT}, {"STOP", SIGSTOP}};
+  std::vector<std::pair<int, std::chrono::milliseconds>> seq;
+  while (!s.empty()) {
+    auto comma = s.find(',');
+    std::string_view sig = s.substr(0, comma);
+    s.remove_prefix(comma == std::string_view::npos ? s.size() : comma + 1);
+    if (sig.starts_with("SIG")) sig.remove_prefix(3);
+    int n = 0;
+    auto [p, ec] = std::from_chars(sig.data(), sig.data() + sig.size(), n);
+    if (ec != std::errc() || p != sig.data() + sig.size()) {
+      n = 0;
+      for (auto [name, value] : names)
+        if (name == sig) n = value;
+    }
+    if (n <= 0 || n >= SIGRTMIN) return std::nullopt;
+    unsigned ms = 0;
+    if (!s.empty()) {
+      comma = s.find(',');
+      std::string_view wait = s.substr(0, comma);
+      s.remove_prefix(comma == std::string_view::npos ? s.size() : comma + 1);
+      auto [q, ec2] = std::from_chars(wait.data(), wait.data() + wait.size(), ms);
+      if (ec2 != std::errc() || q != wait.data() + wait.size()) return std::nullopt;
+    }
+    seq.emplace_back(n, std::chrono::milliseconds(ms));
+  }
+  if (seq.empty()) return std::nullopt;
+  return seq;
+}
+
 // --joblog +FILE appends to FILE.
 std::string joblog_path(const std::string& j) { return j.starts_with('+') ? j.substr(1) : j; }
 
@@ -815,6 +850,11 @@ int run_main(const RunOptions& o) {
   config.columns = t.columns;
   config.timeout_ms = static_cast<std::int64_t>(o.timeout_seconds * 1000);
   config.runs = std::max(o.retries, 1U);
+  if (!o.termseq.empty()) {
+    auto seq = term_sequence(o.termseq);
+    if (!seq) return usage("--termseq takes SIGNAL,MS,SIGNAL,MS... (TERM,200,KILL,25), not " + o.termseq);
+    config.termseq = std::move(*seq);
+  }
   config.shell = job_shell();
   g_config = &config;
 

@@ -46,6 +46,7 @@ struct RunOptions {
   std::string load;                      // --load MAX (N or N% of the CPUs)
   int nice = 0;                          // --nice N
   bool shuffle = false;                  // --shuf
+  std::string termseq;                   // --termseq SIG,MS,SIG,MS...
   bool pipe = false;                     // --pipe: stdin cut into chunks, each a job's stdin
   std::string block = "1M";              // --block: a chunk's size (k M G suffixes)
   std::string shard;                     // --shard K/N (else a Slurm array, or JOB_COMPLETION_INDEX with --shards)

@@ -33,7 +33,7 @@ struct Inputs::Source {
     return true;
   }
   std::string where() const {
-    return is_file ? name + ":" + std::to_string(line_no) : "argument " + std::to_string(line_no) + " after :::";
+    return is_file ? name + ":" + std::to_string(line_no) : "::: argument " + std::to_string(line_no);
   }
 };
 

@@ -268,6 +268,17 @@ check "--pipe: a job that does not read its chunk still succeeds" \
   test "$("$bin" run --quiet --pipe --block 10k true < "$dir/numbers.txt"; echo $?)" = 0
 refused "--block 64M" "--block takes" "$bin" run --pipe --block 64M cat
 
+# --termseq: the signals a job gets at its timeout, with the waits between them.
+"$bin" run --quiet --timeout 0.3 --termseq INT,5000,KILL,25 'trap "echo got-int; exit 3" INT; sleep 30 & wait #{}' \
+  ::: 1 > "$dir/termseq.txt" 2>/dev/null
+check "--termseq INT,...: the job gets SIGINT at its timeout" test "$(cat "$dir/termseq.txt")" = got-int
+start=$(date +%s%N)
+"$bin" run --quiet --timeout 0.3 --termseq TERM,100,KILL,25 'trap "" TERM; sleep 30 & wait #{}' ::: 1 2>/dev/null
+took=$(( ($(date +%s%N) - start) / 1000000 ))
+check "--termseq TERM,100,KILL,25: a job that ignores TERM is killed 100 ms later (took $took ms, 2 s grace without)" \
+  test "$took" -lt 1500
+refused "--termseq NOPE,1" "--termseq takes" "$bin" run --termseq NOPE,1 echo ::: a
+
 # Options refused with exit 2 and a message naming the option or the input.
 refused "a directory as the input" "$dir is a directory" "$bin" run "$dir"
 refused "a directory as -a" "$dir is a directory" "$bin" run -a "$dir" echo

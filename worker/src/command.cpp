@@ -178,13 +178,15 @@ asio::awaitable<void> watchdog(pid_t pgid, CommandOptions opts, bool& timed_out,
   if (opts.timeout.count() > 0) {
     t.expires_after(opts.timeout);
     co_await t.async_wait(asio::use_awaitable);
-    if (!reaped) {
-      timed_out = true;
-      ::kill(-pgid, SIGTERM);
-      t.expires_after(opts.grace);
+    if (!reaped) timed_out = true;
+    if (opts.term_sequence.empty()) opts.term_sequence = {{SIGTERM, opts.grace}};
+    for (auto [sig, wait] : opts.term_sequence) {
+      if (reaped) break;
+      ::kill(-pgid, sig);
+      t.expires_after(wait);
       co_await t.async_wait(asio::use_awaitable);
-      if (!reaped) ::kill(-pgid, SIGKILL);
     }
+    if (!reaped) ::kill(-pgid, SIGKILL);
   }
   t.expires_after(std::chrono::hours(24 * 365));
   co_await t.async_wait(asio::use_awaitable);

@@ -25,6 +25,9 @@ struct CommandOptions {
   // Past this, SIGTERM goes to the command's process group, then SIGKILL after `grace`.
   std::chrono::milliseconds timeout{0};  // 0: none
   std::chrono::milliseconds grace{2000};
+  // When not empty, what happens at the timeout instead: each signal, then its wait (as GNU
+  // parallel's --termseq); SIGKILL after the last if the command still runs.
+  std::vector<std::pair<int, std::chrono::milliseconds>> term_sequence;
   // Extra environment entries ("NAME=value"), added to the worker's own.
   std::vector<std::string> env;
   // When set, output is handed over a whole line at a time as it arrives (stream 1: stdout,
