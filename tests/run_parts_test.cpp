@@ -182,6 +182,31 @@ TEST(Sources, FilesBlankLinesAndHeaders) {
   ::unlink(path.c_str());
 }
 
+// Every chunk Chunks cuts from `data`, joined by '|'.
+std::string chunks_of(const std::string& data, std::size_t block, unsigned records) {
+  int fds[2];
+  EXPECT_EQ(::pipe(fds), 0);
+  EXPECT_EQ(::write(fds[1], data.data(), data.size()), static_cast<ssize_t>(data.size()));
+  ::close(fds[1]);
+  Chunks c(fds[0], true, "stdin", block, records);
+  std::string all, chunk, where;
+  while (c.next(chunk, where)) all += (all.empty() ? "" : "|") + chunk;
+  return all;
+}
+
+TEST(Chunks, CutAtTheLastLineEndWithinTheBlockAndNeverInsideALine) {
+  EXPECT_EQ(chunks_of("aa\nbb\ncc\n", 6, 0), "aa\nbb\n|cc\n");
+  EXPECT_EQ(chunks_of("aa\nbb\ncc\n", 5, 0), "aa\n|bb\n|cc\n");
+  EXPECT_EQ(chunks_of("aaaaaaa\nb\n", 3, 0), "aaaaaaa\n|b\n");  // a long line goes whole
+  EXPECT_EQ(chunks_of("x\ny", 100, 0), "x\ny");                 // the unterminated end too
+  EXPECT_EQ(chunks_of("", 100, 0), "");
+}
+
+TEST(Chunks, NRecordsAChunk) {
+  EXPECT_EQ(chunks_of("1\n2\n3\n4\n5\n", 1, 2), "1\n2\n|3\n4\n|5\n");
+  EXPECT_EQ(chunks_of("1\n2", 1, 1), "1\n|2");
+}
+
 TEST(Sources, ASeparatorWithNothingAfterItIsRefused) {
   EXPECT_THROW(jobs({"echo", ":::"}), std::invalid_argument);
   EXPECT_THROW(jobs({"echo", ":::+", "a"}), std::invalid_argument);

@@ -96,6 +96,9 @@ int main(int argc, char** argv) {
                          "2 for a usage or input error; 130, 143 or 129 when interrupted by SIGINT, SIGTERM or\n"
                          "SIGHUP (the running jobs are killed, the joblog keeps what finished, and --resume runs\n"
                          "the rest); 255 when coropool itself cannot go on.");
+  // Shown in --help only: the command's words are taken out of argv before CLI11 reads it.
+  std::vector<std::string> shown_words;
+  cmd->add_option("command", shown_words, "FILE, or COMMAND [::: ARG... | :::: ARGFILE...]...");
   cmd->add_option("-a,--arg-file", run.arg_files, "A file of arguments, as :::: FILE (repeatable; - for stdin)")
       ->allow_extra_args(false)
       ->check(not_a_directory);
