@@ -71,15 +71,20 @@ struct FetchRecord {
   long status = 0;
   std::uint64_t bytes = 0;
   std::uint64_t wire_bytes = 0;
-  std::string hash;            // --hash: the body's digest in hex
-  double time_ms = 0;          // all attempts, with the waits between them
-  double last_attempt_ms = 0;  // the last attempt alone
+  std::string hash;                                          // --hash: the body's digest in hex
+  std::vector<std::pair<std::string, std::string>> headers;  // --header-field
+  std::vector<std::string> redirects;                        // the URLs redirected to, in order
+  std::string body;                                          // --body: its first --max-body-inline bytes
+  bool body_truncated = false;                               // the body was longer than that
+  double time_ms = 0;                                        // all attempts, with the waits between them
+  double last_attempt_ms = 0;                                // the last attempt alone
   std::uint32_t attempts = 0;
   std::string error, message;
 };
 auto coropool_fields(FetchRecord& r) {
   return std::tie(r.index, r.final_url, r.content_type, r.file, r.final_is_url, r.status, r.bytes, r.wire_bytes, r.hash,
-                  r.time_ms, r.last_attempt_ms, r.attempts, r.error, r.message);
+                  r.headers, r.redirects, r.body, r.body_truncated, r.time_ms, r.last_attempt_ms, r.attempts, r.error,
+                  r.message);
 }
 
 namespace {
@@ -103,6 +108,8 @@ struct FetchConfig {
   bool method_given = false;     // -X: a JSON line's body does not make its request a POST
   const EVP_MD* hash = nullptr;  // --hash
   std::string save_dir;
+  bool body = false;  // --body
+  std::size_t max_body_inline = 0;
 };
 FetchConfig g_config;
 
@@ -321,14 +328,21 @@ asio::awaitable<coropool::cli::FetchRecord> coropool_fetch_url(coropool::cli::Fe
       digest.reset(EVP_MD_CTX_new());
       if (digest && EVP_DigestInit_ex(digest.get(), g_config.hash, nullptr) != 1) digest.reset();
     }
-    if (part.name.empty() && !digest) {
+    rec.body.clear();
+    rec.body_truncated = false;
+    if (part.name.empty() && !digest && !g_config.body) {
       r = co_await client->get(job.url, options);
     } else {
       coropool::worker::HttpOptions opts = *options;
       if (!part.name.empty()) part.f = std::fopen(part.name.c_str(), "wb");
-      opts.body_sink = [f = part.f, d = digest.get()](std::string_view chunk) {
+      opts.body_sink = [f = part.f, d = digest.get(), &rec](std::string_view chunk) {
         if (f) std::fwrite(chunk.data(), 1, chunk.size(), f);
         if (d) EVP_DigestUpdate(d, chunk.data(), chunk.size());
+        if (g_config.body) {  // --body: up to --max-body-inline bytes of it
+          std::size_t room = g_config.max_body_inline - std::min(rec.body.size(), g_config.max_body_inline);
+          rec.body.append(chunk.substr(0, room));
+          if (chunk.size() > room) rec.body_truncated = true;
+        }
       };
       r = co_await client->get(job.url, std::move(opts));
       if (digest && r.ok()) {
@@ -367,6 +381,8 @@ asio::awaitable<coropool::cli::FetchRecord> coropool_fetch_url(coropool::cli::Fe
   rec.status = r.status;
   rec.bytes = r.bytes;
   rec.wire_bytes = r.wire_bytes;
+  rec.headers = std::move(r.headers);
+  rec.redirects = std::move(r.redirect_chain);
   rec.time_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
   rec.last_attempt_ms = r.total_ms;
   rec.error = std::move(r.error);
@@ -640,6 +656,25 @@ struct UrlInput {
 
 using UrlView = PullView<UrlInput, FetchJob>;
 
+// --header-field's names, in the order given (null: not asked for).
+const std::vector<std::string>* g_header_fields = nullptr;
+
+std::string base64(std::string_view in) {
+  static constexpr char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  for (std::size_t i = 0; i < in.size(); i += 3) {
+    std::uint32_t v = static_cast<std::uint32_t>(static_cast<unsigned char>(in[i])) << 16;
+    if (i + 1 < in.size()) v |= static_cast<std::uint32_t>(static_cast<unsigned char>(in[i + 1])) << 8;
+    if (i + 2 < in.size()) v |= static_cast<unsigned char>(in[i + 2]);
+    out += digits[(v >> 18) & 63];
+    out += digits[(v >> 12) & 63];
+    out += i + 1 < in.size() ? digits[(v >> 6) & 63] : '=';
+    out += i + 2 < in.size() ? digits[v & 63] : '=';
+  }
+  return out;
+}
+
 // Appends the JSON line of `r`, the record of `url` on input line `line`, to `j`.
 void append_json(std::string& j, std::uint64_t line, std::string_view url, std::string_view id, const FetchRecord& r) {
   char num[32];
@@ -681,6 +716,41 @@ void append_json(std::string& j, std::uint64_t line, std::string_view url, std::
   }
   j += ",\"content_type\":";
   text_or_null(r.content_type);
+  if (!r.redirects.empty()) {
+    j += ",\"redirects\":[";
+    for (std::size_t i = 0; i < r.redirects.size(); ++i) {
+      if (i) j += ',';
+      append_json_string(j, r.redirects[i]);
+    }
+    j += ']';
+  }
+  if (g_header_fields) {  // --header-field: every name asked for, null when the response had none
+    j += ",\"headers\":{";
+    for (std::size_t i = 0; i < g_header_fields->size(); ++i) {
+      const std::string& name = (*g_header_fields)[i];
+      if (i) j += ',';
+      append_json_string(j, name);
+      j += ':';
+      auto it = std::find_if(r.headers.begin(), r.headers.end(), [&](const auto& h) { return h.first == name; });
+      if (it == r.headers.end())
+        j += "null";
+      else
+        append_json_string(j, it->second);
+    }
+    j += '}';
+  }
+  if (g_config.body && r.error.empty()) {
+    // Text as it is when it is valid UTF-8, else base64, as a JSON line's body is given.
+    if (valid_utf8(r.body)) {
+      j += ",\"body\":";
+      append_json_string(j, r.body);
+    } else {
+      j += ",\"body_base64\":\"";
+      j += base64(r.body);
+      j += '"';
+    }
+    if (r.body_truncated) j += ",\"body_truncated\":true";
+  }
   auto millis = [&](double v) {
     auto [end, ec] = std::to_chars(num, num + sizeof num, v, std::chars_format::fixed, 3);
     j.append(num, end);
@@ -848,6 +918,9 @@ int fetch_main(const FetchOptions& given) {
                           : o.http2_prior_knowledge ? worker::HttpOptions::Version::http2_prior_knowledge
                                                     : worker::HttpOptions::Version::any;
   g_config.http.keep_body = false;
+  g_config.http.response_headers = o.header_fields;
+  g_config.http.redirect_chain = true;
+  if (!o.header_fields.empty()) g_header_fields = &o.header_fields;
   g_config.shared_http = std::make_shared<const worker::HttpOptions>(g_config.http);
   // No cap on connections in all: the pool runs at most -c transfers in a worker. But room for
   // many idle ones, so that a worker fetching from many hosts keeps a connection to each
@@ -861,6 +934,8 @@ int fetch_main(const FetchOptions& given) {
   g_config.save_dir = o.save_dir;
   g_config.method_given = o.method_given;
   g_config.hash = o.hash.empty() ? nullptr : EVP_get_digestbyname(o.hash.c_str());
+  g_config.body = o.body;
+  g_config.max_body_inline = o.max_body_inline;
   void* shared = ::mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (shared == MAP_FAILED) return usage("mmap failed");
   g_shared = new (shared) Shared{};

@@ -35,13 +35,16 @@ struct FetchOptions {
   // (--data-binary) or 'j' (--json), and the value as given (@FILE reads a file).
   std::vector<std::pair<char, std::string>> data;
   std::string user_agent = "coropool/0.1";
-  std::string ca_file;      // --cacert
-  bool insecure = false;    // -k/--insecure
-  bool compressed = false;  // --compressed
-  std::string hash;         // --hash: sha256, sha1, md5 or sha512; empty: none
-  std::string proxy;        // -x/--proxy
-  std::string cookie;       // -b/--cookie
-  bool http1_1 = false;     // --http1.1
+  std::string ca_file;                     // --cacert
+  bool insecure = false;                   // -k/--insecure
+  bool compressed = false;                 // --compressed
+  std::string hash;                        // --hash: sha256, sha1, md5 or sha512; empty: none
+  std::vector<std::string> header_fields;  // --header-field: response headers in the record
+  bool body = false;                       // --body: the body in the record
+  std::size_t max_body_inline = 1 << 20;   // --max-body-inline
+  std::string proxy;                       // -x/--proxy
+  std::string cookie;                      // -b/--cookie
+  bool http1_1 = false;                    // --http1.1
   bool http2_prior_knowledge = false;
   double rate = 0;        // requests per second over all workers; 0: no limit
   unsigned per_host = 0;  // connections per host over all workers; 0: no limit

@@ -176,8 +176,9 @@ int main(int argc, char** argv) {
       "fetch",
       "Fetch each URL of FILE (or stdin) across all cores, and write one JSON object per URL:\n"
       "  {\"line\", \"url\", [\"id\",] \"final_url\", \"status\", \"bytes\", \"wire_bytes\", [\"hash\",]\n"
-      "   \"content_type\", \"time_ms\", \"last_attempt_ms\", \"attempts\", [\"file\",] \"error\": null or\n"
-      "   {\"code\", \"message\"}}\n"
+      "   \"content_type\", [\"redirects\",] [\"headers\",] [\"body\" | \"body_base64\",] \"time_ms\",\n"
+      "   \"last_attempt_ms\", \"attempts\", [\"file\",] \"error\": null or {\"code\", \"message\"}}\n"
+      "(\"redirects\": the URLs redirected to, in order, when there were any.)\n"
       "A line starting with { is a JSON request (see --input-format).\n"
       "Blank lines and # comments are skipped. Error codes: invalid_url, invalid_input, dns, connect,\n"
       "timeout, tls, reset, empty_reply, truncated, too_large, too_many_redirects, bad_redirect,\n"
@@ -243,6 +244,15 @@ int main(int argc, char** argv) {
   fcmd->add_option("--hash", fetch.hash,
                    "Add the body's digest in hex to each record as \"hash\", computed as it streams")
       ->check(CLI::IsMember({"sha256", "sha1", "md5", "sha512"}));
+  fcmd->add_option("--header-field", fetch.header_fields,
+                   "Put this response header in each record's \"headers\" (repeatable; null when absent):\n"
+                   "--header-field ETag --header-field Last-Modified")
+      ->allow_extra_args(false);
+  fcmd->add_flag("--body", fetch.body,
+                 "Put the body in each record: \"body\" when it is UTF-8 text, else \"body_base64\"\n"
+                 "(\"body_truncated\": true past --max-body-inline)");
+  fcmd->add_option("--max-body-inline", fetch.max_body_inline, "With --body: the most bytes of a body kept (1 MiB)")
+      ->check(above_zero);
   fcmd->add_flag("--compressed", fetch.compressed,
                  "Ask for a compressed response (gzip, deflate, br, zstd) and decode it, as curl does;\n"
                  "bytes is then the decoded size and wire_bytes what came over the wire");

@@ -87,6 +87,41 @@ check "no hash without --hash" test "$(cat "$dir/nohash")" = None
 "$bin" fetch --hash crc32 "$dir/gz.txt" > /dev/null 2>&1
 check "an unknown --hash is exit 2" test $? -eq 2
 
+# --body: the body in the record, as curl receives it: text as "body", other bytes as
+# "body_base64", cut at --max-body-inline with "body_truncated".
+printf '%s\n' "$base/text/b" "$base/gzip/3000" "$base/bytes/100" > "$dir/b.txt"
+"$bin" fetch --keep-order --body -H 'Accept-Encoding: gzip' "$dir/b.txt" > "$dir/b.jsonl" 2> /dev/null
+curl -s "$base/text/b" > "$dir/b1.curl"
+curl -s -H 'Accept-Encoding: gzip' "$base/gzip/3000" > "$dir/b2.curl"
+python3 - "$dir" << 'PY' > "$dir/b.check"
+import base64, json, sys
+d = sys.argv[1]
+recs = [json.loads(l) for l in open(d + "/b.jsonl")]
+print(recs[0].get("body", "").encode() == open(d + "/b1.curl", "rb").read())
+print(base64.b64decode(recs[1].get("body_base64", "")) == open(d + "/b2.curl", "rb").read() and "body" not in recs[1])
+print(recs[2].get("body") == "x" * 100 and "body_truncated" not in recs[2])
+PY
+check "--body: text as curl gets it" test "$(sed -n 1p "$dir/b.check")" = True
+check "--body: other bytes as body_base64, as curl gets them" test "$(sed -n 2p "$dir/b.check")" = True
+check "--body: a whole body is not truncated" test "$(sed -n 3p "$dir/b.check")" = True
+echo "$base/bytes/100" | "$bin" fetch --body --max-body-inline 5 > "$dir/bt.jsonl" 2> /dev/null
+check "--max-body-inline 5: five bytes and body_truncated" \
+  test "$(python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["body"], r["body_truncated"])' < "$dir/bt.jsonl")" = "xxxxx True"
+
+# --header-field: the response's headers asked for, null when it has none; "redirects": the
+# URLs followed, as curl follows them.
+echo "$base/redirect/3" | "$bin" fetch --header-field Content-Type --header-field X-None > "$dir/hf.jsonl" 2> /dev/null
+check "--header-field: the last response's value, as curl reports it" \
+  test "$(python3 -c 'import json,sys; print(json.load(sys.stdin)["headers"])' < "$dir/hf.jsonl")" = \
+  "{'Content-Type': '$(curl -sL -o /dev/null -w '%{content_type}' "$base/redirect/3")', 'X-None': None}"
+curl -sL -o /dev/null -D - "$base/redirect/3" | tr -d '\r' | sed -n 's/^Location: //p' |
+  sed "s|^/|$base/|" > "$dir/chain.curl"
+python3 -c 'import json,sys; [print(u) for u in json.load(sys.stdin)["redirects"]]' < "$dir/hf.jsonl" > "$dir/chain.ours"
+check "redirects: the chain curl follows (3 URLs)" \
+  test "$(cat "$dir/chain.ours")" = "$(cat "$dir/chain.curl")" -a "$(wc -l < "$dir/chain.ours")" -eq 3
+echo "$base/text/nr" | "$bin" fetch 2> /dev/null | field redirects > "$dir/nochain"
+check "no redirects field without a redirect" test "$(cat "$dir/nochain")" = None
+
 "$bin" fetch -d @"$dir/missing.txt" "$dir/url.txt" > /dev/null 2> "$dir/e1.txt"
 check "an unreadable @FILE is exit 2" test $? -eq 2
 check "naming the file and the option" grep -q "missing.txt for -d" "$dir/e1.txt"

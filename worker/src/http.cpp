@@ -471,6 +471,12 @@ struct HttpClient::Impl {
     s = nullptr;
     if (curl_easy_getinfo(e, CURLINFO_CONTENT_TYPE, &s) == CURLE_OK && s) r.content_type = s;
     curl_easy_getinfo(e, CURLINFO_REDIRECT_COUNT, &r.redirects);
+    for (const auto& name : t.opts->response_headers) {
+      curl_header* h = nullptr;
+      if (curl_easy_header(e, name.c_str(), 0, CURLH_HEADER, -1, &h) == CURLHE_OK && h)
+        r.headers.emplace_back(name, h->value);
+    }
+    if (t.opts->redirect_chain) redirect_chain(e, *t.url, r);
     // Counted by curl before any decoding.
     curl_off_t wire = 0;
     if (curl_easy_getinfo(e, CURLINFO_SIZE_DOWNLOAD_T, &wire) == CURLE_OK && wire > 0)
@@ -494,6 +500,24 @@ struct HttpClient::Impl {
       r.error_message = t.too_large   ? "the body is larger than " + std::to_string(t.opts->max_size) + " bytes"
                         : t.errbuf[0] ? std::string(t.errbuf)
                                       : std::string(curl_easy_strerror(rc));
+    }
+  }
+
+  // The URLs a transfer was redirected to: each response's Location, resolved against the
+  // URL it answered (curl keeps every response's headers for curl_easy_header).
+  static void redirect_chain(CURL* e, const std::string& original, HttpResult& r) {
+    if (r.redirects <= 0) return;
+    // Each Location resolved against the URL before it, from the one asked for.
+    std::unique_ptr<CURLU, void (*)(CURLU*)> url(curl_url(), curl_url_cleanup);
+    if (!url || curl_url_set(url.get(), CURLUPART_URL, original.c_str(), 0) != CURLUE_OK) return;
+    for (long i = 0; i < r.redirects; ++i) {
+      curl_header* h = nullptr;
+      if (curl_easy_header(e, "Location", 0, CURLH_HEADER, static_cast<int>(i), &h) != CURLHE_OK || !h) break;
+      if (curl_url_set(url.get(), CURLUPART_URL, h->value, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK) break;
+      char* next = nullptr;
+      if (curl_url_get(url.get(), CURLUPART_URL, &next, 0) != CURLUE_OK) break;
+      r.redirect_chain.emplace_back(next);
+      curl_free(next);
     }
   }
 

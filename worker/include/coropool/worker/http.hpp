@@ -42,6 +42,9 @@ struct HttpOptions {
   bool keep_body = true;           // false: only count the bytes
   // When set, the body goes here chunk by chunk instead of into HttpResult::body.
   std::function<void(std::string_view)> body_sink = {};
+  // Response headers wanted in HttpResult::headers (names, case aside), from the last response.
+  std::vector<std::string> response_headers = {};
+  bool redirect_chain = false;  // fill HttpResult::redirect_chain
 };
 
 struct HttpResult {
@@ -52,6 +55,10 @@ struct HttpResult {
   std::uint64_t bytes = 0;       // body bytes received (decoded, when compressed)
   std::uint64_t wire_bytes = 0;  // body bytes as they came over the wire
   long redirects = 0;
+  // HttpOptions::response_headers that the last response had: name as asked, value.
+  std::vector<std::pair<std::string, std::string>> headers;
+  // With HttpOptions::redirect_chain: each URL redirected to, in order (the last is final_url).
+  std::vector<std::string> redirect_chain;
   std::optional<std::chrono::seconds> retry_after;  // from a Retry-After header
   double dns_ms = 0, connect_ms = 0, tls_ms = 0, first_byte_ms = 0, total_ms = 0;
   // Empty when a response came. Otherwise a short stable code: invalid_url, dns, connect,
