@@ -778,6 +778,107 @@ void append_json(std::string& j, std::uint64_t line, std::string_view url, std::
   j += "}\n";
 }
 
+// --format csv: a field, quoted when it holds a comma, a quote or a line end (RFC 4180).
+void append_csv_field(std::string& out, std::string_view v) {
+  if (v.find_first_of(",\"\r\n") == std::string_view::npos) {
+    out += v;
+    return;
+  }
+  out += '"';
+  for (char c : v) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  out += '"';
+}
+
+// The CSV header: the fields of a JSON record, in its order, one column each; "redirects" is
+// the URLs joined by spaces, each --header-field a column "header:NAME", --body's "body" and
+// "body_base64" columns of their own, "error" the code and "message" its words.
+std::string csv_header(bool body) {
+  std::string h = "line,url,id,final_url,status,bytes,wire_bytes,hash,content_type,redirects";
+  if (g_header_fields)
+    for (const auto& name : *g_header_fields) {
+      h += ',';
+      append_csv_field(h, "header:" + name);
+    }
+  if (body) h += ",body,body_base64,body_truncated";
+  h += ",time_ms,last_attempt_ms,attempts,file,error,message\n";
+  return h;
+}
+
+// Appends the CSV row of `r` (see csv_header) to `j`.
+void append_csv(std::string& j, std::uint64_t line, std::string_view url, std::string_view id, const FetchRecord& r) {
+  auto field = [&](std::string_view v) {
+    j += ',';
+    append_csv_field(j, v);
+  };
+  j += std::to_string(line);
+  field(url);
+  field(id);
+  field(r.final_is_url ? url : std::string_view(r.final_url));
+  field(r.status ? std::to_string(r.status) : "");
+  field(std::to_string(r.bytes));
+  field(std::to_string(r.wire_bytes));
+  field(r.hash);
+  field(r.content_type);
+  std::string redirects;
+  for (const auto& u : r.redirects) redirects += (redirects.empty() ? "" : " ") + u;
+  field(redirects);
+  if (g_header_fields)
+    for (const auto& name : *g_header_fields) {
+      auto it = std::find_if(r.headers.begin(), r.headers.end(), [&](const auto& h) { return h.first == name; });
+      field(it == r.headers.end() ? std::string_view() : std::string_view(it->second));
+    }
+  if (g_config.body) {
+    bool text = r.error.empty() && valid_utf8(r.body);
+    field(r.error.empty() && text ? std::string_view(r.body) : std::string_view());
+    field(r.error.empty() && !text ? base64(r.body) : std::string());
+    field(r.body_truncated ? "true" : "");
+  }
+  char num[32];
+  for (double ms : {r.time_ms, r.last_attempt_ms}) {
+    auto [end, ec] = std::to_chars(num, num + sizeof num, ms, std::chars_format::fixed, 3);
+    field(std::string_view(num, static_cast<std::size_t>(end - num)));
+  }
+  field(std::to_string(r.attempts));
+  field(r.file);
+  field(r.error);
+  field(r.message);
+  j += '\n';
+}
+
+// --format csv, --resume: the next CSV record of `in` (quoted fields may span lines) as its
+// fields; false at the end or at a record cut short. `bytes`: the record's size in the file.
+bool read_csv_record(std::istream& in, std::vector<std::string>& fields, std::size_t& bytes) {
+  fields.assign(1, std::string());
+  bytes = 0;
+  bool quoted = false;
+  for (int c; (c = in.get()) != EOF;) {
+    ++bytes;
+    if (quoted) {
+      if (c == '"' && in.peek() == '"') {
+        fields.back() += '"';
+        in.get();
+        ++bytes;
+      } else if (c == '"') {
+        quoted = false;
+      } else {
+        fields.back() += static_cast<char>(c);
+      }
+    } else if (c == '"') {
+      quoted = true;
+    } else if (c == ',') {
+      fields.emplace_back();
+    } else if (c == '\n') {
+      return true;
+    } else {
+      fields.back() += static_cast<char>(c);
+    }
+  }
+  return false;  // no newline at its end: cut short (or nothing)
+}
+
 // The error code of a record, or empty when it has none.
 std::string_view record_error(std::string_view record) {
   constexpr std::string_view key = "\"error\":{\"code\":\"";
@@ -791,25 +892,58 @@ std::string_view record_error(std::string_view record) {
 // and records that are not an outcome of their URL are taken out of it, to be fetched again:
 // `worker_lost` ones (the process fetching it died), and with `redo_failed` every record with
 // an error.
-std::optional<std::unordered_set<std::uint64_t>> recorded_lines(const std::string& path, bool redo_failed) {
+std::optional<std::unordered_set<std::uint64_t>> recorded_lines(const std::string& path, bool redo_failed, bool csv) {
   std::unordered_set<std::uint64_t> lines;
   std::ifstream in(path, std::ios::binary);
   if (!in) return lines;  // nothing recorded yet
   std::string line, kept;
-  std::uint64_t whole = 0;  // bytes of whole lines
+  std::uint64_t whole = 0;  // bytes of whole records
   bool dropped = false;
-  while (std::getline(in, line)) {
-    if (in.eof()) break;
-    whole += line.size() + 1;
-    auto error = record_error(line);
-    if (error == "worker_lost" || (redo_failed && !error.empty())) {
-      dropped = true;
-      continue;
+  if (csv) {
+    // The header, then rows whose first field is the line and whose "error" column the code.
+    std::vector<std::string> header, fields;
+    std::size_t bytes = 0;
+    std::string text;
+    std::size_t error_at = 0;
+    if (read_csv_record(in, header, bytes)) {
+      whole += bytes;
+      error_at = static_cast<std::size_t>(std::find(header.begin(), header.end(), "error") - header.begin());
+      in.clear();
+      in.seekg(0);
+      text.resize(bytes);
+      in.read(text.data(), static_cast<std::streamsize>(bytes));
+      kept += text;
     }
-    kept += line;
-    kept += '\n';
-    unsigned long long n = 0;
-    if (std::sscanf(line.c_str(), "{\"line\":%llu", &n) == 1) lines.insert(n);
+    for (auto at = in.tellg(); read_csv_record(in, fields, bytes); at = in.tellg()) {
+      whole += bytes;
+      std::string error = error_at < fields.size() ? fields[error_at] : "";
+      if (error == "worker_lost" || (redo_failed && !error.empty())) {
+        dropped = true;
+        continue;
+      }
+      auto back = in.tellg();
+      in.seekg(at);
+      text.resize(bytes);
+      in.read(text.data(), static_cast<std::streamsize>(bytes));
+      in.seekg(back);
+      kept += text;
+      unsigned long long n = 0;
+      if (std::sscanf(fields[0].c_str(), "%llu", &n) == 1) lines.insert(n);
+    }
+  } else {
+    while (std::getline(in, line)) {
+      if (in.eof()) break;
+      whole += line.size() + 1;
+      auto error = record_error(line);
+      if (error == "worker_lost" || (redo_failed && !error.empty())) {
+        dropped = true;
+        continue;
+      }
+      kept += line;
+      kept += '\n';
+      unsigned long long n = 0;
+      if (std::sscanf(line.c_str(), "{\"line\":%llu", &n) == 1) lines.insert(n);
+    }
   }
   in.close();
   if (!dropped) {
@@ -874,12 +1008,17 @@ int fetch_main(const FetchOptions& given) {
   }
   std::unordered_set<std::uint64_t> done_before;
   if (resume) {
-    auto lines = recorded_lines(o.output, o.resume_failed);
+    auto lines = recorded_lines(o.output, o.resume_failed, o.csv);
     if (!lines) return usage("cannot write " + o.output);
     done_before = std::move(*lines);
     input.done = &done_before;
   }
   std::FILE* out = stdout;
+  bool header_needed = o.csv;  // --format csv: a header, unless appending to one
+  if (o.csv && resume) {
+    std::error_code ec;
+    header_needed = std::filesystem::file_size(o.output, ec) == 0 || ec;
+  }
   if (!o.output.empty()) {
     out = std::fopen(o.output.c_str(), resume ? "ab" : "wb");
     if (!out) return usage("cannot write " + o.output + ": " + std::strerror(errno));
@@ -891,6 +1030,11 @@ int fetch_main(const FetchOptions& given) {
   }
   static char outbuf[1 << 20];
   std::setvbuf(out, outbuf, _IOFBF, sizeof outbuf);
+  if (o.csv && !o.header_fields.empty()) g_header_fields = &o.header_fields;
+  if (header_needed) {
+    std::string h = csv_header(o.body);
+    std::fwrite(h.data(), 1, h.size(), out);
+  }
 
   Progress tally("fetch", o.progress == 2 ? ::isatty(2) != 0 : o.progress > 0);
   if (tally.enabled()) {
@@ -977,7 +1121,10 @@ int fetch_main(const FetchOptions& given) {
     auto it = input.pending.find(r.index);
     if (it == input.pending.end()) return;  // recorded already (or lost twice)
     line_buf.clear();
-    append_json(line_buf, it->second.line, it->second.url, it->second.id, r);
+    if (o.csv)
+      append_csv(line_buf, it->second.line, it->second.url, it->second.id, r);
+    else
+      append_json(line_buf, it->second.line, it->second.url, it->second.id, r);
     const std::string& j = line_buf;
     if (std::fwrite(j.data(), 1, j.size(), out) != j.size() && !write_failed) {
       write_failed = true;

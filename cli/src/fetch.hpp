@@ -41,6 +41,7 @@ struct FetchOptions {
   std::string hash;                        // --hash: sha256, sha1, md5 or sha512; empty: none
   std::vector<std::string> header_fields;  // --header-field: response headers in the record
   bool body = false;                       // --body: the body in the record
+  bool csv = false;                        // --format csv
   std::size_t max_body_inline = 1 << 20;   // --max-body-inline
   std::string proxy;                       // -x/--proxy
   std::string cookie;                      // -b/--cookie

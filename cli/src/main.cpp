@@ -198,6 +198,10 @@ int main(int argc, char** argv) {
                                                             {"lines", coropool::cli::InputFormat::lines},
                                                             {"jsonl", coropool::cli::InputFormat::jsonl}}));
   fcmd->add_option("-o,--output", fetch.output, "Write the records to this file instead of stdout");
+  fcmd->add_option("--format", fetch.csv,
+                   "jsonl (default): a JSON object a line; csv: a header, then a row per URL with the same\n"
+                   "fields (redirects joined by spaces, each --header-field a column header:NAME)")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, bool>{{"jsonl", false}, {"csv", true}}));
   fcmd->add_option("-j,--processes", fetch.processes, "Worker processes (default: the CPU count)")->check(above_zero);
   fcmd->add_option("-c,--concurrency", fetch.concurrency, "Transfers at once per process")
       ->default_val(64)

@@ -122,6 +122,34 @@ check "redirects: the chain curl follows (3 URLs)" \
 echo "$base/text/nr" | "$bin" fetch 2> /dev/null | field redirects > "$dir/nochain"
 check "no redirects field without a redirect" test "$(cat "$dir/nochain")" = None
 
+# --format csv: the same fields as the JSON records, in a header and a row per URL that a CSV
+# reader gives back whole (a body's line ends included); --resume-failed on it keeps one
+# header and fetches only the failed line again.
+printf '%s\n' "$base/text/c" "$base/redirect/2" "$base/status/404" "http://127.0.0.1:1/x" "nope" > "$dir/c.txt"
+"$bin" fetch --keep-order --body --header-field Content-Type "$dir/c.txt" > "$dir/c.jsonl" 2> /dev/null
+"$bin" fetch --keep-order --body --header-field Content-Type --format csv -o "$dir/c.csv" "$dir/c.txt" 2> /dev/null
+python3 - "$dir" << 'PY' > "$dir/c.check"
+import csv, json, sys
+d = sys.argv[1]
+js = [json.loads(l) for l in open(d + "/c.jsonl")]
+rows = list(csv.DictReader(open(d + "/c.csv", newline="")))
+def same(j, r):
+    err = j["error"] or {}
+    return (str(j["line"]) == r["line"] and j["url"] == r["url"] and (j["final_url"] or "") == r["final_url"]
+            and str(j["status"] or "") == r["status"] and str(j["bytes"]) == r["bytes"]
+            and (j["content_type"] or "") == r["content_type"] and " ".join(j.get("redirects", [])) == r["redirects"]
+            and (j.get("headers", {}).get("Content-Type") or "") == r["header:Content-Type"]
+            and j.get("body", "") == r["body"] and err.get("code", "") == r["error"]
+            and err.get("message", "") == r["message"] and str(j["attempts"]) == r["attempts"])
+print(len(rows) == len(js) == 5 and all(same(j, r) for j, r in zip(js, rows)))
+PY
+check "--format csv: every field as the JSON record has it" test "$(cat "$dir/c.check")" = True
+"$bin" fetch --keep-order --format csv --resume-failed -o "$dir/c.csv" "$dir/c.txt" > /dev/null 2> "$dir/c.err"
+python3 -c 'import csv,sys; r=list(csv.reader(open(sys.argv[1], newline=""))); print(len(r), sum(x[0] == "line" for x in r), sorted(int(x[0]) for x in r[1:]))' \
+  "$dir/c.csv" > "$dir/c.resume"
+check "--format csv --resume-failed: one header, each line once" test "$(cat "$dir/c.resume")" = "6 1 [1, 2, 3, 4, 5]"
+check "and only the failed lines fetched again" grep -q "3 recorded before" "$dir/c.err"
+
 "$bin" fetch -d @"$dir/missing.txt" "$dir/url.txt" > /dev/null 2> "$dir/e1.txt"
 check "an unreadable @FILE is exit 2" test $? -eq 2
 check "naming the file and the option" grep -q "missing.txt for -d" "$dir/e1.txt"
