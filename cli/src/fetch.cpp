@@ -17,6 +17,7 @@
 #include <coropool/coropool.hpp>
 #include <coropool/worker/http.hpp>
 
+#include <curl/curl.h>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 
@@ -97,6 +98,46 @@ bool header_named(std::string_view header, std::string_view name) {
          });
 }
 
+// --save-as path: where a URL's body goes under --save-dir, as wget -x names it: HOST[:PORT]/
+// PATH, index.html for a path ending in '/', "?QUERY" kept on the name. Never outside the
+// directory: the URL is parsed and its dot segments resolved by curl first, and a segment
+// that is still "." or ".." (or empty) is dropped; %-escapes stay as they are (a %2F is not a
+// '/'; nor is a '/' in the query, which becomes %2F).
+std::string path_name(const std::string& url) {
+  std::unique_ptr<CURLU, void (*)(CURLU*)> u(curl_url(), curl_url_cleanup);
+  auto part = [&](CURLUPart which) {
+    char* v = nullptr;
+    std::string r;
+    if (u && curl_url_get(u.get(), which, &v, 0) == CURLUE_OK && v) r = v;
+    curl_free(v);
+    return r;
+  };
+  if (!u || curl_url_set(u.get(), CURLUPART_URL, url.c_str(), 0) != CURLUE_OK) return "invalid-url";
+  std::string host = part(CURLUPART_HOST), port = part(CURLUPART_PORT), path = part(CURLUPART_PATH),
+              query = part(CURLUPART_QUERY);
+  std::string out = host + (port.empty() ? "" : ":" + port);
+  std::string_view rest = path;
+  std::string last;
+  while (!rest.empty()) {
+    auto slash = rest.find('/');
+    std::string seg(rest.substr(0, slash));
+    rest.remove_prefix(slash == std::string_view::npos ? rest.size() : slash + 1);
+    if (seg.empty() || seg == "." || seg == "..") continue;
+    if (!last.empty()) out += "/" + last;
+    last = std::move(seg);
+  }
+  if (last.empty() || path.ends_with('/')) {
+    if (!last.empty()) out += "/" + last;
+    last = "index.html";
+  }
+  out += "/" + last;
+  if (!query.empty()) {
+    out += '?';
+    for (char c : query) out += c == '/' ? std::string("%2F") : std::string(1, c);  // one name, not a directory
+  }
+  return out;
+}
+
 // What every worker needs, set before the pool forks them.
 struct FetchConfig {
   worker::HttpOptions http;
@@ -110,6 +151,7 @@ struct FetchConfig {
   std::string save_dir;
   bool body = false;  // --body
   std::size_t max_body_inline = 0;
+  bool save_as_path = false;  // --save-as path
 };
 FetchConfig g_config;
 
@@ -309,9 +351,15 @@ asio::awaitable<coropool::cli::FetchRecord> coropool_fetch_url(coropool::cli::Fe
   std::string path;
   PartFile part;
   if (!g_config.save_dir.empty()) {
-    char name[17];
-    std::snprintf(name, sizeof name, "%016llx", static_cast<unsigned long long>(fnv1a(job.url)));
-    path = g_config.save_dir + "/" + name;
+    if (g_config.save_as_path) {
+      path = g_config.save_dir + "/" + path_name(job.url);
+      std::error_code ec;
+      std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+    } else {
+      char name[17];
+      std::snprintf(name, sizeof name, "%016llx", static_cast<unsigned long long>(fnv1a(job.url)));
+      path = g_config.save_dir + "/" + name;
+    }
     part.name = path + "." + std::to_string(::getpid()) + "-" + std::to_string(++part_count) + ".part";
   }
   const auto started = std::chrono::steady_clock::now();
@@ -1079,6 +1127,7 @@ int fetch_main(const FetchOptions& given) {
   g_config.method_given = o.method_given;
   g_config.hash = o.hash.empty() ? nullptr : EVP_get_digestbyname(o.hash.c_str());
   g_config.body = o.body;
+  g_config.save_as_path = o.save_as == "path";
   g_config.max_body_inline = o.max_body_inline;
   void* shared = ::mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (shared == MAP_FAILED) return usage("mmap failed");

@@ -50,6 +50,7 @@ struct FetchOptions {
   double rate = 0;        // requests per second over all workers; 0: no limit
   unsigned per_host = 0;  // connections per host over all workers; 0: no limit
   std::string save_dir;
+  std::string save_as = "hash";  // --save-as: hash (a hash of the URL) or path (as wget -x)
   bool keep_order = false;
   bool resume = false;
   bool resume_failed = false;  // --resume, and fetch again the lines whose record has an error

@@ -242,6 +242,10 @@ int main(int argc, char** argv) {
   fcmd->add_option("--rate", fetch.rate, "Requests per second over all workers (default: no limit)")->check(above_zero);
   fcmd->add_option("--per-host", fetch.per_host, "Connections per host over all workers (default: no limit)")
       ->check(above_zero);
+  fcmd->add_option("--save-as", fetch.save_as,
+                   "How --save-dir names files: hash (default) or path: HOST/PATH as wget -x does\n"
+                   "(index.html for a path ending in /, ?QUERY kept), never outside the directory")
+      ->check(CLI::IsMember({"hash", "path"}));
   fcmd->add_option("--save-dir", fetch.save_dir,
                    "Save each body there, named by a 64-bit FNV-1a hash of its URL in hex");
   fcmd->add_flag("--keep-order", fetch.keep_order, "Write the records in input order");

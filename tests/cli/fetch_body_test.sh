@@ -150,6 +150,19 @@ python3 -c 'import csv,sys; r=list(csv.reader(open(sys.argv[1], newline=""))); p
 check "--format csv --resume-failed: one header, each line once" test "$(cat "$dir/c.resume")" = "6 1 [1, 2, 3, 4, 5]"
 check "and only the failed lines fetched again" grep -q "3 recorded before" "$dir/c.err"
 
+# --save-as path: files named HOST:PORT/PATH as wget -x names them, the bytes curl gets, and
+# no URL can put one outside --save-dir.
+printf '%s\n' "$base/text/a" "$base/text/" "$base/text/../../../../etc/evil" "$base/text/%2e%2e/x?q=1&r=/2" \
+  "$base/bytes/5" > "$dir/sa.txt"
+"$bin" fetch --save-dir "$dir/sa" --save-as path "$dir/sa.txt" > /dev/null 2>&1
+(cd "$dir/sa" && find . -type f | sort) > "$dir/sa.files"
+h="127.0.0.1:$port"
+check "--save-as path: HOST:PORT/PATH, index.html for a directory, ?QUERY on the name, .. resolved inside" \
+  test "$(tr '\n' ' ' < "$dir/sa.files")" = "./$h/bytes/5 ./$h/etc/evil ./$h/text/%2e%2e/x?q=1&r=%2F2 ./$h/text/a ./$h/text/index.html "
+check "and each file holds what curl gets" cmp -s "$dir/sa/$h/bytes/5" <(curl -s "$base/bytes/5")
+"$bin" fetch --save-as name "$dir/sa.txt" > /dev/null 2>&1
+check "an unknown --save-as is exit 2" test $? -eq 2
+
 "$bin" fetch -d @"$dir/missing.txt" "$dir/url.txt" > /dev/null 2> "$dir/e1.txt"
 check "an unreadable @FILE is exit 2" test $? -eq 2
 check "naming the file and the option" grep -q "missing.txt for -d" "$dir/e1.txt"
