@@ -18,6 +18,7 @@
 #include <coropool/worker/http.hpp>
 
 #include <curl/curl.h>
+#include <xxhash.h>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 
@@ -147,13 +148,58 @@ struct FetchConfig {
   std::int64_t rate_interval_ns = 0;  // 0: no global rate
   int per_host = 0;
   bool method_given = false;     // -X: a JSON line's body does not make its request a POST
-  const EVP_MD* hash = nullptr;  // --hash
+  const EVP_MD* hash = nullptr;  // --hash, of the SHA and MD5 families
+  bool xxh64 = false;            // --hash xxh64
   std::string save_dir;
   bool body = false;  // --body
   std::size_t max_body_inline = 0;
   bool save_as_path = false;  // --save-as path
 };
 FetchConfig g_config;
+
+// --hash: a body's digest as it streams by, with OpenSSL's EVP (SHA and MD5 families) or
+// xxHash's XXH64; nothing when --hash was not given.
+class BodyDigest {
+ public:
+  void start() {
+    if (g_config.hash) {
+      evp_.reset(EVP_MD_CTX_new());
+      if (evp_ && EVP_DigestInit_ex(evp_.get(), g_config.hash, nullptr) != 1) evp_.reset();
+    } else if (g_config.xxh64) {
+      xxh_.reset(XXH64_createState());
+      if (xxh_) XXH64_reset(xxh_.get(), 0);
+    }
+  }
+  explicit operator bool() const noexcept { return evp_ || xxh_; }
+  void update(std::string_view chunk) {
+    if (evp_) EVP_DigestUpdate(evp_.get(), chunk.data(), chunk.size());
+    if (xxh_) XXH64_update(xxh_.get(), chunk.data(), chunk.size());
+  }
+  // The digest in hex (XXH64 in its canonical, big-endian bytes, as xxhsum prints it).
+  std::string hex() {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (evp_) {
+      EVP_DigestFinal_ex(evp_.get(), md, &len);
+    } else if (xxh_) {
+      XXH64_canonical_t c;
+      XXH64_canonicalFromHash(&c, XXH64_digest(xxh_.get()));
+      len = sizeof c.digest;
+      std::memcpy(md, c.digest, len);
+    }
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned i = 0; i < len; ++i) {
+      out += digits[md[i] >> 4];
+      out += digits[md[i] & 15];
+    }
+    return out;
+  }
+
+ private:
+  std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> evp_{nullptr, EVP_MD_CTX_free};
+  std::unique_ptr<XXH64_state_t, XXH_errorcode (*)(XXH64_state_t*)> xxh_{nullptr, XXH64_freeState};
+};
 
 constexpr std::size_t host_buckets = 4096;
 constexpr std::size_t max_holders = 256;
@@ -371,11 +417,8 @@ asio::awaitable<coropool::cli::FetchRecord> coropool_fetch_url(coropool::cli::Fe
     if (g_config.per_host) co_await ticket.acquire(host_of(job.url));
     // --hash: the body's digest as it streams by; a retry starts it again.
     rec.hash.clear();
-    std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> digest(nullptr, EVP_MD_CTX_free);
-    if (g_config.hash) {
-      digest.reset(EVP_MD_CTX_new());
-      if (digest && EVP_DigestInit_ex(digest.get(), g_config.hash, nullptr) != 1) digest.reset();
-    }
+    BodyDigest digest;
+    digest.start();
     rec.body.clear();
     rec.body_truncated = false;
     if (part.name.empty() && !digest && !g_config.body) {
@@ -383,9 +426,9 @@ asio::awaitable<coropool::cli::FetchRecord> coropool_fetch_url(coropool::cli::Fe
     } else {
       coropool::worker::HttpOptions opts = *options;
       if (!part.name.empty()) part.f = std::fopen(part.name.c_str(), "wb");
-      opts.body_sink = [f = part.f, d = digest.get(), &rec](std::string_view chunk) {
+      opts.body_sink = [f = part.f, &digest, &rec](std::string_view chunk) {
         if (f) std::fwrite(chunk.data(), 1, chunk.size(), f);
-        if (d) EVP_DigestUpdate(d, chunk.data(), chunk.size());
+        digest.update(chunk);
         if (g_config.body) {  // --body: up to --max-body-inline bytes of it
           std::size_t room = g_config.max_body_inline - std::min(rec.body.size(), g_config.max_body_inline);
           rec.body.append(chunk.substr(0, room));
@@ -393,16 +436,7 @@ asio::awaitable<coropool::cli::FetchRecord> coropool_fetch_url(coropool::cli::Fe
         }
       };
       r = co_await client->get(job.url, std::move(opts));
-      if (digest && r.ok()) {
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned int len = 0;
-        EVP_DigestFinal_ex(digest.get(), md, &len);
-        static constexpr char hex[] = "0123456789abcdef";
-        for (unsigned i = 0; i < len; ++i) {
-          rec.hash += hex[md[i] >> 4];
-          rec.hash += hex[md[i] & 15];
-        }
-      }
+      if (digest && r.ok()) rec.hash = digest.hex();
     }
     if (!part.name.empty()) {
       bool written = part.f && std::fclose(part.f) == 0;
@@ -1125,7 +1159,8 @@ int fetch_main(const FetchOptions& given) {
   g_config.per_host = static_cast<int>(o.per_host);
   g_config.save_dir = o.save_dir;
   g_config.method_given = o.method_given;
-  g_config.hash = o.hash.empty() ? nullptr : EVP_get_digestbyname(o.hash.c_str());
+  g_config.xxh64 = o.hash == "xxh64";
+  g_config.hash = o.hash.empty() || g_config.xxh64 ? nullptr : EVP_get_digestbyname(o.hash.c_str());
   g_config.body = o.body;
   g_config.save_as_path = o.save_as == "path";
   g_config.max_body_inline = o.max_body_inline;

@@ -250,8 +250,9 @@ int main(int argc, char** argv) {
                    "Save each body there, named by a 64-bit FNV-1a hash of its URL in hex");
   fcmd->add_flag("--keep-order", fetch.keep_order, "Write the records in input order");
   fcmd->add_option("--hash", fetch.hash,
-                   "Add the body's digest in hex to each record as \"hash\", computed as it streams")
-      ->check(CLI::IsMember({"sha256", "sha1", "md5", "sha512"}));
+                   "Add the body's digest in hex to each record as \"hash\", computed as it streams (xxh64 as\n"
+                   "xxhsum prints it)")
+      ->check(CLI::IsMember({"sha256", "sha1", "md5", "sha512", "xxh64"}));
   fcmd->add_option("--header-field", fetch.header_fields,
                    "Put this response header in each record's \"headers\" (repeatable; null when absent):\n"
                    "--header-field ETag --header-field Last-Modified")
