@@ -153,7 +153,8 @@ struct FetchConfig {
   std::string save_dir;
   bool body = false;  // --body
   std::size_t max_body_inline = 0;
-  bool save_as_path = false;  // --save-as path
+  bool save_as_path = false;       // --save-as path
+  std::int64_t host_delay_ns = 0;  // --per-host-delay
 };
 FetchConfig g_config;
 
@@ -211,6 +212,7 @@ constexpr std::size_t max_holders = 256;
 struct Shared {
   std::atomic<std::int64_t> next_start_ns{0};
   std::atomic<std::int32_t> per_host[host_buckets];
+  std::atomic<std::int64_t> host_next_ns[host_buckets];  // --per-host-delay: a host's next start
   struct Holder {
     std::atomic<pid_t> pid;
     std::atomic<std::int32_t> held[host_buckets];
@@ -246,13 +248,26 @@ asio::awaitable<void> sleep_for(std::chrono::nanoseconds d) {
 }
 
 // Waits for this request's turn under --rate: each request reserves the next start time.
-asio::awaitable<void> pace() {
-  if (!g_config.rate_interval_ns) co_return;
-  std::int64_t now = now_ns(), slot = g_shared->next_start_ns.load(), start;
+// Takes the next start time of `next` (now, or later when the last one taken is less than
+// `interval_ns` ago) and waits for it: starts paced across processes through shared memory.
+asio::awaitable<void> take_turn(std::atomic<std::int64_t>& next, std::int64_t interval_ns) {
+  std::int64_t now = now_ns(), slot = next.load(), start;
   do {
     start = std::max(slot, now);
-  } while (!g_shared->next_start_ns.compare_exchange_weak(slot, start + g_config.rate_interval_ns));
+  } while (!next.compare_exchange_weak(slot, start + interval_ns));
   if (start > now) co_await sleep_for(std::chrono::nanoseconds(start - now));
+}
+
+asio::awaitable<void> pace() {
+  if (g_config.rate_interval_ns) co_await take_turn(g_shared->next_start_ns, g_config.rate_interval_ns);
+}
+
+// --per-host-delay: waits for this host's turn, so that requests to one host start at least
+// the delay apart across all workers (hosts share a slot when they hash alike: then they are
+// paced together, never faster). A retry waits its turn again.
+asio::awaitable<void> host_pace(std::string_view host) {
+  if (g_config.host_delay_ns)
+    co_await take_turn(g_shared->host_next_ns[fnv1a(host) % host_buckets], g_config.host_delay_ns);
 }
 
 // A connection to the host under --per-host, counted across workers; waits while all are
@@ -415,6 +430,7 @@ asio::awaitable<coropool::cli::FetchRecord> coropool_fetch_url(coropool::cli::Fe
     if (g_config.rate_interval_ns) co_await pace();
     HostTicket ticket;
     if (g_config.per_host) co_await ticket.acquire(host_of(job.url));
+    if (g_config.host_delay_ns) co_await host_pace(host_of(job.url));
     // --hash: the body's digest as it streams by; a retry starts it again.
     rec.hash.clear();
     BodyDigest digest;
@@ -1157,6 +1173,7 @@ int fetch_main(const FetchOptions& given) {
   g_config.retries = o.retries;
   g_config.rate_interval_ns = o.rate > 0 ? static_cast<std::int64_t>(1e9 / o.rate) : 0;
   g_config.per_host = static_cast<int>(o.per_host);
+  g_config.host_delay_ns = static_cast<std::int64_t>(o.per_host_delay * 1e9);
   g_config.save_dir = o.save_dir;
   g_config.method_given = o.method_given;
   g_config.xxh64 = o.hash == "xxh64";

@@ -242,6 +242,9 @@ int main(int argc, char** argv) {
   fcmd->add_option("--rate", fetch.rate, "Requests per second over all workers (default: no limit)")->check(above_zero);
   fcmd->add_option("--per-host", fetch.per_host, "Connections per host over all workers (default: no limit)")
       ->check(above_zero);
+  fcmd->add_option("--per-host-delay", fetch.per_host_delay,
+                   "Start requests to one host at least this many seconds apart, over all workers")
+      ->check(above_zero);
   fcmd->add_option("--save-as", fetch.save_as,
                    "How --save-dir names files: hash (default) or path: HOST/PATH as wget -x does\n"
                    "(index.html for a path ending in /, ?QUERY kept), never outside the directory")

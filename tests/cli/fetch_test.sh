@@ -58,6 +58,20 @@ conns=$(python3 -c 'import sys, urllib.request as u
 print(u.build_opener(u.ProxyHandler({})).open(sys.argv[1]).read().decode().strip())' "$base/conns/many")
 check "16 hosts: connections reused (at most 96 for 480 requests, got $conns)" test "$conns" -le 96
 
+# --per-host-delay: requests to one host start at least the delay apart over all workers;
+# two hosts are paced each on its own.
+ms() { date +%s%3N; }
+echo "$base/text/one" > "$dir/one.txt"
+t0=$(ms); "$bin" fetch -j 2 "$dir/one.txt" > /dev/null 2>&1; one=$(( $(ms) - t0 ))
+for i in 1 2 3 4 5; do echo "$base/text/d$i"; done > "$dir/delay1.txt"
+t0=$(ms); "$bin" fetch -j 2 --per-host-delay 0.25 "$dir/delay1.txt" > "$dir/delay1.jsonl" 2>/dev/null; d1=$(( $(ms) - t0 ))
+check "--per-host-delay 0.25: 5 requests to one host take 1 s or more (${d1} ms)" test "$d1" -ge 1000
+check "and every one is answered" test "$(field status < "$dir/delay1.jsonl" | sort -u)" = 200
+for i in 1 2 3 4; do echo "$base/text/e$i"; echo "http://localhost:$port/text/e$i"; done > "$dir/delay2.txt"
+t0=$(ms); "$bin" fetch -j 2 --per-host-delay 0.25 "$dir/delay2.txt" > /dev/null 2>&1; d2=$(( $(ms) - t0 ))
+check "two hosts are paced apart: 4 + 4 requests in about 0.75 s, not 1.75 (${d2} ms, ${one} ms for one URL)" \
+  test "$(( d2 - one ))" -lt 1400 -a "$d2" -ge 750
+
 # Shards: disjoint, and together they cover the input.
 for i in $(seq 1 30); do echo "$base/seen/s$i"; done > "$dir/shard.txt"
 for k in 0 1 2; do "$bin" fetch --shard "$k/3" "$dir/shard.txt" 2>/dev/null | field line; done | sort -n > "$dir/shards"
