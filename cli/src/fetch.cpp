@@ -9,6 +9,7 @@
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 #endif
 
+#include "halt.hpp"
 #include "loop_helpers.hpp"
 #include "progress.hpp"
 #include "pull_view.hpp"
@@ -1134,8 +1135,10 @@ int fetch_main(const FetchOptions& given) {
     std::fwrite(h.data(), 1, h.size(), out);
   }
 
+  auto halt = parse_halt(o.halt);
+  if (!halt) return usage("--halt takes never, now|soon,fail=N, fail=X%, success=..., done=...: " + o.halt);
   Progress tally("fetch", o.progress == 2 ? ::isatty(2) != 0 : o.progress > 0);
-  if (tally.enabled()) {
+  if (tally.enabled() || halt->percent) {
     auto n = count_lines(o.input, [](const std::string& l) { return !skipped_line(l); });
     if (n) tally.total = shard->size_of(*n) - std::min<std::uint64_t>(done_before.size(), *n);
   }
@@ -1251,7 +1254,11 @@ int fetch_main(const FetchOptions& given) {
     record(r);
   };
   std::string broken;  // why the pool could not go on, if it could not
+  bool halted = false;
   while (broken.empty()) {
+    // --halt: X% is of the URLs to fetch when the input is a file, else of those finished.
+    halt_when_reached(*halt, o.halt, tally.total.value_or(tally.done()), halted, stream, tally,
+                      "cancelling the transfers in flight", "letting them finish");
     try {
       auto r = stream.get();
       if (!r) break;

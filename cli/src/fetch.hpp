@@ -47,9 +47,10 @@ struct FetchOptions {
   std::string cookie;                      // -b/--cookie
   bool http1_1 = false;                    // --http1.1
   bool http2_prior_knowledge = false;
-  double rate = 0;            // requests per second over all workers; 0: no limit
-  unsigned per_host = 0;      // connections per host over all workers; 0: no limit
-  double per_host_delay = 0;  // seconds between requests to one host over all workers
+  double rate = 0;             // requests per second over all workers; 0: no limit
+  unsigned per_host = 0;       // connections per host over all workers; 0: no limit
+  double per_host_delay = 0;   // seconds between requests to one host over all workers
+  std::string halt = "never";  // --halt, as `coropool run` takes it
   std::string save_dir;
   std::string save_as = "hash";  // --save-as: hash (a hash of the URL) or path (as wget -x)
   bool keep_order = false;

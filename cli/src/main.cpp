@@ -242,6 +242,11 @@ int main(int argc, char** argv) {
   fcmd->add_option("--rate", fetch.rate, "Requests per second over all workers (default: no limit)")->check(above_zero);
   fcmd->add_option("--per-host", fetch.per_host, "Connections per host over all workers (default: no limit)")
       ->check(above_zero);
+  fcmd->add_option("--halt", fetch.halt,
+                   "never (default), or now|soon,fail=N|X% (also success= and done=): stop after N failed\n"
+                   "URLs (or X% of the file's); now cancels the transfers in flight (not recorded, so\n"
+                   "--resume fetches them), soon lets them finish")
+      ->default_str("never");
   fcmd->add_option("--per-host-delay", fetch.per_host_delay,
                    "Start requests to one host at least this many seconds apart, over all workers")
       ->check(above_zero);

@@ -72,6 +72,16 @@ t0=$(ms); "$bin" fetch -j 2 --per-host-delay 0.25 "$dir/delay2.txt" > /dev/null 
 check "two hosts are paced apart: 4 + 4 requests in about 0.75 s, not 1.75 (${d2} ms, ${one} ms for one URL)" \
   test "$(( d2 - one ))" -lt 1400 -a "$d2" -ge 750
 
+# --halt: no new transfer after the failures it names; --resume later fetches the rest.
+{ for i in 1 2 3; do echo "http://127.0.0.1:1/refused$i"; done; for i in $(seq 1 60); do echo "$base/text/h$i"; done; } > "$dir/halt.txt"
+"$bin" fetch -j 1 -c 1 --halt soon,fail=3 -o "$dir/halt.jsonl" "$dir/halt.txt" 2> "$dir/halt.err"
+check "--halt soon,fail=3: stops after 3 failures (recorded $(wc -l < "$dir/halt.jsonl") of 63)" \
+  test "$(errcode < "$dir/halt.jsonl" | grep -c connect)" -eq 3 -a "$(wc -l < "$dir/halt.jsonl")" -lt 63
+check "and says so" grep -q "halt soon,fail=3 reached" "$dir/halt.err"
+"$bin" fetch -j 1 -c 1 --resume -o "$dir/halt.jsonl" "$dir/halt.txt" 2> /dev/null
+check "--resume then records every line once" test "$(field line < "$dir/halt.jsonl" | sort -n | uniq | wc -l),$(wc -l < "$dir/halt.jsonl")" = "63,63"
+refused "--halt later,fail=1" "--halt takes" "$bin" fetch --halt later,fail=1 "$dir/halt.txt"
+
 # Shards: disjoint, and together they cover the input.
 for i in $(seq 1 30); do echo "$base/seen/s$i"; done > "$dir/shard.txt"
 for k in 0 1 2; do "$bin" fetch --shard "$k/3" "$dir/shard.txt" 2>/dev/null | field line; done | sort -n > "$dir/shards"
