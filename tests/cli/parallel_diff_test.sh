@@ -78,6 +78,7 @@ same k '' -k echo :::: f1.txt f2.txt
 same k '' -k echo :::: f1.txt ::::+ f2.txt
 same k '' -k -a f1.txt echo
 same k '' -k -a f1.txt -a f2.txt echo
+same k '' -k -a f1.txt echo ::: p q
 same k 'a\nb\n' -k echo {}/{} :::: -
 same k 'a\nb\n' -k echo :::: - ::: 1 2
 # Command lines from a file or stdin; a blank line is a job of its own.
@@ -119,6 +120,9 @@ same k '' -k echo ::: "it's" 'a"b' 'x$y' '*' '~' 'a b' '' 'a\b'
 same k '' -k printf '%s\n' ::: 'semi;colon' 'pipe|x' '$(date)' '`id`' 'a&&b' '#hash' '!bang'
 same k '' -k echo ::: 'ünï' '日本語' 'emoji 😀' 'tab	x'
 same k '' -k echo {} ::: -n -e x
+same k '' -k echo {2}{1} ::: 'a b' ::: "c'd"
+same k '' -k 'echo "{}"' ::: 'a b' '$x' "it's"
+same k '' -k printf '<%s>\n' {} ::: '  lead' 'trail  ' ' mid  dle '
 same k '' -k -q printf '%s|%s\n' 'a b' ::: 'c d' "e'f"
 same k '' -k -q echo "a {} b" ::: 'x y'
 # The shell: bash syntax, builtins that are no programs, exported functions, the environment.
