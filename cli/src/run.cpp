@@ -498,9 +498,20 @@ std::optional<unsigned> job_slots(const std::string& j) {
 }
 
 // `coropool run FILE` reads FILE as command lines when it is a file and not a program.
+// A program is an executable file that starts as one (a #! line, or ELF): a list of commands
+// that merely has its x bit set (copied from a Windows share, say) is still a list.
 bool commands_file(const std::string& path) {
   struct stat st {};
-  return path == "-" || (::stat(path.c_str(), &st) == 0 && !S_ISDIR(st.st_mode) && ::access(path.c_str(), X_OK) != 0);
+  if (path == "-") return true;
+  if (::stat(path.c_str(), &st) != 0 || S_ISDIR(st.st_mode)) return false;
+  if (::access(path.c_str(), X_OK) != 0) return true;
+  char head[4] = {};
+  std::ifstream f(path, std::ios::binary);
+  f.read(head, sizeof head);
+  std::string_view h(head, static_cast<std::size_t>(f.gcount()));
+  return !h.starts_with("#!") && !h.starts_with(
+                                     "\x7f"
+                                     "ELF");
 }
 
 bool on_path(const std::string& name) {

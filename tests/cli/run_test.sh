@@ -17,6 +17,16 @@ check "joblog header" test "$(head -1 "$dir/log.tsv")" = "$(printf 'Seq\tHost\tS
 check "joblog has a row per job" test "$(tail -n +2 "$dir/log.tsv" | wc -l)" -eq 6
 check "joblog exit values" test "$(tail -n +2 "$dir/log.tsv" | cut -f1,7 | sort -n | tr '\t\n' ':,')" = "1:0,2:0,3:3,4:127,5:0,6:0,"
 
+# A list of commands with its x bit set is still a list; a script with #! is a program that
+# takes its arguments from stdin, as parallel runs it.
+printf 'echo listed-1\necho listed-2\n' > "$dir/xlist.txt"
+chmod +x "$dir/xlist.txt"
+check "an executable list without #! is run line by line" \
+  test "$("$bin" run --quiet -k "$dir/xlist.txt" < /dev/null | tr '\n' ,)" = "listed-1,listed-2,"
+printf '#!/bin/sh\necho "script got $1"\n' > "$dir/script.sh"
+chmod +x "$dir/script.sh"
+check "a #! script is the command, its arguments from stdin" \
+  test "$(printf 'a\nb\n' | "$bin" run --quiet -k "$dir/script.sh" | tr '\n' ,)" = "script got a,script got b,"
 "$bin" run "$dir/no-such-file" 2> "$dir/err2.txt"
 check "a missing input file is exit 2" test $? -eq 2
 check "and names the file" grep -q "no-such-file" "$dir/err2.txt"
