@@ -85,6 +85,7 @@ TEST(Template, ATemplateWithoutReplacementStringsGetsTheArgumentsAppended) {
 
 TEST(Template, WithoutACommandTheArgumentsAreTheCommandBare) {
   EXPECT_EQ(CommandTemplate({}, {}).fill({"echo $HOME", "x"}, 1, 1), "echo $HOME x");
+  EXPECT_EQ(CommandTemplate({}, {}).fill({"", "echo hi"}, 1, 1), " echo hi");  // an empty one keeps its place
 }
 
 TEST(Template, QuoteWordsFillsBareThenQuotesEachWhole) {

@@ -200,7 +200,7 @@ asio::awaitable<coropool::cli::RunOutcome> coropool_run_job(coropool::cli::RunJo
   if (cfg.tagstring_set) {
     o.tag = cfg.tagstring.fill(job.args, job.seq, slot.n, false);
   } else if (cfg.tag) {
-    for (const auto& a : job.args) o.tag += (o.tag.empty() ? "" : " ") + a;
+    o.tag = join_words(job.args);
   }
   if (cfg.trace) write_all(2, o.command + "\n");
   coropool::worker::CommandOptions opts;

@@ -132,6 +132,15 @@ std::string shell_quote(std::string_view word) {
   return r;
 }
 
+std::string join_words(const std::vector<std::string>& words) {
+  std::string joined;
+  for (std::size_t i = 0; i < words.size(); ++i) {
+    if (i > 0) joined += ' ';
+    joined += words[i];
+  }
+  return joined;
+}
+
 bool has_replacement_string(std::string_view s, std::string_view replace) {
   TemplateOptions o;
   o.replace = std::string(replace);
@@ -157,11 +166,7 @@ CommandTemplate::CommandTemplate(const std::vector<std::string>& words, const Te
 
 std::string CommandTemplate::fill(const std::vector<std::string>& args, std::uint64_t seq, unsigned slot,
                                   bool quote) const {
-  if (words_.empty()) {
-    std::string cmd;
-    for (const auto& a : args) cmd += (cmd.empty() ? "" : " ") + a;
-    return cmd;
-  }
+  if (words_.empty()) return join_words(args);
   bool quote_values = quote && !quote_words_;
   auto render = [&](const Word& word, std::size_t first, std::size_t count, std::string& out) {
     std::string filled;

@@ -22,6 +22,9 @@ namespace coropool::cli {
 // Quotes `word` for a POSIX shell the way GNU parallel does.
 std::string shell_quote(std::string_view word);
 
+// The words joined by single spaces, bare (an empty word still takes its place).
+std::string join_words(const std::vector<std::string>& words);
+
 struct TemplateOptions {
   bool quote_words = false;          // -q
   bool context = false;              // -X

@@ -151,6 +151,8 @@ same k '' -j1 --halt now,success=50% ::: true false true true
 same k '' -j1 --retries 2 ::: 'exit 1' 'echo fine'
 # Output: tags, -v, -j forms.
 same k '' -k --tag echo ::: a b ::: 1 2
+same k '' -k --tag echo ::: '' a ::: b
+same k '' -k ::: '' ::: 'echo hi'
 same k '' -k --tagstring '<{2}>' echo ::: a ::: 1 2
 same k '' -k -v echo ::: a 'b c'
 same k '' -k -j 50% echo ::: a b
