@@ -256,11 +256,6 @@ namespace coropool::cli {
 
 namespace {
 
-// The input: read by a thread of its own, so that a job starts as soon as its line is read
-// even when the next line is long in coming (`tail -f log | coropool run ...`), and shared with
-// the loop that records outcomes (where each job in flight came from, to name it in messages).
-// Owned by a shared_ptr that the reader thread holds too: a reader blocked on a pipe is left
-// behind at the end, touching nothing but this.
 // When a job may start: --delay between starts, --memfree bytes available, --load below.
 struct Gate {
   std::chrono::steady_clock::duration delay{};
@@ -268,6 +263,11 @@ struct Gate {
   double load = 0;
 };
 
+// The input: read by a thread of its own, so that a job starts as soon as its line is read
+// even when the next line is long in coming (`tail -f log | coropool run ...`), and shared with
+// the loop that records outcomes (where each job in flight came from, to name it in messages).
+// Owned by a shared_ptr that the reader thread holds too: a reader blocked on a pipe is left
+// behind at the end, touching nothing but this.
 class Input : public std::enable_shared_from_this<Input> {
  public:
   struct Pending {
@@ -337,7 +337,7 @@ class Input : public std::enable_shared_from_this<Input> {
     ready_.pop_front();
     // The reader refills when half the queue is gone, not after each job: fewer wake-ups.
     if (ready_.size() <= cap_ / 2) cv_.notify_all();
-    next_start_ = std::chrono::steady_clock::now() + gate_.delay;
+    if (gate_timer_) next_start_ = std::chrono::steady_clock::now() + gate_.delay;
     return true;
   }
   std::string where(std::uint64_t index) {
@@ -415,7 +415,6 @@ class Input : public std::enable_shared_from_this<Input> {
     return std::numeric_limits<std::uint64_t>::max();
   }
 
-  // The next job from the sources; the reader's own (or, without a thread, the caller's).
   // The next job's arguments (or with --pipe its stdin), or false at the end.
   bool read(std::vector<std::string>& args, std::optional<std::string>& input, std::string& where) {
     if (!chunks_) return sources_->next(args, where);
@@ -424,6 +423,7 @@ class Input : public std::enable_shared_from_this<Input> {
     input = std::move(chunk);
     return true;
   }
+  // The next job from the sources; the reader's own (or, without a thread, the caller's).
   bool fetch(RunJob& job) {
     std::vector<std::string> args;
     std::optional<std::string> input;
@@ -512,18 +512,6 @@ bool commands_file(const std::string& path) {
   return !h.starts_with("#!") && !h.starts_with(
                                      "\x7f"
                                      "ELF");
-}
-
-bool on_path(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::string_view dirs = path ? path : "/usr/bin:/bin";
-  while (!dirs.empty()) {
-    auto colon = dirs.find(':');
-    std::string dir(dirs.substr(0, colon));
-    if (::access(((dir.empty() ? "." : dir) + "/" + name).c_str(), X_OK) == 0) return true;
-    dirs.remove_prefix(colon == std::string_view::npos ? dirs.size() : colon + 1);
-  }
-  return false;
 }
 
 // -d: one character, or an escape as parallel takes them.
@@ -704,7 +692,7 @@ int run_main(const RunOptions& o) {
     } else if (command.size() == 1 && std::filesystem::is_directory(command[0], ec)) {
       return usage(command[0] + " is a directory, not a file");
     } else if (command.size() == 1 && !worker::needs_shell(command[0]) && !std::filesystem::exists(command[0], ec) &&
-               (command[0].find('/') != std::string::npos || !on_path(command[0]))) {
+               (command[0].find('/') != std::string::npos || worker::find_program(command[0]).empty())) {
       return usage("cannot read " + command[0] + ": no such file, nor a command of that name");
     } else {
       sources.push_back(SourceSpec{true, {"-"}, false});

@@ -141,14 +141,6 @@ std::string join_words(const std::vector<std::string>& words) {
   return joined;
 }
 
-bool has_replacement_string(std::string_view s, std::string_view replace) {
-  TemplateOptions o;
-  o.replace = std::string(replace);
-  auto word = parse_word(s, o);
-  return std::any_of(word.pieces.begin(), word.pieces.end(),
-                     [](const Piece& p) { return p.kind != Piece::Kind::text; });
-}
-
 CommandTemplate::CommandTemplate(const std::vector<std::string>& words, const TemplateOptions& options)
     : quote_words_(options.quote_words), context_(options.context) {
   bool any = false;

@@ -61,7 +61,4 @@ class CommandTemplate {
   bool context_ = false;
 };
 
-// True when `s` holds a replacement string that CommandTemplate knows.
-bool has_replacement_string(std::string_view s, std::string_view replace = "{}");
-
 }  // namespace coropool::cli

@@ -59,7 +59,7 @@ std::vector<std::string> split_words(std::string_view line) {
   return words;
 }
 
-// PATH lookup, once per program name for the life of the worker.
+// PATH lookup, once per program name for the life of the process.
 std::string resolve(const std::string& name) {
   if (name.find('/') != std::string::npos) return name;
   static std::unordered_map<std::string, std::string> cache;
@@ -327,6 +327,8 @@ asio::awaitable<void> feed(Descriptor& in, std::string_view data) {
 }
 
 }  // namespace
+
+std::string find_program(const std::string& name) { return resolve(name); }
 
 bool needs_shell(std::string_view line) {
   if (line.find_first_of(shell_chars) != std::string_view::npos) return true;

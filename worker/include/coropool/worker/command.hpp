@@ -63,6 +63,10 @@ struct CommandResult {
   std::chrono::steady_clock::duration runtime{};
 };
 
+// The program that `name` runs: looked up in PATH (once per name, then cached), or as it is
+// when it holds a '/'; empty when there is none.
+std::string find_program(const std::string& name);
+
 // True when `line` needs a shell by its syntax (quotes, redirections, variables, globs, pipes, builtins...).
 bool needs_shell(std::string_view line);
 
