@@ -94,15 +94,8 @@ Inputs::Inputs(std::vector<SourceSpec> sources, InputOptions options) : o_(std::
   // --header: each source's first records are names, not jobs.
   for (auto& s : sources_) {
     std::string record;
-    for (unsigned i = 0; i < o_.header_lines && s->read(record); ++i) {
-      if (i > 0) continue;
-      if (!colsep_) {
-        columns_.push_back(record);
-        continue;
-      }
-      std::sregex_token_iterator it(record.begin(), record.end(), *colsep_, -1), end;
-      for (; it != end; ++it) columns_.push_back(*it);
-    }
+    for (unsigned i = 0; i < o_.header_lines && s->read(record); ++i)
+      if (i == 0) add_columns(std::move(record), columns_);
   }
   // --link: every source wraps around to the length of the longest, so all are read first.
   if (o_.link && !groups_.empty() && groups_[0].size() > 1) {
@@ -123,20 +116,8 @@ Inputs::Inputs(std::vector<SourceSpec> sources, InputOptions options) : o_(std::
   }
   for (std::size_t g = 1; g < groups_.size(); ++g) {
     std::vector<std::vector<std::string>> rows;
-    for (;;) {
-      std::vector<std::string> row;
-      bool complete = true;
-      for (auto k : groups_[g]) {
-        std::string r;
-        if (!sources_[k]->read(r)) {
-          complete = false;
-          break;
-        }
-        row.push_back(std::move(r));
-      }
-      if (!complete) break;
-      rows.push_back(std::move(row));
-    }
+    std::string where;
+    for (std::vector<std::string> row; read_row(g, row, where);) rows.push_back(std::move(row));
     rows_.push_back(std::move(rows));
   }
   odometer_.assign(rows_.size(), 0);
@@ -144,15 +125,25 @@ Inputs::Inputs(std::vector<SourceSpec> sources, InputOptions options) : o_(std::
 
 Inputs::~Inputs() = default;
 
-bool Inputs::next_group0(std::vector<std::string>& row, std::string& where) {
+bool Inputs::read_row(std::size_t group, std::vector<std::string>& row, std::string& where) {
   row.clear();
-  for (auto k : groups_[0]) {
+  for (auto k : groups_[group]) {
     std::string r;
     if (!sources_[k]->read(r)) return false;
     if (row.empty()) where = sources_[k]->where();
     row.push_back(std::move(r));
   }
   return true;
+}
+
+void Inputs::add_columns(std::string record, std::vector<std::string>& out) const {
+  if (!colsep_) {
+    out.push_back(std::move(record));
+    return;
+  }
+  std::sregex_token_iterator it(record.begin(), record.end(), *colsep_, -1), end;
+  for (; it != end; ++it) out.push_back(*it);
+  if (record.empty()) out.emplace_back();  // an empty record is one empty column
 }
 
 bool Inputs::next_row(std::vector<std::string>& args, std::string& where) {
@@ -164,7 +155,7 @@ bool Inputs::next_row(std::vector<std::string>& args, std::string& where) {
       return false;
     }
     started_ = true;
-    if (fresh && !next_group0(current_, current_where_)) {
+    if (fresh && !read_row(0, current_, current_where_)) {
       done_ = true;
       return false;
     }
@@ -178,15 +169,7 @@ bool Inputs::next_row(std::vector<std::string>& args, std::string& where) {
     }
     if (o_.skip_empty && std::all_of(records.begin(), records.end(), blank)) continue;
     args.clear();
-    for (auto& r : records) {
-      if (!colsep_) {
-        args.push_back(std::move(r));
-        continue;
-      }
-      std::sregex_token_iterator it(r.begin(), r.end(), *colsep_, -1), end;
-      for (; it != end; ++it) args.push_back(*it);
-      if (r.empty()) args.emplace_back();
-    }
+    for (auto& r : records) add_columns(std::move(r), args);
     where = current_where_;
     return true;
   }
@@ -207,49 +190,40 @@ bool Inputs::next(std::vector<std::string>& args, std::string& where) {
   }
   // -X / -m: rows read ahead up to a command line per slot; at the end of the input they are
   // spread evenly over the slots, as parallel does; before it, each job is filled up.
-  if (pending_jobs_.empty()) {
-    std::vector<std::vector<std::string>> rows;
-    std::vector<std::string> wheres;
+  if (pending_.empty()) {
+    struct Row {
+      std::vector<std::string> args;
+      std::string where;
+      std::size_t chars = 0;  // on a command line: each argument quoted, and a space
+    };
+    std::vector<Row> rows;
     std::size_t chars = 0;
     bool end = false;
     while (chars < o_.max_chars * o_.slots) {
-      std::vector<std::string> row;
-      std::string w;
-      if (!next_row(row, w)) {
+      Row row;
+      if (!next_row(row.args, row.where)) {
         end = true;
         break;
       }
-      for (const auto& a : row) chars += a.size() + 3;
+      for (const auto& a : row.args) row.chars += a.size() + 3;
+      chars += row.chars;
       rows.push_back(std::move(row));
-      wheres.push_back(std::move(w));
     }
     if (rows.empty()) return false;
     std::size_t per = end ? (rows.size() + o_.slots - 1) / o_.slots : rows.size();
-    std::vector<std::string> job;
-    std::string job_where;
     std::size_t in_job = 0, job_chars = 0;
-    for (std::size_t i = 0; i < rows.size(); ++i) {
-      std::size_t size = 0;
-      for (const auto& a : rows[i]) size += a.size() + 3;
-      if (in_job > 0 && (in_job >= per || job_chars + size > o_.max_chars)) {
-        pending_jobs_.push_back(std::exchange(job, {}));
-        pending_where_.push_back(std::exchange(job_where, {}));
-        in_job = job_chars = 0;
-      }
-      if (in_job == 0) job_where = wheres[i];
-      job.insert(job.end(), std::make_move_iterator(rows[i].begin()), std::make_move_iterator(rows[i].end()));
+    for (auto& row : rows) {
+      if (in_job > 0 && (in_job >= per || job_chars + row.chars > o_.max_chars)) in_job = job_chars = 0;
+      if (in_job == 0) pending_.emplace_back(std::vector<std::string>{}, row.where);
+      auto& job = pending_.back().first;
+      job.insert(job.end(), std::make_move_iterator(row.args.begin()), std::make_move_iterator(row.args.end()));
       ++in_job;
-      job_chars += size;
+      job_chars += row.chars;
     }
-    pending_jobs_.push_back(std::move(job));
-    pending_where_.push_back(std::move(job_where));
-    std::reverse(pending_jobs_.begin(), pending_jobs_.end());
-    std::reverse(pending_where_.begin(), pending_where_.end());
   }
-  args = std::move(pending_jobs_.back());
-  where = std::move(pending_where_.back());
-  pending_jobs_.pop_back();
-  pending_where_.pop_back();
+  args = std::move(pending_.front().first);
+  where = std::move(pending_.front().second);
+  pending_.pop_front();
   return true;
 }
 

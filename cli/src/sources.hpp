@@ -12,6 +12,7 @@
 // evenly over the job slots when the input is short.
 
 #include <cstdint>
+#include <deque>
 #include <fstream>
 #include <memory>
 #include <regex>
@@ -90,7 +91,10 @@ class Inputs {
 
  private:
   bool next_row(std::vector<std::string>& args, std::string& where);
-  bool next_group0(std::vector<std::string>& row, std::string& where);
+  // A record of each source in `group`, or false when one has no more; `where` names the first.
+  bool read_row(std::size_t group, std::vector<std::string>& row, std::string& where);
+  // A record's columns (--colsep), or the record itself, added to `out`.
+  void add_columns(std::string record, std::vector<std::string>& out) const;
 
   std::vector<std::unique_ptr<Source>> sources_;
   std::vector<std::vector<std::size_t>> groups_;             // sources by group
@@ -99,8 +103,7 @@ class Inputs {
   std::vector<std::string> current_;                         // group 0's row
   std::string current_where_;
   bool started_ = false, done_ = false;
-  std::vector<std::vector<std::string>> pending_jobs_;  // -X: jobs made, not yet taken
-  std::vector<std::string> pending_where_;
+  std::deque<std::pair<std::vector<std::string>, std::string>> pending_;  // -X: jobs made (and where), not yet taken
   InputOptions o_;
   std::vector<std::string> columns_;
   std::unique_ptr<std::regex> colsep_;
