@@ -758,6 +758,12 @@ using UrlView = PullView<UrlInput, FetchJob>;
 // --header-field's names, in the order given (null: not asked for).
 const std::vector<std::string>* g_header_fields = nullptr;
 
+// The value of the --header-field `name` in `r`, or null when the response had none.
+const std::string* header_value(const FetchRecord& r, const std::string& name) {
+  auto it = std::find_if(r.headers.begin(), r.headers.end(), [&](const auto& h) { return h.first == name; });
+  return it == r.headers.end() ? nullptr : &it->second;
+}
+
 std::string base64(std::string_view in) {
   static constexpr char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string out;
@@ -830,11 +836,10 @@ void append_json(std::string& j, std::uint64_t line, std::string_view url, std::
       if (i) j += ',';
       append_json_string(j, name);
       j += ':';
-      auto it = std::find_if(r.headers.begin(), r.headers.end(), [&](const auto& h) { return h.first == name; });
-      if (it == r.headers.end())
-        j += "null";
+      if (const std::string* v = header_value(r, name))
+        append_json_string(j, *v);
       else
-        append_json_string(j, it->second);
+        j += "null";
     }
     j += '}';
   }
@@ -926,12 +931,12 @@ void append_csv(std::string& j, std::uint64_t line, std::string_view url, std::s
   field(redirects);
   if (g_header_fields)
     for (const auto& name : *g_header_fields) {
-      auto it = std::find_if(r.headers.begin(), r.headers.end(), [&](const auto& h) { return h.first == name; });
-      field(it == r.headers.end() ? std::string_view() : std::string_view(it->second));
+      const std::string* v = header_value(r, name);
+      field(v ? std::string_view(*v) : std::string_view());
     }
-  if (g_config.body) {
+  if (g_config.body) {  // body or body_base64 as in a JSON record, both empty after an error
     bool text = r.error.empty() && valid_utf8(r.body);
-    field(r.error.empty() && text ? std::string_view(r.body) : std::string_view());
+    field(text ? std::string_view(r.body) : std::string_view());
     field(r.error.empty() && !text ? base64(r.body) : std::string());
     field(r.body_truncated ? "true" : "");
   }
@@ -948,18 +953,17 @@ void append_csv(std::string& j, std::uint64_t line, std::string_view url, std::s
 }
 
 // --format csv, --resume: the next CSV record of `in` (quoted fields may span lines) as its
-// fields; false at the end or at a record cut short. `bytes`: the record's size in the file.
-bool read_csv_record(std::istream& in, std::vector<std::string>& fields, std::size_t& bytes) {
+// fields; false at the end or at a record cut short. `raw`: the record as the file has it.
+bool read_csv_record(std::istream& in, std::vector<std::string>& fields, std::string& raw) {
   fields.assign(1, std::string());
-  bytes = 0;
+  raw.clear();
   bool quoted = false;
   for (int c; (c = in.get()) != EOF;) {
-    ++bytes;
+    raw += static_cast<char>(c);
     if (quoted) {
       if (c == '"' && in.peek() == '"') {
         fields.back() += '"';
-        in.get();
-        ++bytes;
+        raw += static_cast<char>(in.get());
       } else if (c == '"') {
         quoted = false;
       } else {
@@ -1001,31 +1005,21 @@ std::optional<std::unordered_set<std::uint64_t>> recorded_lines(const std::strin
   if (csv) {
     // The header, then rows whose first field is the line and whose "error" column the code.
     std::vector<std::string> header, fields;
-    std::size_t bytes = 0;
-    std::string text;
+    std::string raw;
     std::size_t error_at = 0;
-    if (read_csv_record(in, header, bytes)) {
-      whole += bytes;
+    if (read_csv_record(in, header, raw)) {
+      whole += raw.size();
       error_at = static_cast<std::size_t>(std::find(header.begin(), header.end(), "error") - header.begin());
-      in.clear();
-      in.seekg(0);
-      text.resize(bytes);
-      in.read(text.data(), static_cast<std::streamsize>(bytes));
-      kept += text;
+      kept += raw;
     }
-    for (auto at = in.tellg(); read_csv_record(in, fields, bytes); at = in.tellg()) {
-      whole += bytes;
+    while (read_csv_record(in, fields, raw)) {
+      whole += raw.size();
       std::string error = error_at < fields.size() ? fields[error_at] : "";
       if (error == "worker_lost" || (redo_failed && !error.empty())) {
         dropped = true;
         continue;
       }
-      auto back = in.tellg();
-      in.seekg(at);
-      text.resize(bytes);
-      in.read(text.data(), static_cast<std::streamsize>(bytes));
-      in.seekg(back);
-      kept += text;
+      kept += raw;
       unsigned long long n = 0;
       if (std::sscanf(fields[0].c_str(), "%llu", &n) == 1) lines.insert(n);
     }
@@ -1129,7 +1123,7 @@ int fetch_main(const FetchOptions& given) {
   }
   static char outbuf[1 << 20];
   std::setvbuf(out, outbuf, _IOFBF, sizeof outbuf);
-  if (o.csv && !o.header_fields.empty()) g_header_fields = &o.header_fields;
+  if (!o.header_fields.empty()) g_header_fields = &o.header_fields;  // for the records and the CSV header
   if (header_needed) {
     std::string h = csv_header(o.body);
     std::fwrite(h.data(), 1, h.size(), out);
@@ -1165,7 +1159,6 @@ int fetch_main(const FetchOptions& given) {
   g_config.http.keep_body = false;
   g_config.http.response_headers = o.header_fields;
   g_config.http.redirect_chain = true;
-  if (!o.header_fields.empty()) g_header_fields = &o.header_fields;
   g_config.shared_http = std::make_shared<const worker::HttpOptions>(g_config.http);
   // No cap on connections in all: the pool runs at most -c transfers in a worker. But room for
   // many idle ones, so that a worker fetching from many hosts keeps a connection to each
