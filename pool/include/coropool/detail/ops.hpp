@@ -217,14 +217,16 @@ class StreamOp : public Op {
       starved_ = true;
       return false;
     }
-    if (input_stalled()) {
-      stalled_ = true;
-      return false;
-    }
-    if (!pull(args)) {
-      exhausted_ = true;
-      wake();
-      return false;
+    switch (pull(args)) {
+      case Pulled::item:
+        break;
+      case Pulled::stalled:
+        stalled_ = true;
+        return false;
+      case Pulled::end:
+        exhausted_ = true;
+        wake();
+        return false;
     }
     index = produced_++;
     if (ordered_) slots_.emplace_back();
@@ -304,8 +306,9 @@ class StreamOp : public Op {
   }
 
  protected:
-  virtual bool pull(std::string& args) = 0;
-  virtual bool input_stalled() { return false; }
+  // An item's arguments; none yet (see RangeSource::stalled); or the end of the input.
+  enum class Pulled : std::uint8_t { item, stalled, end };
+  virtual Pulled pull(std::string& args) = 0;
 
  private:
   void settle(std::uint64_t index, Outcome o) {
@@ -345,12 +348,11 @@ class SourceStreamOp final : public StreamOp<V> {
       : StreamOp<V>(task, core, ordered, bound), src_(std::move(src)) {}
 
  private:
-  bool pull(std::string& args) override { return src_.next(args); }
-  bool input_stalled() override {
+  using typename StreamOp<V>::Pulled;
+  Pulled pull(std::string& args) override {
     if constexpr (requires(Src & s) { bool(s.stalled()); })
-      return src_.stalled();
-    else
-      return false;
+      if (src_.stalled()) return Pulled::stalled;
+    return src_.next(args) ? Pulled::item : Pulled::end;
   }
   Src src_;
 };
