@@ -16,6 +16,8 @@
 #include <unistd.h>
 #include <atomic>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <numeric>
 #include <ranges>
@@ -54,6 +56,17 @@ asio::awaitable<int> wait_200ms(int x) {
   co_return x;
 }
 
+// at_worker_exit: each worker that ran one of these leaves a file named after its pid in
+// the directory the job names, written only as the worker is closed.
+std::string g_exit_dir;  // NOLINT: set by the job, read by the exit call, in the worker
+void leave_a_mark() { std::ofstream(g_exit_dir + "/" + std::to_string(::getpid()), std::ios::app) << "closed\n"; }
+pid_t mark_at_exit(std::string dir) {
+  g_exit_dir = std::move(dir);
+  coropool::worker::at_worker_exit(&leave_a_mark);
+  coropool::worker::at_worker_exit(&leave_a_mark);  // kept once
+  return ::getpid();
+}
+
 struct Stats {
   std::string name;
   std::vector<double> values;
@@ -65,6 +78,29 @@ Stats summarize(Stats s) {
   s.counts["n"] = static_cast<int>(s.values.size());
   s.name += "!";
   return s;
+}
+
+TEST(PoolWorkerExit, ExitCallsRunInEachWorkerAsThePoolClosesIt) {
+  char tmpl[] = "/tmp/worker-exit-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  std::set<pid_t> pids;
+  {
+    coropool::Pool pool({.processes = 2});
+    for (pid_t p : pool.map(mark_at_exit, std::vector<std::string>(64, dir))) pids.insert(p);
+    EXPECT_TRUE(std::filesystem::is_empty(dir));  // not while the workers serve
+    pool.close();
+    pool.join();
+  }
+  std::set<pid_t> marked;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    marked.insert(static_cast<pid_t>(std::stol(e.path().filename().string())));
+    std::ifstream in(e.path());
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(text, "closed\n");  // once, though registered twice
+  }
+  EXPECT_EQ(marked, pids);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(PoolMap, KeepsInputOrderOver100kItems) {

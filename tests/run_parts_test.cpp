@@ -1,5 +1,6 @@
 // Parts of `coropool run`: templates, the job log, the shared job slots.
 
+#include "cookie_jar.hpp"
 #include "fetch.hpp"
 #include "joblog.hpp"
 #include "pull_view.hpp"
@@ -15,6 +16,7 @@
 #include <unistd.h>
 #include <cstdio>
 #include <deque>
+#include <filesystem>
 #include <fstream>
 
 // A task for the pool below; external linkage, as tasks need.
@@ -273,4 +275,35 @@ TEST(FetchJson, StringsAreEscapedAndInvalidUtf8BytesWrittenAsCodePoints) {
   EXPECT_EQ(json_string("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
   EXPECT_EQ(json_string("x\xff\xc3"), "\"x\\u00ff\\u00c3\"");  // a stray byte, a cut sequence
   EXPECT_EQ(json_string(""), "\"\"");
+}
+
+// --cookie-jar: what two workers held, merged into one jar.
+TEST(CookieJar, WorkersStoresMergeOneLinePerCookieKeepingTheOneThatExpiresLast) {
+  char tmpl[] = "/tmp/cookie-merge-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  ASSERT_TRUE(write_cookie_lines(
+      dir + "/1",
+      {"# a comment", "", "a.example\tFALSE\t/\tFALSE\t100\tid\told", "a.example\tFALSE\t/\tFALSE\t0\tsess\tone",
+       "#HttpOnly_b.example\tFALSE\t/x\tTRUE\t300\ttok\tfirst", "not a cookie line"}));
+  ASSERT_TRUE(write_cookie_lines(
+      dir + "/2",
+      {"a.example\tFALSE\t/\tFALSE\t200\tid\tnew", "a.example\tFALSE\t/\tFALSE\t500\tsess\tdated",
+       "b.example\tFALSE\t/x\tTRUE\t200\ttok\tsecond", "b.example\tFALSE\t/y\tTRUE\t200\ttok\tother-path"}));
+  auto merged = merge_cookie_files(dir);
+  std::vector<std::string> want = {"a.example\tFALSE\t/\tFALSE\t200\tid\tnew",
+                                   "a.example\tFALSE\t/\tFALSE\t0\tsess\tone",  // a session cookie counts as last
+                                   "#HttpOnly_b.example\tFALSE\t/x\tTRUE\t300\ttok\tfirst",
+                                   "b.example\tFALSE\t/y\tTRUE\t200\ttok\tother-path"};
+  EXPECT_EQ(merged, want);
+
+  std::string error;
+  ASSERT_TRUE(write_cookie_jar(dir + "/jar", merged, error)) << error;
+  std::ifstream in(dir + "/jar");
+  std::string first;
+  std::getline(in, first);
+  EXPECT_EQ(first, "# Netscape HTTP Cookie File");
+  EXPECT_FALSE(write_cookie_jar(dir + "/missing/jar", merged, error));
+  EXPECT_NE(error.find(dir + "/missing/jar"), std::string::npos) << error;
+  std::filesystem::remove_all(dir);
 }

@@ -3,6 +3,8 @@
 
 #include "fetch.hpp"
 
+#include "cookie_jar.hpp"
+
 // GCC 12 reports a false -Wmismatched-new-delete on Asio's awaitable frames in this file
 // (operator new and delete are the frame's own matching pair).
 #if defined(__GNUC__) && !defined(__clang__)
@@ -156,8 +158,15 @@ struct FetchConfig {
   std::size_t max_body_inline = 0;
   bool save_as_path = false;       // --save-as path
   std::int64_t host_delay_ns = 0;  // --per-host-delay
+  std::string cookie_dir;          // --cookie-jar: where each worker leaves its cookies
 };
 FetchConfig g_config;
+
+// --cookie-jar: a worker's cookies, written as the pool closes it.
+void save_worker_cookies() {
+  if (auto* client = worker::HttpClient::of_this_thread())
+    write_cookie_lines(g_config.cookie_dir + "/" + std::to_string(::getpid()), client->cookies());
+}
 
 // --hash: a body's digest as it streams by, with OpenSSL's EVP (SHA and MD5 families) or
 // xxHash's XXH64; nothing when --hash was not given.
@@ -392,8 +401,10 @@ asio::awaitable<coropool::cli::FetchRecord> coropool_fetch_url(coropool::cli::Fe
     options = std::move(own);
   }
   auto* client = coropool::worker::HttpClient::of_this_thread();
-  if (!client)
+  if (!client) {
     client = &coropool::worker::HttpClient::for_this_thread(co_await asio::this_coro::executor, g_config.client);
+    if (!g_config.cookie_dir.empty()) coropool::worker::at_worker_exit(&save_worker_cookies);
+  }
   // A body is written to a .part file of this transfer's own (the same URL may be fetched
   // twice at once), renamed into place when whole, and removed otherwise, also when the
   // transfer is cancelled (an interrupted run leaves no .part behind).
@@ -1116,6 +1127,12 @@ int fetch_main(const FetchOptions& given) {
     out = std::fopen(o.output.c_str(), resume ? "ab" : "wb");
     if (!out) return usage("cannot write " + o.output + ": " + std::strerror(errno));
   }
+  if (!o.cookie_jar.empty()) {  // known now, not after the whole run
+    auto dir = std::filesystem::path(o.cookie_jar).parent_path();
+    bool exists = ::access(o.cookie_jar.c_str(), F_OK) == 0;
+    if (exists ? ::access(o.cookie_jar.c_str(), W_OK) != 0 : ::access(dir.empty() ? "." : dir.c_str(), W_OK) != 0)
+      return usage("cannot write the cookie jar " + o.cookie_jar);
+  }
   if (!o.save_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(o.save_dir, ec);  // a missing directory is made
@@ -1152,7 +1169,19 @@ int fetch_main(const FetchOptions& given) {
   g_config.http.insecure = o.insecure;
   g_config.http.compressed = o.compressed;
   g_config.http.proxy = o.proxy;
-  g_config.http.cookie = o.cookie;
+  // curl -b's rule: with a '=' it is the cookies to send, else a file to read them from.
+  if (o.cookie.find('=') != std::string::npos)
+    g_config.http.cookie = o.cookie;
+  else if (!o.cookie.empty())
+    g_config.client.cookie_files.push_back(o.cookie);
+  std::string cookie_dir;
+  if (!o.cookie_jar.empty()) {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "coropool-cookies-XXXXXX").string();
+    if (!::mkdtemp(tmpl.data()))
+      return usage(std::string("cannot make a directory for --cookie-jar: ") + std::strerror(errno));
+    cookie_dir = g_config.cookie_dir = tmpl;
+    g_config.client.cookies = true;
+  }
   g_config.http.version = o.http1_1                 ? worker::HttpOptions::Version::http1_1
                           : o.http2_prior_knowledge ? worker::HttpOptions::Version::http2_prior_knowledge
                                                     : worker::HttpOptions::Version::any;
@@ -1274,6 +1303,21 @@ int fetch_main(const FetchOptions& given) {
   }
   tick.cancel();
   interrupt.cancel();
+  bool jar_failed = false;
+  if (!cookie_dir.empty()) {
+    // The workers write their cookies as they are closed: the jar is made once all are gone.
+    try {
+      pool.close();
+      pool.join();
+    } catch (const coropool::Error& e) {
+      tally.note(e.what());
+    }
+    std::string error;
+    jar_failed = !write_cookie_jar(o.cookie_jar, merge_cookie_files(cookie_dir), error);
+    if (jar_failed) tally.note("--cookie-jar: " + error);
+    std::error_code ec;
+    std::filesystem::remove_all(cookie_dir, ec);
+  }
   bool flushed = std::fflush(out) == 0;
   if (out != stdout) flushed = std::fclose(out) == 0 && flushed;
   tally.finish();
@@ -1297,7 +1341,7 @@ int fetch_main(const FetchOptions& given) {
   if (interrupt.signal()) summary += std::string("; interrupted by ") + interrupt.name();
   if (!broken.empty()) summary += "; stopped: the pool failed";
   tally.note(summary);
-  if (!flushed || write_failed) return 2;
+  if (!flushed || write_failed || jar_failed) return 2;
   if (interrupt.signal()) return interrupt.exit_status();
   if (!broken.empty()) return 255;
   return tally.failed ? 1 : 0;

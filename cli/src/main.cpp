@@ -276,7 +276,12 @@ int main(int argc, char** argv) {
   fcmd->add_option("-x,--proxy", fetch.proxy,
                    "Send every request through this proxy, as curl -x (without it, http_proxy,\n"
                    "https_proxy, all_proxy and no_proxy are honoured as curl honours them)");
-  fcmd->add_option("-b,--cookie", fetch.cookie, "Send this Cookie header, \"NAME=VALUE; NAME2=VALUE2\"");
+  fcmd->add_option("-b,--cookie", fetch.cookie,
+                   "\"NAME=VALUE; NAME2=VALUE2\": send this Cookie header. Without a '=': a file of cookies\n"
+                   "(Netscape format, as --cookie-jar and curl -c write) to start from, as curl -b FILE");
+  fcmd->add_option("--cookie-jar", fetch.cookie_jar,
+                   "Keep the cookies responses set and send them back (each worker its own store), and\n"
+                   "write them all to FILE at the end, as curl -c does (-c is --concurrency here)");
   fcmd->add_flag("--http1.1", fetch.http1_1, "Use HTTP/1.1 only, also over https");
   fcmd->add_flag("--http2-prior-knowledge", fetch.http2_prior_knowledge,
                  "Speak HTTP/2 to http:// URLs at once, without an upgrade (servers that take h2c)");

@@ -18,11 +18,16 @@ listens, and serves until killed. Paths:
   /conns/KEY           how many distinct connections /conn/KEY requests came on
   /hangup/ANY          200 "bye\\n" as if the connection stayed open, then closes it
   /gzip/N              N bytes of 'x', gzip-encoded when the request accepts gzip
+  /set-cookie?K=V&...  200, with a Set-Cookie "K=V; Path=/" for each pair (max_age=S adds
+                       Max-Age=S to all of them)
+  /robots.txt          the file named by $COROPOOL_TEST_ROBOTS (404 without it), counted under
+                       "robots"
   /echo/ANY            any method: 200 with the method, Content-Type, Accept, Cookie and the body
                        received, each after a "NAME: " line, so a client's request can be
                        compared with curl's
 """
 import gzip
+import os
 import socket
 import struct
 import sys
@@ -96,6 +101,20 @@ class Handler(BaseHTTPRequestHandler):
                     self.reply(200, body)
             elif head == "text":
                 self.reply(200, b"hello\n")
+            elif head == "set-cookie":
+                pairs = parse_qs(url.query)
+                age = pairs.pop("max_age", [None])[0]
+                extra = "; Max-Age=%s" % age if age else ""
+                cookies = [("Set-Cookie", "%s=%s; Path=/%s" % (k, v[0], extra)) for k, v in pairs.items()]
+                self.reply(200, b"cookies\n", headers=cookies)
+            elif head == "robots.txt":
+                bump("robots")
+                path = os.environ.get("COROPOOL_TEST_ROBOTS")
+                if path:
+                    with open(path, "rb") as f:
+                        self.reply(200, f.read())
+                else:
+                    self.reply(404, b"no robots.txt\n")
             elif head == "status":
                 code = int(parts[1])
                 self.reply(code, ("status %d\n" % code).encode())

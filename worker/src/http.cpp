@@ -241,10 +241,14 @@ struct HttpClient::Impl {
   // first, so that behind a failing host some waited past their timeout and were reported as timeouts.
   std::vector<std::string> failing;
   bool kick_posted = false;
+  // The cookie store (HttpClientOptions::cookies), shared by every easy handle, and a handle
+  // that is never a transfer, through which the store is filled and read.
+  CURLSH* share = nullptr;
+  CURL* cookie_handle = nullptr;
   bool proxy_from_env = false;                            // any *_proxy variable set: leave curl's proxy lookup on
   std::shared_ptr<int> alive = std::make_shared<int>(0);  // handlers check it before touching *this
 
-  Impl(asio::any_io_executor e, HttpClientOptions o) : ex(std::move(e)), options(o), timer(ex), set(ex) {
+  Impl(asio::any_io_executor e, HttpClientOptions o) : ex(std::move(e)), options(std::move(o)), timer(ex), set(ex) {
     global_init();
     int fd = ::epoll_create1(EPOLL_CLOEXEC);
     if (fd < 0) throw std::system_error(errno, std::generic_category(), "coropool: epoll_create1");
@@ -264,6 +268,7 @@ struct HttpClient::Impl {
     if (options.max_idle_connections > 0) curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, options.max_idle_connections);
     if (options.max_host_connections > 0)
       curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, options.max_host_connections);
+    if (options.cookies || !options.cookie_files.empty()) start_cookies();
   }
 
   ~Impl() {
@@ -271,6 +276,30 @@ struct HttpClient::Impl {
     curl_multi_cleanup(multi);  // closes cached connections through on_close
     for (CURL* e : idle) curl_easy_cleanup(e);
     setups.clear();
+    if (cookie_handle) curl_easy_cleanup(cookie_handle);
+    if (share) curl_share_cleanup(share);
+  }
+
+  // One thread uses the share, so it needs no lock callbacks.
+  void start_cookies() {
+    share = curl_share_init();
+    cookie_handle = curl_easy_init();
+    if (!share || !cookie_handle) throw std::runtime_error("coropool: curl_share_init failed");
+    curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_COOKIE);
+    curl_easy_setopt(cookie_handle, CURLOPT_SHARE, share);
+    curl_easy_setopt(cookie_handle, CURLOPT_COOKIEFILE, "");  // the engine, with no file yet
+    // Each named file is read into the store now, once, rather than by every transfer.
+    for (const auto& f : options.cookie_files) curl_easy_setopt(cookie_handle, CURLOPT_COOKIEFILE, f.c_str());
+    curl_easy_setopt(cookie_handle, CURLOPT_COOKIELIST, "RELOAD");
+  }
+
+  std::vector<std::string> cookie_lines() const {
+    std::vector<std::string> lines;
+    curl_slist* list = nullptr;
+    if (!cookie_handle || curl_easy_getinfo(cookie_handle, CURLINFO_COOKIELIST, &list) != CURLE_OK) return lines;
+    for (curl_slist* l = list; l; l = l->next) lines.emplace_back(l->data);
+    curl_slist_free_all(list);
+    return lines;
   }
 
   // curl -> us: what to watch on socket `s`.
@@ -610,6 +639,10 @@ struct HttpClient::Impl {
     // "": every encoding this libcurl decodes, as curl --compressed asks.
     if (o.compressed) curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
     if (!o.cookie.empty()) curl_easy_setopt(e, CURLOPT_COOKIE, o.cookie.c_str());
+    if (share) {
+      curl_easy_setopt(e, CURLOPT_SHARE, share);
+      curl_easy_setopt(e, CURLOPT_COOKIEFILE, "");
+    }
     if (o.version == HttpOptions::Version::http1_1)
       curl_easy_setopt(e, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
     else if (o.version == HttpOptions::Version::http2_prior_knowledge)
@@ -690,11 +723,13 @@ struct HttpClient::Impl {
 };
 
 HttpClient::HttpClient(asio::any_io_executor executor, HttpClientOptions options)
-    : impl_(std::make_unique<Impl>(std::move(executor), options)) {}
+    : impl_(std::make_unique<Impl>(std::move(executor), std::move(options))) {}
 
 HttpClient::~HttpClient() = default;
 
 std::size_t HttpClient::active() const noexcept { return impl_->active; }
+
+std::vector<std::string> HttpClient::cookies() const { return impl_->cookie_lines(); }
 
 namespace {
 // Runs the transfer `t` describes to its end, on the client's loop.
@@ -730,7 +765,7 @@ thread_local HttpClient* thread_client = nullptr;
 }  // namespace
 
 HttpClient& HttpClient::for_this_thread(asio::any_io_executor executor, HttpClientOptions options) {
-  if (!thread_client) thread_client = new HttpClient(std::move(executor), options);
+  if (!thread_client) thread_client = new HttpClient(std::move(executor), std::move(options));
   return *thread_client;
 }
 

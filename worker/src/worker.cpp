@@ -41,7 +41,17 @@ namespace rpc = ipc::rpc;
 namespace {
 // A result batch this large is sent at once rather than growing further.
 constexpr std::size_t flush_bytes = 16u << 20;
+
+std::vector<void (*)()>& exit_calls() {
+  static std::vector<void (*)()> calls;
+  return calls;
+}
 }  // namespace
+
+void at_worker_exit(void (*fn)()) {
+  auto& calls = exit_calls();
+  if (std::find(calls.begin(), calls.end(), fn) == calls.end()) calls.push_back(fn);
+}
 
 std::string demangle(const char* name) {
   int status = 0;
@@ -571,6 +581,12 @@ void run_worker(int fd, const WorkerConfig& config) {
     io.run();
     // The supervisor is gone or done with us: leave without tearing anything down, as
     // running jobs and the loop would only be destroyed to be thrown away.
+    for (auto fn : exit_calls()) {
+      try {
+        fn();
+      } catch (...) {  // NOLINT(bugprone-empty-catch): documented, what it throws is ignored
+      }
+    }
   } catch (...) {
     auto [type, message] = describe_exception(std::current_exception());
     std::fprintf(stderr, "coropool worker %d: %s: %s\n", static_cast<int>(::getpid()), type.c_str(), message.c_str());

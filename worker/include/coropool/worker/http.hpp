@@ -76,6 +76,13 @@ struct HttpClientOptions {
   long max_idle_connections = 0;
   long max_host_connections = 0;  // per host; 0: no limit
   long buffer_size = 64L * 1024;  // curl's receive buffer per transfer
+  // Cookies: responses' Set-Cookie headers are kept and sent back on later requests of this
+  // client that match them (curl's cookie engine, one store shared by all its transfers).
+  bool cookies = false;
+  // Files of cookies (Netscape format, as curl -c writes them) loaded into the store at the
+  // start, as curl -b FILE does; a file that cannot be read is skipped, as curl skips it.
+  // Turns the store on.
+  std::vector<std::string> cookie_files = {};
 };
 
 class HttpClient {
@@ -97,6 +104,10 @@ class HttpClient {
 
   // Transfers in progress.
   std::size_t active() const noexcept;
+
+  // The cookies the store holds, one Netscape-format line each (as curl -c writes them, an
+  // HttpOnly one prefixed #HttpOnly_); none when HttpClientOptions turned no store on.
+  std::vector<std::string> cookies() const;
 
   // The client of the calling thread, made on first use with `executor` and `options`
   // (later calls return it as it is).

@@ -59,6 +59,12 @@ inline constexpr int deadline_signal = SIGALRM;
 // forked child whose thread has no KJ event loop.
 [[noreturn]] void run_worker(int fd, const WorkerConfig& config);
 
+// Has this worker call `fn` when the pool closes it: after its last job, before it exits
+// (not when it is killed or dies). For what a worker gathers over its jobs and hands on at
+// the end, such as a file of its own. Called from a job; each function is kept once, and
+// what it throws is ignored.
+void at_worker_exit(void (*fn)());
+
 // The readable form of a mangled C++ name (as from typeid(x).name()).
 std::string demangle(const char* name);
 
