@@ -4,6 +4,7 @@
 #include "fetch.hpp"
 #include "joblog.hpp"
 #include "pull_view.hpp"
+#include "robots.hpp"
 #include "slots.hpp"
 #include "sources.hpp"
 #include "template.hpp"
@@ -306,4 +307,65 @@ TEST(CookieJar, WorkersStoresMergeOneLinePerCookieKeepingTheOneThatExpiresLast) 
   EXPECT_FALSE(write_cookie_jar(dir + "/missing/jar", merged, error));
   EXPECT_NE(error.find(dir + "/missing/jar"), std::string::npos) << error;
   std::filesystem::remove_all(dir);
+}
+
+// --robots: RFC 9309's reading of robots.txt.
+TEST(Robots, OurGroupElseTheStarGroupWithItsCrawlDelay) {
+  std::string text =
+      "# comment\r\nUser-agent: *\r\nDisallow: /private\r\n\r\n"
+      "User-agent: Other\nUSER-AGENT: CoroPool\nDISALLOW: /secret # why\nCrawl-delay: 2\n"
+      "user-agent: coropool\nallow: /secret/open\n";
+  auto ours = parse_robots(text, robots_agent("coropool/0.1 (+https://x)"));
+  EXPECT_NE(ours.disallowing("/secret/x"), nullptr);
+  EXPECT_EQ(ours.disallowing("/secret/open/1"), nullptr);  // the two groups merged
+  EXPECT_EQ(ours.disallowing("/private"), nullptr);        // the * group is not ours
+  EXPECT_EQ(ours.crawl_delay, 2.0);
+  auto theirs = parse_robots(text, "somebot");
+  ASSERT_NE(theirs.disallowing("/private/a"), nullptr);
+  EXPECT_EQ(theirs.disallowing("/private/a")->pattern, "/private");
+  EXPECT_EQ(theirs.disallowing("/secret"), nullptr);
+  EXPECT_FALSE(theirs.crawl_delay);
+  // No group for anyone: everything may be fetched.
+  EXPECT_EQ(parse_robots("Disallow: /\n", "coropool").disallowing("/x"), nullptr);
+  EXPECT_EQ(parse_robots("User-agent: *\nDisallow:\n", "coropool").disallowing("/x"), nullptr);
+}
+
+TEST(Robots, TheLongestMatchDecidesAndAllowWinsATie) {
+  auto r = parse_robots(
+      "User-agent: *\nDisallow: /\nAllow: /p\nAllow: /page\nDisallow: /*.html\n"
+      "Allow: /folder\nDisallow: /folder\n",
+      "x");
+  EXPECT_EQ(r.disallowing("/p"), nullptr);
+  EXPECT_NE(r.disallowing("/q"), nullptr);
+  EXPECT_NE(r.disallowing("/page.html"), nullptr);  // /*.html is longer than /page
+  EXPECT_EQ(r.disallowing("/folder/a"), nullptr);   // a tie: allow
+}
+
+TEST(Robots, WildcardsEndAnchorsAndPercentCase) {
+  EXPECT_TRUE(robots_match("/*.php$", "/index.php"));
+  EXPECT_FALSE(robots_match("/*.php$", "/index.php?x=1"));
+  EXPECT_FALSE(robots_match("/*.php$", "/index.php5"));
+  EXPECT_TRUE(robots_match("/*.php", "/a/b.php5"));
+  EXPECT_TRUE(robots_match("/a*b*c", "/a--b--c--"));
+  EXPECT_FALSE(robots_match("/a*b*c", "/a--c--b"));
+  EXPECT_TRUE(robots_match("*", "/anything"));
+  EXPECT_TRUE(robots_match("/fish$", "/fish"));
+  EXPECT_FALSE(robots_match("/fish$", "/fish/"));
+  EXPECT_TRUE(robots_match("/*x$", "/x"));
+  auto r = parse_robots("User-agent: *\nDisallow: /a%3cd\n", "x");
+  EXPECT_NE(r.disallowing(robots_path("http://h/a%3Cd/e")), nullptr);
+}
+
+TEST(Robots, OriginsAndPathsOfUrls) {
+  EXPECT_EQ(robots_origin("HTTP://User@Example.COM:8080/x?y"), "http://example.com:8080");
+  EXPECT_EQ(robots_origin("https://h"), "https://h");
+  EXPECT_EQ(robots_path("http://h"), "/");
+  EXPECT_EQ(robots_path("http://h?q=1"), "/?q=1");
+  EXPECT_EQ(robots_path("http://h/a/b?c=%2f#frag"), "/a/b?c=%2F");
+  EXPECT_EQ(robots_agent("Mozilla/5.0 (compatible)"), "mozilla");
+  EXPECT_EQ(robots_agent("MyBot"), "mybot");
+  RobotsRules unreachable;
+  unreachable.verdict = RobotsRules::Verdict::disallow_all;
+  EXPECT_NE(unreachable.disallowing("/"), nullptr);
+  EXPECT_EQ(RobotsRules{}.disallowing("/"), nullptr);  // allow_all
 }

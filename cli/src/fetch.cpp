@@ -15,6 +15,7 @@
 #include "loop_helpers.hpp"
 #include "progress.hpp"
 #include "pull_view.hpp"
+#include "robots.hpp"
 #include "scale_out.hpp"
 
 #include <coropool/coropool.hpp>
@@ -159,6 +160,8 @@ struct FetchConfig {
   bool save_as_path = false;       // --save-as path
   std::int64_t host_delay_ns = 0;  // --per-host-delay
   std::string cookie_dir;          // --cookie-jar: where each worker leaves its cookies
+  std::string robots_dir;          // --robots: each origin's robots.txt, as fetched once
+  std::string robots_agent;        // --robots: our product token
 };
 FetchConfig g_config;
 
@@ -214,6 +217,7 @@ class BodyDigest {
 
 constexpr std::size_t host_buckets = 4096;
 constexpr std::size_t max_holders = 256;
+constexpr std::size_t robots_slots = 4096;
 
 // Shared by all workers (an anonymous shared mapping made before the pool): the global
 // request pace and the connections in use per host (hosts hashed into buckets). Each worker
@@ -228,6 +232,14 @@ struct Shared {
     std::atomic<std::int32_t> held[host_buckets];
   };
   Holder holders[max_holders];
+  // --robots: an origin's robots.txt is fetched by one worker (`owner`) and left in a file
+  // named after `key` (a hash of the origin, never 0) for the others once `ready`.
+  struct RobotsSlot {
+    std::atomic<std::uint64_t> key;
+    std::atomic<pid_t> owner;
+    std::atomic<std::int32_t> ready;
+  };
+  RobotsSlot robots[robots_slots];
 };
 Shared* g_shared = nullptr;
 
@@ -275,9 +287,9 @@ asio::awaitable<void> pace() {
 // --per-host-delay: waits for this host's turn, so that requests to one host start at least
 // the delay apart across all workers (hosts share a slot when they hash alike: then they are
 // paced together, never faster). A retry waits its turn again.
-asio::awaitable<void> host_pace(std::string_view host) {
-  if (g_config.host_delay_ns)
-    co_await take_turn(g_shared->host_next_ns[fnv1a(host) % host_buckets], g_config.host_delay_ns);
+// --robots' Crawl-delay uses the same turns, with the longer of the two gaps.
+asio::awaitable<void> host_pace(std::string_view host, std::int64_t gap_ns) {
+  co_await take_turn(g_shared->host_next_ns[fnv1a(host) % host_buckets], gap_ns);
 }
 
 // A connection to the host under --per-host, counted across workers; waits while all are
@@ -350,6 +362,118 @@ class HostTicket {
   std::atomic<std::int32_t>* held_ = nullptr;
   Shared::Holder* holder_ = nullptr;
   std::size_t bucket_ = 0;
+};
+
+// --robots: the robots.txt rules of `origin`, fetched once over all workers. The first
+// worker to need them claims the origin's slot and fetches; the others (and this worker's
+// other transfers) wait for its file, in steps of 5 ms, and take the fetch over if that
+// worker died. Past robots_slots origins, each worker fetches for itself.
+class Robots {
+ public:
+  static asio::awaitable<std::shared_ptr<const RobotsRules>> rules_for(const std::string& origin,
+                                                                       worker::HttpClient& client) {
+    auto& cache = known();
+    if (auto it = cache.find(origin); it != cache.end()) co_return it->second;
+    std::uint64_t key = fnv1a(origin) | 1;
+    Shared::RobotsSlot* slot = claim(key);
+    char name[17];
+    std::snprintf(name, sizeof name, "%016llx", static_cast<unsigned long long>(key));
+    std::string file = g_config.robots_dir + "/" + name;
+    std::string saved;
+    for (;;) {
+      if (auto it = cache.find(origin); it != cache.end()) co_return it->second;
+      if (slot && slot->ready.load(std::memory_order_acquire)) {
+        std::ifstream in(file, std::ios::binary);
+        saved.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+        break;
+      }
+      if (!slot || take(*slot)) {
+        // Cancelled (or failed) on the way: the slot is given up, for another to take.
+        struct GiveUp {
+          Shared::RobotsSlot* slot;
+          bool done = false;
+          ~GiveUp() {
+            if (slot && !done) slot->owner.store(0);
+          }
+        } give_up{slot};
+        saved = co_await fetch(origin, client);
+        give_up.done = true;
+        std::string tmp = file + "." + std::to_string(::getpid());
+        std::ofstream(tmp, std::ios::binary) << saved;
+        std::rename(tmp.c_str(), file.c_str());
+        if (slot) slot->ready.store(1, std::memory_order_release);
+        break;
+      }
+      co_await sleep_for(std::chrono::milliseconds(5));
+    }
+    auto rules = std::make_shared<const RobotsRules>(read(saved, origin));
+    cache.emplace(origin, rules);
+    co_return rules;
+  }
+
+ private:
+  static std::unordered_map<std::string, std::shared_ptr<const RobotsRules>>& known() {
+    static std::unordered_map<std::string, std::shared_ptr<const RobotsRules>> cache;
+    return cache;
+  }
+
+  static Shared::RobotsSlot* claim(std::uint64_t key) {
+    for (std::size_t i = 0; i < robots_slots; ++i) {
+      auto& s = g_shared->robots[(key + i) % robots_slots];
+      std::uint64_t k = s.key.load();
+      if (k == 0 && s.key.compare_exchange_strong(k, key)) return &s;
+      if (k == key) return &s;
+    }
+    return nullptr;
+  }
+
+  // True when this process is to fetch: the slot has no owner, or its owner is dead.
+  static bool take(Shared::RobotsSlot& s) {
+    pid_t me = ::getpid();
+    pid_t owner = s.owner.load();
+    if (owner == me) return false;  // another transfer here is fetching
+    if (owner != 0 && !(::kill(owner, 0) != 0 && errno == ESRCH)) return false;
+    return s.owner.compare_exchange_strong(owner, me);
+  }
+
+  // What came back, as a first line saying how to read the rest: "rules", "allow" or
+  // "disallow WHY", then the file.
+  static asio::awaitable<std::string> fetch(const std::string& origin, worker::HttpClient& client) {
+    worker::HttpOptions o = g_config.http;
+    o.method = "GET";
+    o.body.clear();
+    o.max_redirects = 5;  // RFC 9309: at least five
+    o.max_size = 0;
+    o.response_headers.clear();
+    o.redirect_chain = false;
+    o.keep_body = false;
+    std::string body;
+    o.body_sink = [&body](std::string_view chunk) {  // RFC 9309: at least 500 KiB is read
+      body.append(chunk.substr(0, (512u << 10) - std::min<std::size_t>(body.size(), 512u << 10)));
+    };
+    if (g_config.rate_interval_ns) co_await pace();
+    if (g_config.host_delay_ns) co_await host_pace(host_of(origin), g_config.host_delay_ns);
+    auto r = co_await client.get(origin + "/robots.txt", std::move(o));
+    if (!r.ok()) co_return "disallow " + r.error + ": " + r.error_message + "\n";
+    if (r.status >= 200 && r.status < 300) co_return "rules\n" + body;
+    if (r.status == 429 || r.status >= 500) co_return "disallow status " + std::to_string(r.status) + "\n";
+    co_return "allow\n";  // a 4xx, or redirects past five: no robots.txt
+  }
+
+  static RobotsRules read(std::string_view saved, const std::string& origin) {
+    auto nl = saved.find('\n');
+    std::string_view head = saved.substr(0, nl);
+    std::string_view text = nl == std::string_view::npos ? std::string_view() : saved.substr(nl + 1);
+    if (head == "rules") return parse_robots(text, g_config.robots_agent);
+    RobotsRules r;
+    if (head.starts_with("disallow")) {
+      r.verdict = RobotsRules::Verdict::disallow_all;
+      r.why = origin + "/robots.txt could not be had (" +
+              std::string(head.substr(std::min<std::size_t>(9, head.size()))) + "), so nothing is fetched from " +
+              origin;
+    }
+    return r;
+  }
 };
 
 bool retryable(const worker::HttpResult& r) {
@@ -436,13 +560,26 @@ asio::awaitable<coropool::cli::FetchRecord> coropool_fetch_url(coropool::cli::Fe
     part.name = path + "." + std::to_string(::getpid()) + "-" + std::to_string(++part_count) + ".part";
   }
   const auto started = std::chrono::steady_clock::now();
+  std::int64_t host_gap_ns = g_config.host_delay_ns;
+  if (!g_config.robots_dir.empty()) {
+    auto rules = co_await Robots::rules_for(robots_origin(job.url), *client);
+    if (const RobotsRule* rule = rules->disallowing(robots_path(job.url))) {
+      rec.error = "robots";
+      rec.message = !rules->why.empty()
+                        ? rules->why
+                        : robots_origin(job.url) + "/robots.txt disallows it (Disallow: " + rule->pattern + ")";
+      co_return rec;
+    }
+    if (auto delay = rules->crawl_delay)
+      host_gap_ns = std::max(host_gap_ns, static_cast<std::int64_t>(std::min(*delay, 86400.0) * 1e9));
+  }
   coropool::worker::HttpResult r;
   for (unsigned attempt = 1;; ++attempt) {
     // Each is a coroutine frame per URL, so only when asked for.
     if (g_config.rate_interval_ns) co_await pace();
     HostTicket ticket;
     if (g_config.per_host) co_await ticket.acquire(host_of(job.url));
-    if (g_config.host_delay_ns) co_await host_pace(host_of(job.url));
+    if (host_gap_ns) co_await host_pace(host_of(job.url), host_gap_ns);
     // --hash: the body's digest as it streams by; a retry starts it again.
     rec.hash.clear();
     BodyDigest digest;
@@ -1174,6 +1311,19 @@ int fetch_main(const FetchOptions& given) {
     g_config.http.cookie = o.cookie;
   else if (!o.cookie.empty())
     g_config.client.cookie_files.push_back(o.cookie);
+  std::string robots_dir;
+  if (o.robots) {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "coropool-robots-XXXXXX").string();
+    if (!::mkdtemp(tmpl.data()))
+      return usage(std::string("cannot make a directory for --robots: ") + std::strerror(errno));
+    robots_dir = g_config.robots_dir = tmpl;
+    // The agent robots.txt groups are matched against: -H User-Agent's, else --user-agent's.
+    std::string agent = o.user_agent;
+    for (const auto& h : o.headers)
+      if (header_named(h, "User-Agent")) agent = h.substr(h.find(':') + 1);
+    while (!agent.empty() && (agent.front() == ' ' || agent.front() == '\t')) agent.erase(0, 1);
+    g_config.robots_agent = robots_agent(agent);
+  }
   std::string cookie_dir;
   if (!o.cookie_jar.empty()) {
     std::string tmpl = (std::filesystem::temp_directory_path() / "coropool-cookies-XXXXXX").string();
@@ -1317,6 +1467,10 @@ int fetch_main(const FetchOptions& given) {
     if (jar_failed) tally.note("--cookie-jar: " + error);
     std::error_code ec;
     std::filesystem::remove_all(cookie_dir, ec);
+  }
+  if (!robots_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(robots_dir, ec);
   }
   bool flushed = std::fflush(out) == 0;
   if (out != stdout) flushed = std::fclose(out) == 0 && flushed;

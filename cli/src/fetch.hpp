@@ -45,7 +45,8 @@ struct FetchOptions {
   std::size_t max_body_inline = 1 << 20;   // --max-body-inline
   std::string proxy;                       // -x/--proxy
   std::string cookie;                      // -b/--cookie: "NAME=VALUE; ..." or a file of cookies
-  std::string cookie_jar;                  // -c/--cookie-jar
+  std::string cookie_jar;                  // --cookie-jar
+  bool robots = false;                     // --robots
   bool http1_1 = false;                    // --http1.1
   bool http2_prior_knowledge = false;
   double rate = 0;             // requests per second over all workers; 0: no limit

@@ -282,6 +282,10 @@ int main(int argc, char** argv) {
   fcmd->add_option("--cookie-jar", fetch.cookie_jar,
                    "Keep the cookies responses set and send them back (each worker its own store), and\n"
                    "write them all to FILE at the end, as curl -c does (-c is --concurrency here)");
+  fcmd->add_flag("--robots", fetch.robots,
+                 "Honour each origin's robots.txt (RFC 9309), fetched once over all workers: a URL it\n"
+                 "disallows for our user agent gets error robots, and its Crawl-delay spaces requests\n"
+                 "to the host; a robots.txt answering 5xx or 429, or unreachable, disallows the origin");
   fcmd->add_flag("--http1.1", fetch.http1_1, "Use HTTP/1.1 only, also over https");
   fcmd->add_flag("--http2-prior-knowledge", fetch.http2_prior_knowledge,
                  "Speak HTTP/2 to http:// URLs at once, without an upgrade (servers that take h2c)");

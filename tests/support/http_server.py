@@ -20,7 +20,8 @@ listens, and serves until killed. Paths:
   /gzip/N              N bytes of 'x', gzip-encoded when the request accepts gzip
   /set-cookie?K=V&...  200, with a Set-Cookie "K=V; Path=/" for each pair (max_age=S adds
                        Max-Age=S to all of them)
-  /robots.txt          the file named by $COROPOOL_TEST_ROBOTS (404 without it), counted under
+  /robots.txt          the file named by $COROPOOL_TEST_ROBOTS, read anew each time (404 when
+                       there is none; a first line "status: N" answers N), counted under
                        "robots"
   /echo/ANY            any method: 200 with the method, Content-Type, Accept, Cookie and the body
                        received, each after a "NAME: " line, so a client's request can be
@@ -110,9 +111,13 @@ class Handler(BaseHTTPRequestHandler):
             elif head == "robots.txt":
                 bump("robots")
                 path = os.environ.get("COROPOOL_TEST_ROBOTS")
-                if path:
+                if path and os.path.exists(path):
                     with open(path, "rb") as f:
-                        self.reply(200, f.read())
+                        text = f.read()
+                    if text.startswith(b"status: "):
+                        self.reply(int(text.split()[1]), b"robots.txt, not today\n")
+                    else:
+                        self.reply(200, text)
                 else:
                     self.reply(404, b"no robots.txt\n")
             elif head == "status":
