@@ -114,7 +114,7 @@ struct RunningJob {
 
 struct ReadyJob {
   std::uint32_t slot;  // in WorkerState::jobs_
-  asio::awaitable<std::string> coro;
+  asio::awaitable<std::size_t> coro;
 };
 
 class WorkerState {
@@ -263,25 +263,36 @@ class WorkerState {
   }
 
   // A runner free to take it for each ready job, up to child_concurrency runners in all.
+  // (Counted as they change, not by a walk over the runners: this runs for every job.)
   void start_runners() {
-    std::size_t busy = 0, free = 0;
-    for (auto& r : runners_) {
-      busy += r->busy ? 1 : 0;
-      free += r->busy && !r->in_job ? 1 : 0;
-    }
-    for (std::size_t i = 0; free < ready_.size() && busy < cfg_.child_concurrency; ++i) {
-      if (i == runners_.size()) runners_.push_back(std::make_unique<Runner>());
-      Runner& r = *runners_[i];
-      if (r.busy) continue;
-      r.busy = true;
-      ++busy;
-      ++free;
-      // run() clears `busy` as it ends; it catches what its jobs throw, so only a failure of
+    while (idle_runners_ < ready_.size() && busy_runners_ < cfg_.child_concurrency) {
+      Runner* r = nullptr;
+      if (!spare_runners_.empty()) {
+        r = spare_runners_.back();
+        spare_runners_.pop_back();
+      } else {
+        runners_.push_back(std::make_unique<Runner>());
+        r = runners_.back().get();
+      }
+      r->busy = true;
+      ++busy_runners_;
+      ++idle_runners_;
+      // run() retires it as it ends; it catches what its jobs throw, so only a failure of
       // its own reaches here.
-      asio::co_spawn(io_, run(r), asio::bind_cancellation_slot(r.cancel.slot(), [&r](const std::exception_ptr& e) {
-                       if (e) r.busy = false;
+      asio::co_spawn(io_, run(*r),
+                     asio::bind_cancellation_slot(r->cancel.slot(), [this, r](const std::exception_ptr& e) {
+                       if (e) retire(*r);
                      }));
     }
+  }
+
+  void retire(Runner& r) {
+    if (!r.busy) return;
+    r.busy = false;
+    --busy_runners_;
+    if (!r.in_job) --idle_runners_;
+    r.in_job = false;
+    spare_runners_.push_back(&r);
   }
 
   // A runner's life: the ready jobs, one at a time, until none is left. It yields to the loop
@@ -297,20 +308,22 @@ class WorkerState {
       ready_.pop_front();
       RunningJob& j = jobs_[job.slot];
       std::exception_ptr e;
-      std::string out;
+      std::size_t mark = 0;  // where its result starts in values_
       if (j.stopped_for != Kind::EXCEPTION) {
         e = std::make_exception_ptr(std::system_error(asio::error::operation_aborted));  // stopped before it ran
       } else {
         j.runner = &r;
         r.in_job = true;
+        --idle_runners_;
         try {
-          out = co_await std::move(job.coro);
+          mark = co_await std::move(job.coro);
         } catch (...) {
           e = std::current_exception();
         }
         r.in_job = false;
+        ++idle_runners_;
       }
-      bool stopped = finish(job.slot, e, out);
+      bool stopped = finish(job.slot, e, mark);
       // A stop was emitted on this runner's signal: the next job starts with a clean state.
       if (stopped) co_await asio::this_coro::reset_cancellation_state();
       run_queued();  // refill ready_ from the queue, now that a job left
@@ -319,7 +332,7 @@ class WorkerState {
         until = std::chrono::steady_clock::now() + std::chrono::milliseconds(1);
       }
     }
-    r.busy = false;
+    retire(r);
   }
 
   // While a job with a deadline is in its invoker (where a plain-R task does all its work),
@@ -374,7 +387,7 @@ class WorkerState {
   }
 
   // Records a coroutine job's end; true when it had been asked to stop.
-  bool finish(std::uint32_t slot, const std::exception_ptr& e, const std::string& out) {
+  bool finish(std::uint32_t slot, const std::exception_ptr& e, std::size_t mark) {
     RunningJob& j = jobs_[slot];
     std::uint64_t id = j.id;
     Kind stopped_for = j.stopped_for;
@@ -388,9 +401,7 @@ class WorkerState {
     } else if (e) {
       fail(id, e);
     } else {
-      std::size_t mark = values_.size();
-      values_ += out;
-      succeeded(id, mark);
+      succeeded(id, mark);  // the job wrote its result at `mark`
     }
     schedule_flush();  // (run() starts what the queue holds next, right after this)
     return emitted;
@@ -499,6 +510,9 @@ class WorkerState {
   std::vector<std::uint32_t> free_jobs_;          // slots free for the next jobs
   std::deque<ReadyJob> ready_;                    // invoked coroutine jobs waiting for a runner
   std::vector<std::unique_ptr<Runner>> runners_;  // at most child_concurrency
+  std::vector<Runner*> spare_runners_;            // of runners_, those not busy
+  std::size_t busy_runners_ = 0;                  // with their coroutine alive
+  std::size_t idle_runners_ = 0;                  // busy, and not inside a job
   // What finished since the last flush.
   std::vector<std::uint64_t> ids_;
   std::vector<std::uint32_t> ends_;
@@ -550,8 +564,7 @@ void run_initializer(asio::io_context& io, const InitCall& init) {
   init.invoker(inv);
   if (!inv.pending) return;
   std::exception_ptr error;
-  asio::co_spawn(io, std::move(*inv.pending),
-                 [&error](std::exception_ptr e, const std::string&) { error = std::move(e); });
+  asio::co_spawn(io, std::move(*inv.pending), [&error](std::exception_ptr e, std::size_t) { error = std::move(e); });
   io.run();
   io.restart();
   if (error) std::rethrow_exception(error);

@@ -64,14 +64,23 @@ std::uintptr_t task_target(F f) {
 }
 
 template <class F, class... A>
-asio::awaitable<std::string> run_async(F f, std::tuple<A...> args) {
+asio::awaitable<std::size_t> run_async(F f, std::tuple<A...> args, std::string* out) {
   using R = task_result_t<F, A...>;
   if constexpr (std::is_void_v<R>) {
     co_await std::apply(f, std::move(args));
-    co_return std::string();
+    co_return out ? out->size() : 0;
   } else {
     R value = co_await std::apply(f, std::move(args));
-    co_return ipc::encode_to_string(value);
+    // Straight into the worker's result batch: no string of its own per job.
+    std::size_t mark = out->size();
+    try {
+      ipc::Writer w(*out);
+      ipc::encode(w, value);
+    } catch (...) {
+      out->resize(mark);
+      throw;
+    }
+    co_return mark;
   }
 }
 
@@ -84,7 +93,7 @@ void invoke(worker::Invocation& inv) {
   using Traits = awaitable_traits<call_result_t<F, A...>>;
   using R = typename Traits::value_type;
   if constexpr (Traits::is_async) {
-    inv.pending.emplace(run_async<F, A...>(f, std::move(args)));
+    inv.pending.emplace(run_async<F, A...>(f, std::move(args), inv.out));
   } else if constexpr (std::is_void_v<R>) {
     std::apply(f, std::move(args));
   } else {

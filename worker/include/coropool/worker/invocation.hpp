@@ -20,11 +20,14 @@ namespace coropool::worker {
 
 struct Invocation {
   std::uintptr_t target = 0;
-  std::string_view args;       // encoded argument tuple; valid until the job completes
-  std::string* out = nullptr;  // a plain-R task's encoded result goes here
-  // A task returning asio::awaitable<R> sets this instead, to a coroutine that yields the
-  // encoded result; it owns copies of everything it needs.
-  std::optional<asio::awaitable<std::string>> pending;
+  std::string_view args;  // encoded argument tuple; valid until the job completes
+  // The encoded result is appended here: by the invoker for a plain-R task, by `pending` as
+  // it finishes for a coroutine task (so it must outlive that coroutine).
+  std::string* out = nullptr;
+  // A task returning asio::awaitable<R> sets this, to a coroutine that appends the encoded
+  // result to *out as it finishes (in the same turn as its awaiter resumes) and yields the
+  // size *out had before; it owns copies of everything else it needs.
+  std::optional<asio::awaitable<std::size_t>> pending;
 };
 
 // Decodes args, calls the task, encodes the result (or sets `pending`). Throws what the
