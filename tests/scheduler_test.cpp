@@ -3,14 +3,18 @@
 // are offered jobs, affinity lines and spills, and latency percentiles.
 
 #include "scheduler.hpp"
+#include "in_flight.hpp"
 #include "stats.hpp"
 #include "supervision.hpp"
 
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
+#include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <set>
+#include <string>
 #include <vector>
 
 namespace {
@@ -227,3 +231,65 @@ TEST(Supervision, WorkersThatDieBeforeTheyServeStopBeingReplacedAfterThreeInARow
 }
 
 }  // namespace
+
+namespace {
+// An op that is only held: InFlight never calls it.
+struct HeldOp final : coropool::detail::Op {
+  HeldOp() : Op(coropool::detail::TaskInfo{nullptr, 0, false, nullptr}) {}
+  bool next(std::string&, std::uint64_t&) override { return false; }
+  void complete(std::uint64_t, std::string_view) override {}
+  void fail(std::uint64_t, std::exception_ptr) override {}
+  void abort(std::exception_ptr) override {}
+};
+}  // namespace
+
+TEST(InFlight, JobsOfARunGetIdsOfTheirOwnAndComeBackOnceEach) {
+  using coropool::detail::InFlight;
+  using coropool::detail::Ref;
+  InFlight f;
+  Ref<coropool::detail::Op> a(new HeldOp), b(new HeldOp);
+  auto now = InFlight::Clock::now();
+  std::uint32_t r1 = f.open(a, 0, now, false);
+  std::vector<std::uint64_t> ids;
+  for (std::uint64_t i = 100; i < 200; ++i) ids.push_back(f.add(r1, i, "x"));
+  std::uint32_t r2 = f.open(b, 2, now, true);  // retries: arguments kept; indices not consecutive
+  for (std::uint64_t i : {7, 3, 9}) ids.push_back(f.add(r2, i, "arg" + std::to_string(i)));
+  EXPECT_EQ(std::set<std::uint64_t>(ids.begin(), ids.end()).size(), 103u);
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), 0u), 0);  // 0 is "none" to a worker
+  EXPECT_EQ(f.size(), 103u);
+
+  InFlight::Taken t;
+  ASSERT_TRUE(f.take(ids[5], t));
+  EXPECT_EQ(t.run->op.get(), a.get());
+  EXPECT_EQ(t.run->index(t.k), 105u);
+  EXPECT_FALSE(f.take(ids[5], t));  // settled already
+  ASSERT_TRUE(f.take(ids[101], t));
+  EXPECT_EQ(t.run->index(t.k), 3u);
+  EXPECT_EQ(t.run->attempt, 2u);
+  EXPECT_EQ(f.size(), 101u);
+
+  // What is still held, with the arguments a retry needs.
+  std::vector<std::pair<std::uint64_t, std::string>> held_b;
+  std::size_t held = 0;
+  f.for_each_held([&](const InFlight::Run& run, std::uint32_t k, std::uint64_t) {
+    ++held;
+    if (run.op.get() == b.get()) held_b.emplace_back(run.index(k), std::string(run.job_args(k)));
+  });
+  EXPECT_EQ(held, 101u);
+  EXPECT_EQ(held_b, (std::vector<std::pair<std::uint64_t, std::string>>{{7, "arg7"}, {9, "arg9"}}));
+
+  // A run is freed when its last job is back; its slot's next ids are not the old ones.
+  for (std::uint64_t id : {ids[100], ids[102]}) {
+    ASSERT_TRUE(f.take(id, t));
+    f.release_if_done(t.slot);
+  }
+  std::uint32_t r3 = f.open(a, 0, now, false);
+  EXPECT_EQ(r3, r2);
+  std::uint64_t fresh = f.add(r3, 0, "y");
+  EXPECT_NE(fresh, ids[100]);
+  EXPECT_FALSE(f.take(ids[100], t));  // stale: the run it named is gone
+  EXPECT_TRUE(f.take(fresh, t));
+  f.clear();
+  EXPECT_EQ(f.size(), 0u);
+  EXPECT_FALSE(f.take(ids[0], t));
+}

@@ -14,6 +14,7 @@
 #include "coropool/ipc/coropool_rpc.capnp.h"
 #include "coropool/ipc/kj_loop.hpp"
 #include "coropool/ipc/limits.hpp"
+#include "in_flight.hpp"
 #include "scheduler.hpp"
 #include "spawn.hpp"
 #include "stats.hpp"
@@ -78,19 +79,8 @@ struct WorkerConn final : kj::TaskSet::ErrorHandler, std::enable_shared_from_thi
   std::optional<rpc::Worker::Client> client;
   std::unique_ptr<kj::TaskSet> tasks;
 
-  struct Slot {
-    Ref<Op> op;
-    std::uint64_t index = 0;
-    std::uint32_t generation = 1;  // never 0, so no job id is 0 ("none" to a worker)
-    unsigned attempt = 0;          // runs before this one that were lost with their worker
-    std::string args;              // kept only when jobs may be retried
-    Clock::time_point sent{};      // when it was handed out, for the latency figures
-  };
-  std::vector<Slot> slots;
-  std::vector<std::uint32_t> free_slots;
-  // A job's wire id: the slot's generation over its index.
-  std::uint64_t slot_id(std::uint32_t i) const { return (static_cast<std::uint64_t>(slots[i].generation) << 32) | i; }
-  std::size_t outstanding = 0;
+  InFlight jobs;                // handed out, not settled yet
+  std::size_t outstanding = 0;  // jobs.size(), kept here for the scheduler's WorkerLoad
   std::uint64_t sent_total = 0;
   bool started = false;  // answered hello: its initializer ran and it serves
   double rate = 0;       // jobs/s, smoothed
@@ -233,8 +223,9 @@ class PoolCore final : public Core {
     for (auto& w : workers_) {
       if (w->state == WorkerConn::State::lost || !w->client) continue;
       std::vector<std::uint64_t> ids;
-      for (std::uint32_t i = 0; i < w->slots.size(); ++i)
-        if (w->slots[i].op.get() == &op) ids.push_back(w->slot_id(i));
+      w->jobs.for_each_held([&](const InFlight::Run& run, std::uint32_t, std::uint64_t id) {
+        if (run.op.get() == &op) ids.push_back(id);
+      });
       if (ids.empty()) continue;
       auto req = w->client->cancelRequest();
       auto list = req.initIds(static_cast<unsigned>(ids.size()));
@@ -313,20 +304,39 @@ class PoolCore final : public Core {
     auto ends = batch.getValueEnds();
     auto values = batch.getValues();
     const char* base = reinterpret_cast<const char*>(values.begin());
+    // Jobs of one run come back together and share a hand-out time: their latency is
+    // counted once for all of them.
+    Clock::time_point sent{};
+    std::size_t same = 0;  // jobs settled since the last count, all sent at `sent`
+    auto flush_count = [&] {
+      tally_.latency(now - sent, same);
+      waited += (now - sent) * static_cast<Clock::rep>(same);
+      settled += same;
+      same = 0;
+    };
+    auto count = [&](const InFlight::Run& run) {
+      if (same && run.sent != sent) flush_count();
+      sent = run.sent;
+      ++same;
+    };
     std::uint32_t begin = 0;
+    InFlight::Taken t;
     for (unsigned i = 0; i < ids.size() && i < ends.size(); ++i) {
       std::uint32_t end = ends[i];
-      if (end < begin || end > values.size()) break;  // malformed: the slots stay until the worker is lost
-      Ref<Op> op;
-      std::uint64_t index;
-      if (take_slot(w, ids[i], op, index, now, waited, settled))
-        settle_ok(*op, index, std::string_view(base + begin, end - begin));
+      if (end < begin || end > values.size()) break;  // malformed: the jobs stay until the worker is lost
+      if (take_job(w, ids[i], t)) {
+        count(*t.run);
+        settle_ok(*t.run->op, t.run->index(t.k), std::string_view(base + begin, end - begin));
+        w.jobs.release_if_done(t.slot);
+      }
       begin = end;
     }
     for (auto f : batch.getFailures()) {
-      Ref<Op> op;
-      std::uint64_t index;
-      if (!take_slot(w, f.getId(), op, index, now, waited, settled)) continue;
+      if (!take_job(w, f.getId(), t)) continue;
+      count(*t.run);
+      Ref<Op> op = t.run->op;
+      std::uint64_t index = t.run->index(t.k);
+      w.jobs.release_if_done(t.slot);
       switch (f.getKind()) {
         case rpc::Failure::Kind::CANCELLED:
           settle_fail(*op, index, cancelled_error());
@@ -346,6 +356,7 @@ class PoolCore final : public Core {
                                                           describe_task(op->task()), index)));
       }
     }
+    if (same) flush_count();
     w.rate = Scheduler::update_rate(w.rate, held, waited, settled);
     if (w.state == WorkerConn::State::retiring && w.outstanding == 0) close_worker(w);
     schedule_dispatch();
@@ -524,14 +535,26 @@ class PoolCore final : public Core {
   }
 
   void fail_outstanding(WorkerConn& w, const std::exception_ptr& err) {
-    for (std::uint32_t i = 0; i < w.slots.size(); ++i) {
-      auto& slot = w.slots[i];
-      if (!slot.op) continue;
-      Ref<Op> op = std::move(slot.op);
-      std::uint64_t index = slot.index;
-      release_slot(w, i);
-      settle_fail(*op, index, err);
-    }
+    for (auto& [op, index, attempt, args, id] : take_all(w)) settle_fail(*op, index, err);
+  }
+
+  // Every job `w` holds, taken off it (its runs freed), for its worker is gone.
+  struct HeldJob {
+    Ref<Op> op;
+    std::uint64_t index;
+    unsigned attempt;
+    std::string args;
+    std::uint64_t id;
+  };
+  std::vector<HeldJob> take_all(WorkerConn& w) {
+    std::vector<HeldJob> out;
+    w.jobs.for_each_held([&](const InFlight::Run& run, std::uint32_t k, std::uint64_t id) {
+      out.push_back(
+          HeldJob{run.op, run.index(k), run.attempt, run.keep_args ? std::string(run.job_args(k)) : std::string(), id});
+    });
+    w.jobs.clear();
+    w.outstanding = 0;
+    return out;
   }
 
   // `running_job`: the id of the job the worker was running with a deadline, if any; when the
@@ -545,20 +568,13 @@ class PoolCore final : public Core {
     publish_pids();
     unpark(*w);
     bool expected = w->state == WorkerConn::State::closing;
-    for (std::uint32_t i = 0; i < w->slots.size(); ++i) {
-      auto& slot = w->slots[i];
-      if (!slot.op) continue;
-      JobFate fate =
-          fate_of_job(slot.attempt, retries_for(*slot.op), overran && running_job == w->slot_id(i), shutting_down_);
+    for (auto& [op, index, attempt, args, id] : take_all(*w)) {
+      JobFate fate = fate_of_job(attempt, retries_for(*op), overran && running_job == id, shutting_down_);
       if (fate == JobFate::retry) {
         tally_.retried();
-        retry_.push_back(Held{std::move(slot.op), slot.index, std::move(slot.args), slot.attempt + 1});
-        release_slot(*w, i);
+        retry_.push_back(Held{std::move(op), index, std::move(args), attempt + 1});
         continue;
       }
-      Ref<Op> op = std::move(slot.op);
-      std::uint64_t index = slot.index;
-      release_slot(*w, i);
       settle_fail(*op, index,
                   fate == JobFate::timeout
                       ? std::make_exception_ptr(Timeout(describe_task(op->task()), index, pid))
@@ -608,55 +624,11 @@ class PoolCore final : public Core {
     });
   }
 
-  // `now`: one clock reading for a whole batch (a reading per job costs B1 a third).
-  std::uint64_t acquire_slot(WorkerConn& w, Ref<Op> op, std::uint64_t index, unsigned attempt, std::string_view args,
-                             Clock::time_point now) {
-    std::uint32_t i;
-    if (!w.free_slots.empty()) {
-      i = w.free_slots.back();
-      w.free_slots.pop_back();
-    } else {
-      i = static_cast<std::uint32_t>(w.slots.size());
-      w.slots.emplace_back();
-    }
-    auto& s = w.slots[i];
-    s.op = std::move(op);
-    s.index = index;
-    s.attempt = attempt;
-    s.sent = now;
-    if (retries_for(*s.op)) s.args.assign(args);
-    if (attempt == 0) {
-      tally_.submitted();
-      if (s.op->progress_.submitted++ == 0) s.op->started_ = s.sent;
-    }
-    ++w.outstanding;
-    return w.slot_id(i);
-  }
-
-  // The op and index of an in-flight job by its wire id; false for an unknown or stale id.
-  // Adds the job's time on the worker to `waited` and counts it in `settled`.
-  bool take_slot(WorkerConn& w, std::uint64_t id, Ref<Op>& op, std::uint64_t& index, Clock::time_point now,
-                 Clock::duration& waited, std::size_t& settled) {
-    auto i = static_cast<std::uint32_t>(id);
-    if (i >= w.slots.size()) return false;
-    auto& slot = w.slots[i];
-    if (!slot.op || slot.generation != static_cast<std::uint32_t>(id >> 32)) return false;
-    op = std::move(slot.op);
-    index = slot.index;
-    waited += now - slot.sent;
-    ++settled;
-    release_slot(w, i, now);
-    return true;
-  }
-
-  void release_slot(WorkerConn& w, std::uint32_t i, Clock::time_point now = Clock::now()) {
-    auto& s = w.slots[i];
-    tally_.latency(now - s.sent);
-    s.op = Ref<Op>();
-    s.args.clear();
-    ++s.generation;
-    w.free_slots.push_back(i);
+  // A job taken back by its wire id; false for an unknown, stale or settled one.
+  bool take_job(WorkerConn& w, std::uint64_t id, InFlight::Taken& t) noexcept {
+    if (!w.jobs.take(id, t)) return false;
     --w.outstanding;
+    return true;
   }
 
   // Every job's outcome goes through these two: the pool's and the call's tallies.
@@ -762,6 +734,7 @@ class PoolCore final : public Core {
   }
 
   void send_batch(WorkerConn& w, std::size_t room) {
+    room = std::min(room, w.jobs.runs_left());  // each job may open a run
     staged_.clear();
     arena_.clear();
     // Jobs lost with a worker go first, with the arguments they were sent with; then the jobs
@@ -828,33 +801,50 @@ class PoolCore final : public Core {
       ready_.push_back(std::move(ready_.front()));
       ready_.pop_front();
     }
-    // Consecutive jobs of one op share a task: one JobBatch per run of them.
+    // Consecutive jobs of one op and attempt share a task and a run of ids (InFlight): one
+    // JobBatch per run of them.
+    auto same_run = [&](std::size_t first, std::size_t k) {
+      return staged_[k].op.get() == staged_[first].op.get() && staged_[k].attempt == staged_[first].attempt &&
+             k - first < InFlight::max_run;
+    };
     unsigned groups = 1;
-    for (std::size_t i = 1; i < staged_.size(); ++i)
-      if (staged_[i].op.get() != staged_[i - 1].op.get()) ++groups;
+    for (std::size_t i = 1, first = 0; i < staged_.size(); ++i)
+      if (!same_run(first, i)) {
+        ++groups;
+        first = i;
+      }
     auto words = static_cast<std::uint64_t>(staged_.size() * 2 + arena_.size() / 8 + std::size_t{groups} * 16 + 64);
     auto req = w.client->submitRequest(capnp::MessageSize{words, 0});
-    const auto now = Clock::now();
+    const auto now = Clock::now();  // one reading for the batch (one per job cost B1 a third)
     auto batches = req.initBatches(groups);
     std::size_t i = 0;
     for (unsigned g = 0; g < groups; ++g) {
       std::size_t j = i + 1;
-      while (j < staged_.size() && staged_[j].op.get() == staged_[i].op.get()) ++j;
+      while (j < staged_.size() && same_run(i, j)) ++j;
+      Op& op = *staged_[i].op;
       auto b = batches[g];
-      const TaskInfo& t = staged_[i].op->task();
+      const TaskInfo& t = op.task();
       b.setInvoker(reinterpret_cast<std::uint64_t>(t.invoker));
       b.setTarget(t.target);
-      b.setTimeoutMs(timeout_ms_for(*staged_[i].op));
+      b.setTimeoutMs(timeout_ms_for(op));
       auto ids = b.initIds(static_cast<unsigned>(j - i));
       auto ends = b.initArgEnds(static_cast<unsigned>(j - i));
       std::size_t first = staged_[i].offset;
       std::size_t last = staged_[j - 1].offset + staged_[j - 1].size;
       b.setArgs(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(arena_.data() + first), last - first));
+      unsigned attempt = staged_[i].attempt;
+      std::uint32_t run = w.jobs.open(staged_[i].op, attempt, now, retries_for(op) != 0);
       for (std::size_t k = i; k < j; ++k) {
         auto& s = staged_[k];
         ends.set(static_cast<unsigned>(k - i), static_cast<std::uint32_t>(s.offset + s.size - first));
-        ids.set(static_cast<unsigned>(k - i), acquire_slot(w, std::move(s.op), s.index, s.attempt,
-                                                           std::string_view(arena_).substr(s.offset, s.size), now));
+        ids.set(static_cast<unsigned>(k - i),
+                w.jobs.add(run, s.index, std::string_view(arena_).substr(s.offset, s.size)));
+      }
+      w.outstanding += j - i;
+      if (attempt == 0) {  // a job run again was counted when it first went out
+        tally_.submitted(j - i);
+        if (op.progress_.submitted == 0) op.started_ = now;
+        op.progress_.submitted += j - i;
       }
       i = j;
     }

@@ -14,15 +14,15 @@ namespace coropool::detail {
 
 class Tally {
  public:
-  void submitted() noexcept { ++submitted_; }
+  void submitted(std::uint64_t n = 1) noexcept { submitted_ += n; }
   void done() noexcept { ++done_; }
   void failed() noexcept { ++failed_; }
   void retried() noexcept { ++retried_; }
-  // Called for every job: inline.
-  void latency(std::chrono::steady_clock::duration d) noexcept {
+  // `n` jobs that each took `d` from hand-out to result. Called for every run of jobs: inline.
+  void latency(std::chrono::steady_clock::duration d, std::uint64_t n = 1) noexcept {
     auto us = static_cast<std::uint64_t>(
         std::max<std::int64_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count(), 0));
-    ++latency_[std::min(bucket(us), latency_.size() - 1)];
+    latency_[std::min(bucket(us), latency_.size() - 1)] += n;
     max_latency_us_ = std::max(max_latency_us_, us);
   }
 
