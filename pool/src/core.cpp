@@ -736,6 +736,7 @@ class PoolCore final : public Core {
   void send_batch(WorkerConn& w, std::size_t room) {
     room = std::min(room, w.jobs.runs_left());  // each job may open a run
     staged_.clear();
+    keep_.clear();
     arena_.clear();
     // Jobs lost with a worker go first, with the arguments they were sent with; then the jobs
     // parked on this worker by their affinity key.
@@ -744,7 +745,8 @@ class PoolCore final : public Core {
         Held& r = held.front();
         std::size_t before = arena_.size();
         arena_ += r.args;
-        staged_.push_back(Staged{std::move(r.op), r.index, before, r.args.size(), r.attempt});
+        keep_.push_back(std::move(r.op));
+        staged_.push_back(Staged{keep_.back().get(), r.index, before, r.args.size(), r.attempt});
         held.pop_front();
         if (&held == &w.parked) --parked_;
       }
@@ -766,11 +768,12 @@ class PoolCore final : public Core {
         op->abort(std::current_exception());
       }
       if (!got) {
-        Ref<Op> gone = std::move(op);
-        gone->queued_ = false;
+        keep_.push_back(std::move(op));  // alive while its staged jobs go out
+        Op& gone = *keep_.back();
+        gone.queued_ = false;
         ready_.pop_front();
         // Its input may have ended after its last result: that is the closing report.
-        report_progress(*gone);
+        report_progress(gone);
         continue;
       }
       std::size_t len = arena_.size() - before;
@@ -784,7 +787,7 @@ class PoolCore final : public Core {
                                              describe_task(op->task()), index)));
         continue;
       }
-      if (Placement p = place(*op, index, w); p.park_on) {
+      if (Placement p = op->call().affinity ? place(*op, index, w) : Placement{}; p.park_on) {
         WorkerConn& home = *p.park_on;
         home.parked.push_back(Held{op, index, arena_.substr(before), 0});
         arena_.resize(before);
@@ -793,18 +796,21 @@ class PoolCore final : public Core {
         if (p.stop) break;
         continue;
       }
-      staged_.push_back(Staged{op, index, before, len, 0});
+      staged_.push_back(Staged{op.get(), index, before, len, 0});
     }
-    if (staged_.empty()) return;
+    if (staged_.empty()) {
+      keep_.clear();
+      return;
+    }
     // Ops take turns batch by batch: a lone apply is not stuck behind a long map.
-    if (ready_.size() > 1 && staged_.back().attempt == 0 && ready_.front().get() == staged_.back().op.get()) {
+    if (ready_.size() > 1 && staged_.back().attempt == 0 && ready_.front().get() == staged_.back().op) {
       ready_.push_back(std::move(ready_.front()));
       ready_.pop_front();
     }
     // Consecutive jobs of one op and attempt share a task and a run of ids (InFlight): one
     // JobBatch per run of them.
     auto same_run = [&](std::size_t first, std::size_t k) {
-      return staged_[k].op.get() == staged_[first].op.get() && staged_[k].attempt == staged_[first].attempt &&
+      return staged_[k].op == staged_[first].op && staged_[k].attempt == staged_[first].attempt &&
              k - first < InFlight::max_run;
     };
     unsigned groups = 1;
@@ -833,7 +839,7 @@ class PoolCore final : public Core {
       std::size_t last = staged_[j - 1].offset + staged_[j - 1].size;
       b.setArgs(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(arena_.data() + first), last - first));
       unsigned attempt = staged_[i].attempt;
-      std::uint32_t run = w.jobs.open(staged_[i].op, attempt, now, retries_for(op) != 0);
+      std::uint32_t run = w.jobs.open(Ref<Op>(&op), attempt, now, retries_for(op) != 0);
       for (std::size_t k = i; k < j; ++k) {
         auto& s = staged_[k];
         ends.set(static_cast<unsigned>(k - i), static_cast<std::uint32_t>(s.offset + s.size - first));
@@ -850,6 +856,7 @@ class PoolCore final : public Core {
     }
     w.sent_total += staged_.size();
     staged_.clear();
+    keep_.clear();
     std::weak_ptr<WorkerConn> weak = w.weak_from_this();
     w.tasks->add(req.send().then([this, weak](capnp::Response<rpc::Worker::SubmitResults> r) {
       if (auto c = weak.lock()) on_results(*c, r.getResults());
@@ -889,7 +896,7 @@ class PoolCore final : public Core {
   }
 
   struct Staged {
-    Ref<Op> op;
+    Op* op;  // held by ready_, or by keep_
     std::uint64_t index;
     std::size_t offset, size;
     unsigned attempt;
@@ -910,6 +917,7 @@ class PoolCore final : public Core {
   std::deque<Held> retry_;  // jobs to run again after their worker was lost
   std::size_t parked_ = 0;  // jobs in the parked lines of all workers
   std::vector<Staged> staged_;
+  std::vector<Ref<Op>> keep_;  // ops of staged_ that no queue holds any more
   std::string arena_;
   Scheduler sched_{Scheduler::Options{}};
   std::vector<WorkerLoad> loads_, place_loads_;  // scratch for dispatch() and place()

@@ -30,8 +30,8 @@ class InFlight {
     unsigned attempt = 0;  // runs before this one that were lost with their worker
     Clock::time_point sent{};
     std::uint32_t generation = 1;
-    std::uint32_t count = 0, left = 0;  // jobs in it, and not settled yet
-    std::uint64_t first_index = 0;      // job k's index is first_index + k...
+    std::uint32_t count = 0, left = 0;   // jobs in it, and not settled yet
+    std::uint64_t first_index = 0;       // job k's index is first_index + k...
     std::vector<std::uint64_t> indices;  // ...unless they are not consecutive: then here
     std::vector<std::uint64_t> done;     // a bit per job, set when it settled
     bool keep_args = false;              // jobs may be retried: their arguments are kept
