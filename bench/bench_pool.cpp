@@ -4,8 +4,10 @@
 //
 //   bench_pool map N            B1: pool.map of N trivial ints over 2 processes, jobs/s
 //   bench_pool map_async N      B1c: the same with a coroutine task (asio::awaitable<int>), jobs/s
-//   bench_pool apply N          B2: N sequential apply round trips, median us
-//   bench_pool pingpong N       B2 floor: 64-byte socketpair ping-pong between two processes, median us
+//   bench_pool apply [split|same] N     B2: N sequential apply round trips, median us (pinned: see
+//                                       Placement below)
+//   bench_pool pingpong [split|same] N  B2 floor: 64-byte socketpair ping-pong between two
+//                                       processes, pinned the same way, median us
 //   bench_pool async N          B3: N independent async_apply calls in flight, jobs/s
 //   bench_pool cpu P N          B4: N CPU jobs of ~20 ms on P processes, seconds
 //   bench_pool imap N           B5: imap_unordered over N lazy ints, peak RSS of this process, MiB
@@ -18,6 +20,7 @@
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -67,8 +70,27 @@ int bench_map_with(F fn, const char* name, long n) {
   return 0;
 }
 
-int bench_apply(long n) {
-  coropool::Pool pool({.processes = 2});
+// B2's placements. The round trip's floor depends on where the two ends run far more than
+// on anything either does: on one CPU a socketpair ping-pong takes 3 us here, across two
+// 20-65 us (waking an idle virtual CPU), and unpinned it lands on either from run to run. So
+// both B2 and its floor run pinned, the same way: "split" puts the caller on CPU 0 and the
+// other end on CPU 1 (a worker on a core of its own, as a pool runs), "same" both on CPU 0.
+enum class Placement { split, same };
+
+bool pin(pid_t pid, int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return ::sched_setaffinity(pid, sizeof set, &set) == 0;
+}
+
+int bench_apply(long n, Placement where) {
+  if (!pin(0, 0)) return 1;  // the pool's helper processes start here too
+  coropool::Pool pool({.processes = 1});
+  if (where == Placement::split)
+    for (pid_t p : pool.worker_pids())
+      if (!pin(p, 1)) return 1;
+  for (int i = 0; i < 1000; ++i) pool.apply(trivial, 1);  // warm up
   std::vector<double> us;
   for (long i = 0; i < n; ++i) {
     auto t = Clock::now();
@@ -79,23 +101,24 @@ int bench_apply(long n) {
   return 0;
 }
 
-int bench_pingpong(long n) {
+int bench_pingpong(long n, Placement where) {
   int sv[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return 1;
+  if (::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0 || !pin(0, 0)) return 1;
   pid_t child = ::fork();
   char buf[64] = {};
   if (child == 0) {
     ::close(sv[0]);
+    if (where == Placement::split && !pin(0, 1)) ::_exit(1);
     while (::read(sv[1], buf, sizeof buf) == sizeof buf)
       if (::write(sv[1], buf, sizeof buf) != sizeof buf) break;
     ::_exit(0);
   }
   ::close(sv[1]);
   std::vector<double> us;
-  for (long i = 0; i < n; ++i) {
+  for (long i = 0; i < n + 1000; ++i) {  // the first 1000: warm-up
     auto t = Clock::now();
     if (::write(sv[0], buf, sizeof buf) != sizeof buf || ::read(sv[0], buf, sizeof buf) != sizeof buf) return 1;
-    us.push_back(seconds_since(t) * 1e6);
+    if (i >= 1000) us.push_back(seconds_since(t) * 1e6);
   }
   ::close(sv[0]);
   ::waitpid(child, nullptr, 0);
@@ -169,8 +192,11 @@ int main(int argc, char** argv) {
   long n = std::atol(argv[argc - 1]);
   if (mode == "map") return bench_map_with(trivial, "map", n);
   if (mode == "map_async") return bench_map_with(trivial_async, "map_async", n);
-  if (mode == "apply") return bench_apply(n);
-  if (mode == "pingpong") return bench_pingpong(n);
+  // apply and pingpong: [split|same] before N, split by default (same on a one-CPU machine).
+  Placement where = argc > 3 && std::string(argv[2]) == "same" ? Placement::same : Placement::split;
+  if (::sysconf(_SC_NPROCESSORS_ONLN) < 2) where = Placement::same;
+  if (mode == "apply") return bench_apply(n, where);
+  if (mode == "pingpong") return bench_pingpong(n, where);
   if (mode == "async") return bench_async(n);
   if (mode == "cpu") return bench_cpu(static_cast<unsigned>(std::atoi(argv[2])), n);
   if (mode == "imap") return bench_imap(n);

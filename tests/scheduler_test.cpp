@@ -251,9 +251,12 @@ TEST(InFlight, JobsOfARunGetIdsOfTheirOwnAndComeBackOnceEach) {
   auto now = InFlight::Clock::now();
   std::uint32_t r1 = f.open(a, 0, now, false);
   std::vector<std::uint64_t> ids;
-  for (std::uint64_t i = 100; i < 200; ++i) ids.push_back(f.add(r1, i, "x"));
+  for (std::uint64_t i = 100; i < 200; ++i) ids.push_back(f.add(r1, i));
   std::uint32_t r2 = f.open(b, 2, now, true);  // retries: arguments kept; indices not consecutive
-  for (std::uint64_t i : {7, 3, 9}) ids.push_back(f.add(r2, i, "arg" + std::to_string(i)));
+  for (std::uint64_t i : {7, 3, 9}) {
+    ids.push_back(f.add(r2, i));
+    f.keep_args(r2, "arg" + std::to_string(i));
+  }
   EXPECT_EQ(std::set<std::uint64_t>(ids.begin(), ids.end()).size(), 103u);
   EXPECT_EQ(std::count(ids.begin(), ids.end(), 0u), 0);  // 0 is "none" to a worker
   EXPECT_EQ(f.size(), 103u);
@@ -285,7 +288,7 @@ TEST(InFlight, JobsOfARunGetIdsOfTheirOwnAndComeBackOnceEach) {
   }
   std::uint32_t r3 = f.open(a, 0, now, false);
   EXPECT_EQ(r3, r2);
-  std::uint64_t fresh = f.add(r3, 0, "y");
+  std::uint64_t fresh = f.add(r3, 0);
   EXPECT_NE(fresh, ids[100]);
   EXPECT_FALSE(f.take(ids[100], t));  // stale: the run it named is gone
   EXPECT_TRUE(f.take(fresh, t));

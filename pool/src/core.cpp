@@ -737,6 +737,8 @@ class PoolCore final : public Core {
     room = std::min(room, w.jobs.runs_left());  // each job may open a run
     staged_.clear();
     keep_.clear();
+    groups_ = 0;
+    run_length_ = 0;
     arena_.clear();
     // Jobs lost with a worker go first, with the arguments they were sent with; then the jobs
     // parked on this worker by their affinity key.
@@ -746,7 +748,7 @@ class PoolCore final : public Core {
         std::size_t before = arena_.size();
         arena_ += r.args;
         keep_.push_back(std::move(r.op));
-        staged_.push_back(Staged{keep_.back().get(), r.index, before, r.args.size(), r.attempt});
+        stage(Staged{keep_.back().get(), r.index, before, r.args.size(), r.attempt});
         held.pop_front();
         if (&held == &w.parked) --parked_;
       }
@@ -796,7 +798,7 @@ class PoolCore final : public Core {
         if (p.stop) break;
         continue;
       }
-      staged_.push_back(Staged{op.get(), index, before, len, 0});
+      stage(Staged{op.get(), index, before, len, 0});
     }
     if (staged_.empty()) {
       keep_.clear();
@@ -809,16 +811,12 @@ class PoolCore final : public Core {
     }
     // Consecutive jobs of one op and attempt share a task and a run of ids (InFlight): one
     // JobBatch per run of them.
+    // (Counted as they were staged: see stage().)
     auto same_run = [&](std::size_t first, std::size_t k) {
       return staged_[k].op == staged_[first].op && staged_[k].attempt == staged_[first].attempt &&
              k - first < InFlight::max_run;
     };
-    unsigned groups = 1;
-    for (std::size_t i = 1, first = 0; i < staged_.size(); ++i)
-      if (!same_run(first, i)) {
-        ++groups;
-        first = i;
-      }
+    unsigned groups = groups_;
     auto words = static_cast<std::uint64_t>(staged_.size() * 2 + arena_.size() / 8 + std::size_t{groups} * 16 + 64);
     auto req = w.client->submitRequest(capnp::MessageSize{words, 0});
     const auto now = Clock::now();  // one reading for the batch (one per job cost B1 a third)
@@ -839,12 +837,13 @@ class PoolCore final : public Core {
       std::size_t last = staged_[j - 1].offset + staged_[j - 1].size;
       b.setArgs(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(arena_.data() + first), last - first));
       unsigned attempt = staged_[i].attempt;
-      std::uint32_t run = w.jobs.open(Ref<Op>(&op), attempt, now, retries_for(op) != 0);
+      bool keep_args = retries_for(op) != 0;
+      std::uint32_t run = w.jobs.open(Ref<Op>(&op), attempt, now, keep_args);
       for (std::size_t k = i; k < j; ++k) {
         auto& s = staged_[k];
         ends.set(static_cast<unsigned>(k - i), static_cast<std::uint32_t>(s.offset + s.size - first));
-        ids.set(static_cast<unsigned>(k - i),
-                w.jobs.add(run, s.index, std::string_view(arena_).substr(s.offset, s.size)));
+        ids.set(static_cast<unsigned>(k - i), w.jobs.add(run, s.index));
+        if (keep_args) w.jobs.keep_args(run, std::string_view(arena_).substr(s.offset, s.size));
       }
       w.outstanding += j - i;
       if (attempt == 0) {  // a job run again was counted when it first went out
@@ -902,6 +901,16 @@ class PoolCore final : public Core {
     unsigned attempt;
   };
 
+  // Adds a job to the batch being built, counting the runs of jobs that can share one.
+  void stage(const Staged& s) {
+    if (staged_.empty() || s.op != staged_.back().op || s.attempt != staged_.back().attempt ||
+        ++run_length_ >= InFlight::max_run) {
+      ++groups_;
+      run_length_ = 0;
+    }
+    staged_.push_back(s);
+  }
+
   PoolOptions opts_;
   unsigned processes_ = 1;
   std::unique_ptr<asio::io_context> own_io_;
@@ -917,7 +926,9 @@ class PoolCore final : public Core {
   std::deque<Held> retry_;  // jobs to run again after their worker was lost
   std::size_t parked_ = 0;  // jobs in the parked lines of all workers
   std::vector<Staged> staged_;
-  std::vector<Ref<Op>> keep_;  // ops of staged_ that no queue holds any more
+  std::vector<Ref<Op>> keep_;   // ops of staged_ that no queue holds any more
+  unsigned groups_ = 0;         // runs of staged_ jobs that share an op and attempt
+  std::size_t run_length_ = 0;  // of the last of them, less one
   std::string arena_;
   Scheduler sched_{Scheduler::Options{}};
   std::vector<WorkerLoad> loads_, place_loads_;  // scratch for dispatch() and place()

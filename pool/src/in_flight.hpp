@@ -68,8 +68,8 @@ class InFlight {
   // How many more runs can be opened.
   std::size_t runs_left() const noexcept { return max_runs - open_runs_; }
 
-  // Puts the job `index` (with its encoded arguments) in run `r`; returns its id.
-  std::uint64_t add(std::uint32_t r, std::uint64_t index, std::string_view args) {
+  // Puts the job `index` in run `r`; returns its id.
+  std::uint64_t add(std::uint32_t r, std::uint64_t index) {
     Run& run = runs_[r];
     std::uint32_t k = run.count++;
     ++run.left;
@@ -81,11 +81,13 @@ class InFlight {
     }
     if (!run.indices.empty()) run.indices.push_back(index);
     if ((k & 63) == 0) run.done.push_back(0);
-    if (run.keep_args) {
-      run.args.append(args);
-      run.arg_ends.push_back(static_cast<std::uint32_t>(run.args.size()));
-    }
     return id_of(r, run.generation, k);
+  }
+  // With keep_args, after each add(): the job's encoded arguments, for a retry.
+  void keep_args(std::uint32_t r, std::string_view args) {
+    Run& run = runs_[r];
+    run.args.append(args);
+    run.arg_ends.push_back(static_cast<std::uint32_t>(run.args.size()));
   }
 
   // A job taken back by its id: its run (valid until release(slot)) and place there.
