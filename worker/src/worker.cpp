@@ -81,12 +81,25 @@ struct Failed {
   std::string message;
 };
 
+// Jobs as one JobBatch brought them: their function, their packed arguments, and each job's
+// id and end offset there; `next` is the first not started. A cancelled job's id becomes 0.
+// (Kept per batch, not per job: a job's entry was a fifth of a trivial job's cost.)
+struct QueuedBatch {
+  Invoker invoker = nullptr;
+  std::uintptr_t target = 0;
+  std::uint32_t timeout_ms = 0;
+  std::string args;
+  std::vector<std::uint64_t> ids;
+  std::vector<std::uint32_t> ends;  // job k's arguments are args[ends[k-1], ends[k])
+  std::size_t next = 0;
+};
+
+// One job of a QueuedBatch, as start() takes it.
 struct QueuedJob {
   std::uint64_t id;
   Invoker invoker;
   std::uintptr_t target;
-  std::shared_ptr<const std::string> blob;  // the batch's packed arguments
-  std::uint32_t begin, end;
+  std::string_view args;
   std::uint32_t timeout_ms;
 };
 
@@ -129,24 +142,36 @@ class WorkerState {
 
   void accept(capnp::List<rpc::JobBatch>::Reader batches) {
     for (auto b : batches) {
+      std::unique_ptr<QueuedBatch> q;
+      if (spare_batches_.empty()) {
+        q = std::make_unique<QueuedBatch>();
+      } else {
+        q = std::move(spare_batches_.back());
+        spare_batches_.pop_back();
+      }
       auto args = b.getArgs();
-      auto blob = std::make_shared<const std::string>(reinterpret_cast<const char*>(args.begin()), args.size());
+      q->args.assign(reinterpret_cast<const char*>(args.begin()), args.size());
       auto ids = b.getIds();
       auto ends = b.getArgEnds();
       // A function address sent by the supervisor, of the same executable image.
-      auto invoker = reinterpret_cast<Invoker>(b.getInvoker());  // NOLINT(performance-no-int-to-ptr)
-      std::uint32_t timeout_ms = b.getTimeoutMs();
-      auto target = static_cast<std::uintptr_t>(b.getTarget());
+      q->invoker = reinterpret_cast<Invoker>(b.getInvoker());  // NOLINT(performance-no-int-to-ptr)
+      q->timeout_ms = b.getTimeoutMs();
+      q->target = static_cast<std::uintptr_t>(b.getTarget());
       std::uint32_t begin = 0;
       for (unsigned i = 0; i < ids.size() && i < ends.size(); ++i) {
         std::uint32_t end = ends[i];
-        if (end < begin || end > blob->size()) {
+        if (end < begin || end > q->args.size()) {
           failures_.push_back(Failed{ids[i], Kind::DECODE, "coropool::ipc::DecodeError", "malformed job batch"});
           continue;
         }
-        queue_.push_back(QueuedJob{ids[i], invoker, target, blob, begin, end, timeout_ms});
+        q->ids.push_back(ids[i]);
+        q->ends.push_back(end);
         begin = end;
       }
+      if (q->ids.empty())
+        recycle(std::move(q));
+      else
+        queue_.push_back(std::move(q));
     }
     // Start right here, in the KJ turn that delivered the jobs: plain-R results then go back
     // in the submit's Return; coroutine jobs start from posted handlers.
@@ -162,12 +187,12 @@ class WorkerState {
   // they end. Plain-R jobs run to completion once started.
   void cancel(capnp::List<std::uint64_t>::Reader ids) {
     std::unordered_set<std::uint64_t> wanted(ids.begin(), ids.end());
-    auto kept = std::remove_if(queue_.begin(), queue_.end(), [&](const QueuedJob& j) {
-      if (!wanted.count(j.id)) return false;
-      failures_.push_back(Failed{j.id, Kind::CANCELLED, "coropool::Cancelled", "job cancelled"});
-      return true;
-    });
-    queue_.erase(kept, queue_.end());
+    for (auto& q : queue_)
+      for (std::size_t k = q->next; k < q->ids.size(); ++k)
+        if (q->ids[k] && wanted.count(q->ids[k])) {
+          failures_.push_back(Failed{q->ids[k], Kind::CANCELLED, "coropool::Cancelled", "job cancelled"});
+          q->ids[k] = 0;  // skipped when its turn comes
+        }
     for (auto& j : jobs_)
       if (j.id && wanted.count(j.id)) stop(j, Kind::CANCELLED);
     schedule_flush();
@@ -199,8 +224,17 @@ class WorkerState {
     std::chrono::steady_clock::time_point until{};
     unsigned n = 0;
     while (!queue_.empty() && running() < cfg_.child_concurrency) {
-      start(queue_.front());
-      queue_.pop_front();
+      QueuedBatch& q = *queue_.front();
+      if (q.next == q.ids.size()) {
+        recycle(std::move(queue_.front()));
+        queue_.pop_front();
+        continue;
+      }
+      std::size_t k = q.next++;
+      if (q.ids[k] == 0) continue;  // cancelled
+      std::uint32_t begin = k ? q.ends[k - 1] : 0;
+      start(QueuedJob{q.ids[k], q.invoker, q.target, std::string_view(q.args).substr(begin, q.ends[k] - begin),
+                      q.timeout_ms});
       if ((++n & 63) == 0) {
         auto now = std::chrono::steady_clock::now();
         if (until == std::chrono::steady_clock::time_point{})
@@ -212,11 +246,20 @@ class WorkerState {
     if (!queue_.empty() && running() < cfg_.child_concurrency) schedule_drain();
   }
 
+  // A batch whose jobs all started, kept with its buffers for the next one.
+  void recycle(std::unique_ptr<QueuedBatch> q) {
+    q->args.clear();
+    q->ids.clear();
+    q->ends.clear();
+    q->next = 0;
+    if (spare_batches_.size() < 64) spare_batches_.push_back(std::move(q));
+  }
+
   void start(const QueuedJob& job) {
     Deadline deadline(*this, job);
     Invocation inv;
     inv.target = job.target;
-    inv.args = std::string_view(*job.blob).substr(job.begin, job.end - job.begin);
+    inv.args = job.args;
     inv.out = &values_;
     std::size_t mark = values_.size();
     try {
@@ -505,7 +548,8 @@ class WorkerState {
   ipc::KjLoop& loop_;
   WorkerConfig cfg_;
   kj::Maybe<rpc::ResultSink::Client> sink_;
-  std::deque<QueuedJob> queue_;
+  std::deque<std::unique_ptr<QueuedBatch>> queue_;  // batches with jobs not started
+  std::vector<std::unique_ptr<QueuedBatch>> spare_batches_;
   std::vector<RunningJob> jobs_;                  // slots of invoked coroutine jobs: child_concurrency, reserved
   std::vector<std::uint32_t> free_jobs_;          // slots free for the next jobs
   std::deque<ReadyJob> ready_;                    // invoked coroutine jobs waiting for a runner
