@@ -156,6 +156,26 @@ TEST(Scheduler, AnAffinityKeyLinesUpOnItsHomeAndSpillsOnlyToAFreeRunSlot) {
   EXPECT_FALSE(s.place(7, std::vector<WorkerLoad>(1), 0, 0, async).park_on);
 }
 
+TEST(Scheduler, AHomeWithItsRunSlotsFullLeavesItsKeysJobsToAWorkerThatWouldIdle) {
+  Scheduler s({.child_concurrency = 4});
+  std::vector<WorkerLoad> loads(2);
+  const bool async = true;
+  // Key 0 -> worker 0, which fills a batch: its first four jobs run there at once.
+  EXPECT_FALSE(s.place(0, loads, 0, 3, async).park_on);
+  // The fifth would wait in its window while worker 1 has nothing: worker 1 gets it.
+  auto p = s.place(0, loads, 0, 4, async);
+  ASSERT_TRUE(p.park_on);
+  EXPECT_EQ(*p.park_on, 1u);
+  EXPECT_FALSE(p.stop);
+  // Once worker 1's run slots are spoken for (held or waiting), the home keeps the rest.
+  loads[1].outstanding = 2;
+  loads[1].parked = 2;
+  EXPECT_FALSE(s.place(0, loads, 0, 4, async).park_on);
+  // A worker that takes no jobs is passed over.
+  loads[1] = WorkerLoad{.running = false};
+  EXPECT_FALSE(s.place(0, loads, 0, 4, async).park_on);
+}
+
 TEST(Scheduler, TheRateFollowsLittlesLawAndIsSmoothed) {
   // 8 jobs held, back after 4 ms each: 2,000 jobs/s.
   double r = Scheduler::update_rate(0, 8, 32ms, 8);

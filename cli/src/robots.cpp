@@ -155,8 +155,8 @@ std::string robots_path(std::string_view url) {
   if (slash == std::string_view::npos || url[slash] == '#') return "/";
   std::string_view rest = url.substr(slash);
   rest = rest.substr(0, rest.find('#'));
-  std::string path = robots_normalise(rest);
-  if (path.front() == '?') path.insert(0, "/");
+  std::string path = rest.front() == '?' ? "/" : "";
+  path += robots_normalise(rest);
   return path;
 }
 

@@ -37,13 +37,23 @@ Scheduler::Placement Scheduler::place(std::uint64_t key, const std::vector<Worke
                                       std::size_t staged, bool is_async) const {
   if (loads.size() < 2) return {};
   std::size_t home = key % loads.size();
-  if (home == taker || !loads[home].running) return {};
+  std::size_t runs = run_slots(is_async);
+  if (home == taker) {
+    // The home holds more of its key's jobs than it runs only while no other worker has a
+    // free run slot: one busy key (a single-host URL list) must not fill the home's window
+    // while another worker idles.
+    if (loads[taker].outstanding + staged < runs) return {};
+    for (std::size_t o = 0; o < loads.size(); ++o)
+      if (o != taker && loads[o].running && loads[o].outstanding + loads[o].parked < runs) return {o, false};
+    return {};
+  }
+  if (!loads[home].running) return {};
   std::size_t line = window(loads[home], is_async);
   if (loads[home].parked < line) return {home, false};
   // The home's line is full. The taker takes the job only to run it at once (a free run
   // slot), so that a busy key keeps every worker busy without filling their windows with it;
   // otherwise it waits on its home, within four lines, and the taker takes no more for now.
-  if (loads[taker].outstanding + staged < run_slots(is_async) || loads[home].parked >= 4 * line) return {};
+  if (loads[taker].outstanding + staged < runs || loads[home].parked >= 4 * line) return {};
   return {home, true};
 }
 

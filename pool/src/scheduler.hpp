@@ -57,7 +57,8 @@ class Scheduler {
   static void offer_order(const std::vector<WorkerLoad>& loads, std::vector<std::size_t>& order);
 
   // Where a job whose affinity key is `key` goes while worker `taker` fills a batch (of which
-  // `staged` jobs are chosen so far).
+  // `staged` jobs are chosen so far). Its home (key % workers) runs it; past the home's run
+  // slots, a worker with a free run slot takes it first.
   struct Placement {
     std::optional<std::size_t> park_on;  // park it on this worker; none: `taker` takes it
     bool stop = false;                   // and `taker` takes no more jobs in this batch
