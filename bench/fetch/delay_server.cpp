@@ -1,7 +1,8 @@
 // A loopback HTTP/1.1 server that answers every request after a fixed delay (100 ms unless
 // told), for the latency benchmark: there the client's speed is how many requests it keeps
 // in flight, not its CPU. One thread, one Asio coroutine per connection, keep-alive; each
-// answer is "ok\n". Prints "PORT <n>" once it listens, and serves until killed.
+// answer is "ok\n", but GET /connections answers at once with how many connections it has
+// accepted. Prints "PORT <n>" once it listens, and serves until killed.
 // Usage: bench_delay_server [PORT [DELAY_MS]]   (PORT 0: any free one)
 
 #include <asio/co_spawn.hpp>
@@ -19,11 +20,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <string_view>
 
 namespace {
 
 using asio::ip::tcp;
 constexpr char answer[] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n";
+unsigned long accepted = 0;
 
 asio::awaitable<void> serve(tcp::socket s, std::chrono::milliseconds delay) {
   asio::streambuf in;
@@ -31,7 +34,14 @@ asio::awaitable<void> serve(tcp::socket s, std::chrono::milliseconds delay) {
   try {
     for (;;) {
       std::size_t n = co_await asio::async_read_until(s, in, "\r\n\r\n", asio::use_awaitable);
+      bool count = std::string_view(static_cast<const char*>(in.data().data()), n).starts_with("GET /connections ");
       in.consume(n);  // GET only: no body follows the headers
+      if (count) {
+        std::string body = std::to_string(accepted) + "\n";
+        std::string head = "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+        co_await asio::async_write(s, asio::buffer(head + body), asio::use_awaitable);
+        continue;
+      }
       timer.expires_after(delay);
       co_await timer.async_wait(asio::use_awaitable);
       co_await asio::async_write(s, asio::buffer(answer, sizeof answer - 1), asio::use_awaitable);
@@ -43,6 +53,7 @@ asio::awaitable<void> serve(tcp::socket s, std::chrono::milliseconds delay) {
 asio::awaitable<void> listen(tcp::acceptor& acceptor, std::chrono::milliseconds delay) {
   for (;;) {
     tcp::socket s = co_await acceptor.async_accept(asio::use_awaitable);
+    ++accepted;
     s.set_option(tcp::no_delay(true));
     asio::co_spawn(acceptor.get_executor(), serve(std::move(s), delay), asio::detached);
   }
