@@ -140,6 +140,15 @@ TEST(Scheduler, AnAffinityKeyLinesUpOnItsHomeAndSpillsOnlyToAFreeRunSlot) {
   loads[1].parked = 5;  // the home's line is full
   // The taker has free run slots (0 held, 2 staged of 4): it runs the job at once.
   EXPECT_FALSE(s.place(4, loads, 0, 2, async).park_on);
+  // A home whose run slots are all busy, with no line yet: a free run slot here still comes
+  // first, rather than the job waiting there while this worker idles.
+  {
+    std::vector<WorkerLoad> busy(3);
+    busy[1].outstanding = 4;
+    EXPECT_FALSE(s.place(4, busy, 0, 0, async).park_on);
+    busy[0].outstanding = 4;  // and with none free here either, it waits on its home
+    EXPECT_EQ(s.place(4, busy, 0, 0, async).park_on, std::optional<std::size_t>(1));
+  }
   // No free run slot: the job waits on its home and the taker stops taking for now.
   loads[0].outstanding = 3;
   p = s.place(4, loads, 0, 1, async);

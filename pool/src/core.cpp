@@ -702,6 +702,9 @@ class PoolCore final : public Core {
                        : !w.parked.empty() ? w.parked.front().op.get()
                        : !ready_.empty()   ? ready_.front().get()
                                            : nullptr;
+      if (!head && parked_ > 0)  // jobs parked elsewhere that send_batch may take over
+        for (auto& o : workers_)
+          if (o.get() != &w && !o->parked.empty()) head = o->parked.front().op.get();
       if (!head) continue;
       if (std::size_t room = sched_.batch_room(w.load(), head->task().is_async)) send_batch(w, room);
     }
@@ -742,19 +745,30 @@ class PoolCore final : public Core {
     arena_.clear();
     // Jobs lost with a worker go first, with the arguments they were sent with; then the jobs
     // parked on this worker by their affinity key.
-    auto take = [&](std::deque<Held>& held) {
-      while (staged_.size() < room && !held.empty()) {
+    auto take = [&](std::deque<Held>& held, bool parked, auto may_take) {
+      while (staged_.size() < room && !held.empty() && may_take(held.front())) {
         Held& r = held.front();
         std::size_t before = arena_.size();
         arena_ += r.args;
         keep_.push_back(std::move(r.op));
         stage(Staged{keep_.back().get(), r.index, before, r.args.size(), r.attempt});
         held.pop_front();
-        if (&held == &w.parked) --parked_;
+        if (parked) --parked_;
       }
     };
-    take(retry_);
-    take(w.parked);
+    auto any = [](const Held&) { return true; };
+    take(retry_, false, any);
+    take(w.parked, true, any);
+    // Jobs parked on a worker whose run slots are all taken go to a free run slot here: at the
+    // end of a busy key's jobs, its home would otherwise run them all while this one idles.
+    for (auto& other : workers_) {
+      WorkerConn& o = *other;
+      if (&o == &w || o.parked.empty()) continue;
+      take(o.parked, true, [&](const Held& h) {
+        std::size_t runs = sched_.run_slots(h.op->task().is_async);
+        return w.outstanding + staged_.size() < runs && o.outstanding >= runs;
+      });
+    }
     // A batch stops growing past batch_bytes (one job always goes), so a message stays far
     // below the receiver's limit whatever the argument sizes.
     while (staged_.size() < room && !ready_.empty() && (staged_.empty() || arena_.size() < batch_bytes)) {

@@ -48,12 +48,15 @@ Scheduler::Placement Scheduler::place(std::uint64_t key, const std::vector<Worke
     return {};
   }
   if (!loads[home].running) return {};
+  // A home with a free run slot runs the job; else a free run slot here runs it at once, so
+  // that no worker idles while a busy key's jobs wait.
+  if (loads[home].outstanding + loads[home].parked < runs) return {home, false};
+  if (loads[taker].outstanding + staged < runs) return {};
+  // Otherwise it waits on its home, and past the home's line the taker takes no more for now;
+  // four lines waiting there spill to the taker whatever it holds.
   std::size_t line = window(loads[home], is_async);
   if (loads[home].parked < line) return {home, false};
-  // The home's line is full. The taker takes the job only to run it at once (a free run
-  // slot), so that a busy key keeps every worker busy without filling their windows with it;
-  // otherwise it waits on its home, within four lines, and the taker takes no more for now.
-  if (loads[taker].outstanding + staged < runs || loads[home].parked >= 4 * line) return {};
+  if (loads[home].parked >= 4 * line) return {};
   return {home, true};
 }
 
