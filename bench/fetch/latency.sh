@@ -23,14 +23,7 @@ read -r -t 20 _ port <&5
 for ((i = 0; i < urls; i++)); do echo "http://127.0.0.1:$port/item/$i"; done > "$work/urls.txt"
 ulimit -n "$(ulimit -Hn)"  # 1,000 connections and the server's side of them
 
-rate() {  # COMMAND...: requests/s over its wall time
-  local s e
-  s=$(date +%s%N)
-  "$@" > /dev/null 2>&1
-  e=$(date +%s%N)
-  echo $((urls * 1000000000 / (e - s)))
-}
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+source bench/fetch/common.sh  # rate, median
 c=(); f=()
 for ((r = 0; r < runs; r++)); do
   f+=("$(rate "$bare" "$work/urls.txt" 1000 2)")
