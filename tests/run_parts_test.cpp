@@ -364,6 +364,7 @@ TEST(Robots, OriginsAndPathsOfUrls) {
   EXPECT_EQ(robots_path("http://h/a/b?c=%2f#frag"), "/a/b?c=%2F");
   EXPECT_EQ(robots_agent("Mozilla/5.0 (compatible)"), "mozilla");
   EXPECT_EQ(robots_agent("MyBot"), "mybot");
+  EXPECT_EQ(robots_agent(" \tcoropool-like/1"), "coropool-like");  // as after "User-Agent:"
   RobotsRules unreachable;
   unreachable.verdict = RobotsRules::Verdict::disallow_all;
   EXPECT_NE(unreachable.disallowing("/"), nullptr);

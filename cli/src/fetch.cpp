@@ -17,6 +17,7 @@
 #include "pull_view.hpp"
 #include "robots.hpp"
 #include "scale_out.hpp"
+#include "scratch_dir.hpp"
 
 #include <coropool/coropool.hpp>
 #include <coropool/worker/http.hpp>
@@ -562,12 +563,12 @@ asio::awaitable<coropool::cli::FetchRecord> coropool_fetch_url(coropool::cli::Fe
   const auto started = std::chrono::steady_clock::now();
   std::int64_t host_gap_ns = g_config.host_delay_ns;
   if (!g_config.robots_dir.empty()) {
-    auto rules = co_await Robots::rules_for(robots_origin(job.url), *client);
+    std::string origin = robots_origin(job.url);
+    auto rules = co_await Robots::rules_for(origin, *client);
     if (const RobotsRule* rule = rules->disallowing(robots_path(job.url))) {
       rec.error = "robots";
-      rec.message = !rules->why.empty()
-                        ? rules->why
-                        : robots_origin(job.url) + "/robots.txt disallows it (Disallow: " + rule->pattern + ")";
+      rec.message =
+          !rules->why.empty() ? rules->why : origin + "/robots.txt disallows it (Disallow: " + rule->pattern + ")";
       co_return rec;
     }
     if (auto delay = rules->crawl_delay)
@@ -1311,25 +1312,25 @@ int fetch_main(const FetchOptions& given) {
     g_config.http.cookie = o.cookie;
   else if (!o.cookie.empty())
     g_config.client.cookie_files.push_back(o.cookie);
-  std::string robots_dir;
+  // Files the workers leave for each other or for us; removed after the pool is gone
+  // (declared before it), also when we return early.
+  std::optional<ScratchDir> robots_dir, cookie_dir;
   if (o.robots) {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "coropool-robots-XXXXXX").string();
-    if (!::mkdtemp(tmpl.data()))
+    robots_dir.emplace("coropool-robots");
+    if (robots_dir->path().empty())
       return usage(std::string("cannot make a directory for --robots: ") + std::strerror(errno));
-    robots_dir = g_config.robots_dir = tmpl;
+    g_config.robots_dir = robots_dir->path();
     // The agent robots.txt groups are matched against: -H User-Agent's, else --user-agent's.
     std::string agent = o.user_agent;
     for (const auto& h : o.headers)
       if (header_named(h, "User-Agent")) agent = h.substr(h.find(':') + 1);
-    while (!agent.empty() && (agent.front() == ' ' || agent.front() == '\t')) agent.erase(0, 1);
     g_config.robots_agent = robots_agent(agent);
   }
-  std::string cookie_dir;
   if (!o.cookie_jar.empty()) {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "coropool-cookies-XXXXXX").string();
-    if (!::mkdtemp(tmpl.data()))
+    cookie_dir.emplace("coropool-cookies");
+    if (cookie_dir->path().empty())
       return usage(std::string("cannot make a directory for --cookie-jar: ") + std::strerror(errno));
-    cookie_dir = g_config.cookie_dir = tmpl;
+    g_config.cookie_dir = cookie_dir->path();
     g_config.client.cookies = true;
   }
   g_config.http.version = o.http1_1                 ? worker::HttpOptions::Version::http1_1
@@ -1454,7 +1455,7 @@ int fetch_main(const FetchOptions& given) {
   tick.cancel();
   interrupt.cancel();
   bool jar_failed = false;
-  if (!cookie_dir.empty()) {
+  if (cookie_dir) {
     // The workers write their cookies as they are closed: the jar is made once all are gone.
     try {
       pool.close();
@@ -1463,14 +1464,8 @@ int fetch_main(const FetchOptions& given) {
       tally.note(e.what());
     }
     std::string error;
-    jar_failed = !write_cookie_jar(o.cookie_jar, merge_cookie_files(cookie_dir), error);
+    jar_failed = !write_cookie_jar(o.cookie_jar, merge_cookie_files(cookie_dir->path()), error);
     if (jar_failed) tally.note("--cookie-jar: " + error);
-    std::error_code ec;
-    std::filesystem::remove_all(cookie_dir, ec);
-  }
-  if (!robots_dir.empty()) {
-    std::error_code ec;
-    std::filesystem::remove_all(robots_dir, ec);
   }
   bool flushed = std::fflush(out) == 0;
   if (out != stdout) flushed = std::fclose(out) == 0 && flushed;

@@ -38,6 +38,7 @@ std::string robots_normalise(std::string_view s) {
 }
 
 std::string robots_agent(std::string_view user_agent) {
+  user_agent = trim(user_agent);
   auto end = user_agent.find_first_of("/ \t");
   return lower(user_agent.substr(0, end));
 }

@@ -32,7 +32,8 @@ struct RobotsRules {
   const RobotsRule* disallowing(std::string_view path) const;
 };
 
-// The product token of a User-Agent header: "coropool" for "coropool/0.1 (+https://...)".
+// The product token of a User-Agent header (blanks around it aside): "coropool" for
+// "coropool/0.1 (+https://...)".
 std::string robots_agent(std::string_view user_agent);
 
 // The rules of robots.txt `text` for crawler `agent` (a product token).

@@ -3,6 +3,8 @@
 
 #include "run.hpp"
 
+#include "scratch_dir.hpp"
+
 #include "halt.hpp"
 #include "joblog.hpp"
 #include "loop_helpers.hpp"
@@ -871,19 +873,8 @@ int run_main(const RunOptions& o) {
 
   SlotTable slot_table(*slots);
   g_slots = &slot_table;
-  struct SpoolDir {
-    SpoolDir() {
-      const char* tmp = std::getenv("TMPDIR");
-      std::string t = std::string(tmp && *tmp ? tmp : "/tmp") + "/coropool-run-XXXXXX";
-      if (::mkdtemp(t.data())) g_spool_dir = t;
-    }
-    ~SpoolDir() {
-      std::error_code ec;
-      if (!g_spool_dir.empty()) std::filesystem::remove_all(g_spool_dir, ec);
-    }
-    SpoolDir(const SpoolDir&) = delete;
-    SpoolDir& operator=(const SpoolDir&) = delete;
-  } spool_dir;
+  ScratchDir spool_dir("coropool-run");  // removed after the pool (declared before it)
+  g_spool_dir = spool_dir.path();
   unsigned procs = worker_count(*slots);
   // No prefetch: a job never waits behind a long one while a slot elsewhere is free.
   coropool::PoolOptions pool_options{

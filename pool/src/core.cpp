@@ -79,14 +79,14 @@ struct WorkerConn final : kj::TaskSet::ErrorHandler, std::enable_shared_from_thi
   std::optional<rpc::Worker::Client> client;
   std::unique_ptr<kj::TaskSet> tasks;
 
-  InFlight jobs;                // handed out, not settled yet
-  std::size_t outstanding = 0;  // jobs.size(), kept here for the scheduler's WorkerLoad
+  InFlight jobs;  // handed out, not settled yet
+  std::size_t outstanding() const noexcept { return jobs.size(); }
   std::uint64_t sent_total = 0;
   bool started = false;  // answered hello: its initializer ran and it serves
   double rate = 0;       // jobs/s, smoothed
   std::optional<asio::steady_timer> lost_timer;
 
-  WorkerLoad load() const noexcept { return {state == State::running, outstanding, parked.size(), rate, sent_total}; }
+  WorkerLoad load() const noexcept { return {state == State::running, outstanding(), parked.size(), rate, sent_total}; }
   // Jobs whose affinity key picked this worker, waiting for room in its window.
   std::deque<Held> parked;
 
@@ -261,7 +261,7 @@ class PoolCore final : public Core {
     st.in_flight = outstanding();
     st.queued = ready_.size() + retry_.size() + parked_;
     for (auto& w : workers_)
-      if (w->state != WorkerConn::State::lost) st.workers.push_back({w->pid, w->outstanding, w->sent_total, w->rate});
+      if (w->state != WorkerConn::State::lost) st.workers.push_back({w->pid, w->outstanding(), w->sent_total, w->rate});
     return st;
   }
 
@@ -297,8 +297,8 @@ class PoolCore final : public Core {
 
   void on_results(WorkerConn& w, rpc::ResultBatch::Reader batch) {
     auto now = Clock::now();
-    const std::size_t held = w.outstanding;  // jobs on the worker when these came back
-    Clock::duration waited{};                // their time there, summed
+    const std::size_t held = w.outstanding();  // jobs on the worker when these came back
+    Clock::duration waited{};                  // their time there, summed
     std::size_t settled = 0;
     auto ids = batch.getIds();
     auto ends = batch.getValueEnds();
@@ -324,7 +324,7 @@ class PoolCore final : public Core {
     for (unsigned i = 0; i < ids.size() && i < ends.size(); ++i) {
       std::uint32_t end = ends[i];
       if (end < begin || end > values.size()) break;  // malformed: the jobs stay until the worker is lost
-      if (take_job(w, ids[i], t)) {
+      if (w.jobs.take(ids[i], t)) {
         count(*t.run);
         settle_ok(*t.run->op, t.run->index(t.k), std::string_view(base + begin, end - begin));
         w.jobs.release_if_done(t.slot);
@@ -332,7 +332,7 @@ class PoolCore final : public Core {
       begin = end;
     }
     for (auto f : batch.getFailures()) {
-      if (!take_job(w, f.getId(), t)) continue;
+      if (!w.jobs.take(f.getId(), t)) continue;
       count(*t.run);
       Ref<Op> op = t.run->op;
       std::uint64_t index = t.run->index(t.k);
@@ -358,7 +358,7 @@ class PoolCore final : public Core {
     }
     if (same) flush_count();
     w.rate = Scheduler::update_rate(w.rate, held, waited, settled);
-    if (w.state == WorkerConn::State::retiring && w.outstanding == 0) close_worker(w);
+    if (w.state == WorkerConn::State::retiring && w.outstanding() == 0) close_worker(w);
     schedule_dispatch();
   }
 
@@ -402,7 +402,7 @@ class PoolCore final : public Core {
 
   std::size_t outstanding() const {
     std::size_t n = 0;
-    for (auto& w : workers_) n += w->outstanding;
+    for (auto& w : workers_) n += w->outstanding();
     return n;
   }
 
@@ -553,7 +553,6 @@ class PoolCore final : public Core {
           HeldJob{run.op, run.index(k), run.attempt, run.keep_args ? std::string(run.job_args(k)) : std::string(), id});
     });
     w.jobs.clear();
-    w.outstanding = 0;
     return out;
   }
 
@@ -610,7 +609,7 @@ class PoolCore final : public Core {
     w.state = WorkerConn::State::retiring;
     unpark(w);
     if (!shutting_down_) spawn_one();
-    if (w.outstanding == 0) close_worker(w);
+    if (w.outstanding() == 0) close_worker(w);
   }
 
   void close_worker(WorkerConn& w) {
@@ -622,13 +621,6 @@ class PoolCore final : public Core {
       for (auto& c : workers_)
         if (c->pid == pid) c->disconnect();
     });
-  }
-
-  // A job taken back by its wire id; false for an unknown, stale or settled one.
-  bool take_job(WorkerConn& w, std::uint64_t id, InFlight::Taken& t) noexcept {
-    if (!w.jobs.take(id, t)) return false;
-    --w.outstanding;
-    return true;
   }
 
   // Every job's outcome goes through these two: the pool's and the call's tallies.
@@ -761,7 +753,7 @@ class PoolCore final : public Core {
     home.parked.push_back(Held{op, index, arena_.substr(before), 0});
     arena_.resize(before);
     ++parked_;
-    if (home.outstanding < window_for(home, *op)) parked_for_room_ = true;
+    if (home.outstanding() < window_for(home, *op)) parked_for_room_ = true;
   }
 
   // Stages the jobs that wait outside ready_: those lost with a worker first, with the
@@ -791,7 +783,7 @@ class PoolCore final : public Core {
       if (&o == &w || o.parked.empty()) continue;
       take(o.parked, true, [&](const Held& h) {
         std::size_t runs = sched_.run_slots(h.op->task().is_async);
-        return w.outstanding + staged_.size() < runs && o.outstanding >= runs;
+        return w.outstanding() + staged_.size() < runs && o.outstanding() >= runs;
       });
     }
   }
@@ -800,8 +792,7 @@ class PoolCore final : public Core {
     room = std::min(room, w.jobs.runs_left());  // each job may open a run
     staged_.clear();
     keep_.clear();
-    groups_ = 0;
-    run_length_ = 0;
+    group_starts_.clear();
     arena_.clear();
     stage_held(w, room);
     // A batch stops growing past batch_bytes (one job always goes), so a message stays far
@@ -846,21 +837,15 @@ class PoolCore final : public Core {
       ready_.pop_front();
     }
     // Consecutive jobs of one op and attempt share a task and a run of ids (InFlight): one
-    // JobBatch per run of them.
-    // (Counted as they were staged: see stage().)
-    auto same_run = [&](std::size_t first, std::size_t k) {
-      return staged_[k].op == staged_[first].op && staged_[k].attempt == staged_[first].attempt &&
-             k - first < InFlight::max_run;
-    };
-    unsigned groups = groups_;
+    // JobBatch per run of them, as stage() marked them.
+    auto groups = static_cast<unsigned>(group_starts_.size());
     auto words = static_cast<std::uint64_t>(staged_.size() * 2 + arena_.size() / 8 + std::size_t{groups} * 16 + 64);
     auto req = w.client->submitRequest(capnp::MessageSize{words, 0});
     const auto now = Clock::now();  // one reading for the batch (one per job cost B1 a third)
     auto batches = req.initBatches(groups);
-    std::size_t i = 0;
     for (unsigned g = 0; g < groups; ++g) {
-      std::size_t j = i + 1;
-      while (j < staged_.size() && same_run(i, j)) ++j;
+      std::size_t i = group_starts_[g];
+      std::size_t j = g + 1 < groups ? group_starts_[g + 1] : staged_.size();
       Op& op = *staged_[i].op;
       auto b = batches[g];
       const TaskInfo& t = op.task();
@@ -884,13 +869,11 @@ class PoolCore final : public Core {
           w.jobs.keep_args(run, std::string_view(arena_).substr(begin, s.end - begin));
         }
       }
-      w.outstanding += j - i;
       if (attempt == 0) {  // a job run again was counted when it first went out
         tally_.submitted(j - i);
         if (op.progress_.submitted == 0) op.started_ = now;
         op.progress_.submitted += j - i;
       }
-      i = j;
     }
     w.sent_total += staged_.size();
     staged_.clear();
@@ -943,14 +926,13 @@ class PoolCore final : public Core {
     std::uint32_t attempt;
   };
 
-  // Adds a job to the batch being built, counting the runs of jobs that can share one.
-  // Always inlined: with several callers GCC kept it out of line, which cost B1 12%.
+  // Adds a job to the batch being built, marking where each run of jobs that can share one
+  // JobBatch (and one InFlight run) starts. Always inlined: with several callers GCC kept it
+  // out of line, which cost B1 12%.
   [[gnu::always_inline]] void stage(const Staged& s) {
     if (staged_.empty() || s.op != staged_.back().op || s.attempt != staged_.back().attempt ||
-        ++run_length_ >= InFlight::max_run) {
-      ++groups_;
-      run_length_ = 0;
-    }
+        staged_.size() - group_starts_.back() >= InFlight::max_run)
+      group_starts_.push_back(static_cast<std::uint32_t>(staged_.size()));
     staged_.push_back(s);
   }
 
@@ -969,9 +951,8 @@ class PoolCore final : public Core {
   std::deque<Held> retry_;  // jobs to run again after their worker was lost
   std::size_t parked_ = 0;  // jobs in the parked lines of all workers
   std::vector<Staged> staged_;
-  std::vector<Ref<Op>> keep_;   // ops of staged_ that no queue holds any more
-  unsigned groups_ = 0;         // runs of staged_ jobs that share an op and attempt
-  std::size_t run_length_ = 0;  // of the last of them, less one
+  std::vector<Ref<Op>> keep_;                // ops of staged_ that no queue holds any more
+  std::vector<std::uint32_t> group_starts_;  // where each run of staged_ jobs sharing an op and attempt starts
   std::string arena_;
   Scheduler sched_{Scheduler::Options{}};
   std::vector<WorkerLoad> loads_, place_loads_;  // scratch for dispatch() and place()

@@ -224,18 +224,19 @@ class WorkerState {
     std::chrono::steady_clock::time_point until{};
     unsigned n = 0;
     while (!queue_.empty() && running() < cfg_.child_concurrency) {
-      QueuedBatch& q = *queue_.front();
+      QueuedBatch& q = *queue_.front();  // never empty: a batch leaves with its last job
+      std::size_t k = q.next++;
+      bool started = q.ids[k] != 0;  // 0: cancelled
+      if (started) {
+        std::uint32_t begin = k ? q.ends[k - 1] : 0;
+        start(QueuedJob{q.ids[k], q.invoker, q.target, std::string_view(q.args).substr(begin, q.ends[k] - begin),
+                        q.timeout_ms});
+      }
       if (q.next == q.ids.size()) {
         recycle(std::move(queue_.front()));
         queue_.pop_front();
-        continue;
       }
-      std::size_t k = q.next++;
-      if (q.ids[k] == 0) continue;  // cancelled
-      std::uint32_t begin = k ? q.ends[k - 1] : 0;
-      start(QueuedJob{q.ids[k], q.invoker, q.target, std::string_view(q.args).substr(begin, q.ends[k] - begin),
-                      q.timeout_ms});
-      if ((++n & 63) == 0) {
+      if (started && (++n & 63) == 0) {
         auto now = std::chrono::steady_clock::now();
         if (until == std::chrono::steady_clock::time_point{})
           until = now + std::chrono::milliseconds(1);
@@ -548,7 +549,7 @@ class WorkerState {
   ipc::KjLoop& loop_;
   WorkerConfig cfg_;
   kj::Maybe<rpc::ResultSink::Client> sink_;
-  std::deque<std::unique_ptr<QueuedBatch>> queue_;  // batches with jobs not started
+  std::deque<std::unique_ptr<QueuedBatch>> queue_;  // batches with jobs not started, none empty
   std::vector<std::unique_ptr<QueuedBatch>> spare_batches_;
   std::vector<RunningJob> jobs_;                  // slots of invoked coroutine jobs: child_concurrency, reserved
   std::vector<std::uint32_t> free_jobs_;          // slots free for the next jobs
