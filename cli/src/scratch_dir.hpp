@@ -3,11 +3,11 @@
 // holds when the ScratchDir goes: `coropool run`'s output spool, `coropool fetch`'s cookie
 // and robots.txt files that workers leave for each other.
 
+#include <unistd.h>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <system_error>
-#include <unistd.h>
 
 namespace coropool::cli {
 
