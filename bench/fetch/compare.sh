@@ -27,6 +27,9 @@ bare=$PWD/build-bench/bench/bench_bare_curl
 client=$PWD/build-bench/bench/bench_http_client
 
 work=$(mktemp -d)
+# nginx's workers run as nobody when it is started as root: they must be able to read the
+# files (a mktemp directory is 0700, and every answer was a 403).
+chmod 755 "$work"
 port=$((20000 + RANDOM % 20000))
 mkdir -p "$work/www" "$work/logs"
 head -c 1024 /dev/urandom > "$work/www/1k.bin"
