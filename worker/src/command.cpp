@@ -173,21 +173,21 @@ asio::awaitable<void> wait_exit(Descriptor& pidfd, JobIo& io, pid_t pid, int& en
 // Kills the process group after the timeout (SIGTERM, then SIGKILL after the grace period),
 // then waits to be cancelled, which is how it ends when the command ends first. Once the
 // leader is reaped (`reaped`), the job is over but for the last of its output: no kill then.
-asio::awaitable<void> watchdog(pid_t pgid, CommandOptions opts, bool& timed_out, const bool& reaped) {
+// Run only for a command with a timeout.
+asio::awaitable<void> watchdog(pid_t pgid, const CommandOptions& opts, bool& timed_out, const bool& reaped) {
   asio::steady_timer t(co_await asio::this_coro::executor);
-  if (opts.timeout.count() > 0) {
-    t.expires_after(opts.timeout);
+  t.expires_after(opts.timeout);
+  co_await t.async_wait(asio::use_awaitable);
+  if (!reaped) timed_out = true;
+  auto sequence = opts.term_sequence;
+  if (sequence.empty()) sequence = {{SIGTERM, opts.grace}};
+  for (auto [sig, wait] : sequence) {
+    if (reaped) break;
+    ::kill(-pgid, sig);
+    t.expires_after(wait);
     co_await t.async_wait(asio::use_awaitable);
-    if (!reaped) timed_out = true;
-    if (opts.term_sequence.empty()) opts.term_sequence = {{SIGTERM, opts.grace}};
-    for (auto [sig, wait] : opts.term_sequence) {
-      if (reaped) break;
-      ::kill(-pgid, sig);
-      t.expires_after(wait);
-      co_await t.async_wait(asio::use_awaitable);
-    }
-    if (!reaped) ::kill(-pgid, SIGKILL);
   }
+  if (!reaped) ::kill(-pgid, SIGKILL);
   t.expires_after(std::chrono::hours(24 * 365));
   co_await t.async_wait(asio::use_awaitable);
 }
@@ -397,11 +397,23 @@ asio::awaitable<CommandResult> run_command(std::string line, CommandOptions opti
   int status = 0;
   bool reaped = false;
   try {
-    co_await ((wait_exit(exited, io, pid, entry, reaped, status) &&
-               read_all(io, io.out, result.out, result.out_bytes, result.out_file, 1, options) &&
-               read_all(io, io.err, result.err, result.err_bytes, result.err_file, 2, options) &&
-               feed(stdin_pipe, options.input ? std::string_view(*options.input) : std::string_view())) ||
-              watchdog(pid, options, result.timed_out, reaped));
+    // Only what the job needs: no stdin writer without input, no watchdog without a timeout
+    // (each is a coroutine, and a watchdog's cancelled timer an exception, on every job).
+    auto job = [&]() -> asio::awaitable<void> {
+      if (options.input)
+        co_await (wait_exit(exited, io, pid, entry, reaped, status) &&
+                  read_all(io, io.out, result.out, result.out_bytes, result.out_file, 1, options) &&
+                  read_all(io, io.err, result.err, result.err_bytes, result.err_file, 2, options) &&
+                  feed(stdin_pipe, *options.input));
+      else
+        co_await (wait_exit(exited, io, pid, entry, reaped, status) &&
+                  read_all(io, io.out, result.out, result.out_bytes, result.out_file, 1, options) &&
+                  read_all(io, io.err, result.err, result.err_bytes, result.err_file, 2, options));
+    };
+    if (options.timeout.count() > 0)
+      co_await (job() || watchdog(pid, options, result.timed_out, reaped));
+    else
+      co_await job();
   } catch (...) {
     // Cancelled (or failed) while the command runs: it must not outlive the job. After
     // SIGKILL the reap is immediate.

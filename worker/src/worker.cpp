@@ -168,6 +168,7 @@ class WorkerState {
         q->ends.push_back(end);
         begin = end;
       }
+      queued_ += q->ids.size();
       if (q->ids.empty())
         recycle(std::move(q));
       else
@@ -178,9 +179,21 @@ class WorkerState {
     run_queued();
   }
 
-  // Answers a submit with every result not yet sent.
-  void answer(capnp::CallContext<rpc::Worker::SubmitParams, rpc::Worker::SubmitResults>& ctx) {
+  using SubmitContext = capnp::CallContext<rpc::Worker::SubmitParams, rpc::Worker::SubmitResults>;
+
+  // Answers a submit with every result not yet sent; with none, the answer waits for the
+  // next results instead (they go in it rather than in a call to the sink), so that a job
+  // that outlives its submit costs the connection three messages, not six: the call, its
+  // return and finish, and the sink's call, return and finish. No more answers wait than
+  // jobs are held, so each is sure to go.
+  kj::Promise<void> answer(SubmitContext ctx) {
+    if (ids_.empty() && failures_.empty() && held() > waiting_.size()) {
+      auto paf = kj::newPromiseAndFulfiller<void>();
+      waiting_.push_back(Waiting{ctx, kj::mv(paf.fulfiller)});
+      return kj::mv(paf.promise);
+    }
     fill(ctx.initResults(capnp::MessageSize{pending_words(), 0}).initResults());
+    return kj::READY_NOW;
   }
 
   // Queued jobs are dropped; running coroutines get a terminal cancellation and report when
@@ -226,6 +239,7 @@ class WorkerState {
     while (!queue_.empty() && running() < cfg_.child_concurrency) {
       QueuedBatch& q = *queue_.front();  // never empty: a batch leaves with its last job
       std::size_t k = q.next++;
+      --queued_;
       bool started = q.ids[k] != 0;  // 0: cancelled
       if (started) {
         std::uint32_t begin = k ? q.ends[k - 1] : 0;
@@ -245,6 +259,7 @@ class WorkerState {
       }
     }
     if (!queue_.empty() && running() < cfg_.child_concurrency) schedule_drain();
+    if (waiting_.size() > held()) schedule_flush();  // a cancelled job left: trim the answers
   }
 
   // A batch whose jobs all started, kept with its buffers for the next one.
@@ -480,7 +495,7 @@ class WorkerState {
   }
 
   void schedule_flush() {
-    if (flush_posted_ || (ids_.empty() && failures_.empty())) return;
+    if (flush_posted_ || (ids_.empty() && failures_.empty() && waiting_.size() <= held())) return;
     flush_posted_ = true;
     asio::post(io_, [this] {
       flush_posted_ = false;
@@ -522,7 +537,18 @@ class WorkerState {
   // goes when the supervisor has taken the first: under load a batch holds what finished in a
   // round trip instead of what one loop turn finished, and a lone result still goes at once.
   void flush() {
-    if (ids_.empty() && failures_.empty()) return;
+    if (ids_.empty() && failures_.empty()) {
+      trim_waiting();
+      return;
+    }
+    if (!waiting_.empty()) {
+      Waiting w = kj::mv(waiting_.front());
+      waiting_.pop_front();
+      fill(w.ctx.initResults(capnp::MessageSize{pending_words(), 0}).initResults());
+      w.fulfiller->fulfill();
+      trim_waiting();
+      return;
+    }
     if (unacked_ > 0 && values_.size() < flush_bytes) {
       held_ = true;
       return;
@@ -545,6 +571,20 @@ class WorkerState {
     if (held_) flush();
   }
 
+  // Jobs taken and not reported yet: queued (a cancelled one until its turn is skipped) or
+  // holding a slot.
+  std::size_t held() const noexcept { return queued_ + running(); }
+
+  // Answers that wait beyond the jobs held go now, empty: nothing else would send them.
+  void trim_waiting() {
+    while (waiting_.size() > held()) {
+      Waiting w = kj::mv(waiting_.back());
+      waiting_.pop_back();
+      w.ctx.initResults(capnp::MessageSize{8, 0}).initResults();
+      w.fulfiller->fulfill();
+    }
+  }
+
   asio::io_context& io_;
   ipc::KjLoop& loop_;
   WorkerConfig cfg_;
@@ -564,7 +604,13 @@ class WorkerState {
   std::string values_;
   std::vector<Failed> failures_;
   bool drain_posted_ = false, flush_posted_ = false;
-  unsigned unacked_ = 0;  // ResultBatches sent and not yet answered
+  unsigned unacked_ = 0;    // ResultBatches sent and not yet answered
+  std::size_t queued_ = 0;  // jobs in queue_ not started or skipped yet
+  struct Waiting {
+    SubmitContext ctx;
+    kj::Own<kj::PromiseFulfiller<void>> fulfiller;
+  };
+  std::deque<Waiting> waiting_;  // submits not answered yet, oldest first
   // A flush was put off until an answer. Not the same as "results wait": a turn's results wait
   // for its posted flush, and an answer sending them early makes more, smaller batches.
   bool held_ = false;
@@ -584,8 +630,7 @@ class WorkerServer final : public rpc::Worker::Server {
   kj::Promise<void> submit(SubmitContext ctx) override {
     state_.accept(ctx.getParams().getBatches());
     ctx.releaseParams();
-    state_.answer(ctx);
-    return kj::READY_NOW;
+    return state_.answer(ctx);
   }
   kj::Promise<void> cancel(CancelContext ctx) override {
     state_.cancel(ctx.getParams().getIds());
