@@ -299,7 +299,8 @@ asio::awaitable<int> quick_or_hang(std::string beacon) {
 TEST(PoolLimits, WithoutPrefetchAFreeSlotTakesTheNextJob) {
   // Quick jobs first (they raise the measured rate, hence the default window), then two that
   // hang: with prefetch 0 each worker holds only what it runs, so both run at once. (With
-  // the default window both can queue in one worker and this test hangs.)
+  // the default window both can queue in one worker, and the second waits there until it is
+  // taken back: the next test.)
   coropool::Pool pool({.processes = 2, .child_concurrency = 1, .prefetch = 0});
   coropool::test::Beacon beacon;
   std::vector<std::string> jobs(200, "");
@@ -314,6 +315,48 @@ TEST(PoolLimits, WithoutPrefetchAFreeSlotTakesTheNextJob) {
   EXPECT_NE(a, -1);
   EXPECT_NE(b, -1);
   EXPECT_NE(a, b);
+}
+
+// "nap:NAME" naps 300 ms, then reports to the beacon NAME; anything else as quick_or_hang.
+asio::awaitable<int> nap_or_hang(std::string what) {
+  if (what.starts_with("nap:")) {
+    asio::steady_timer t(co_await asio::this_coro::executor, 300ms);
+    co_await t.async_wait(asio::use_awaitable);
+    coropool::test::signal_beacon(what.substr(4));
+    co_return 2;
+  }
+  co_return co_await quick_or_hang(std::move(what));
+}
+
+// The pid a job sends to `beacon`, or -1 if none does within 20 s.
+asio::awaitable<pid_t> beacon_pid_within(coropool::test::Beacon& beacon) {
+  using namespace asio::experimental::awaitable_operators;
+  asio::steady_timer limit(co_await asio::this_coro::executor, 20s);
+  auto r = co_await (coropool::test::beacon_pid(beacon) || limit.async_wait(asio::use_awaitable));
+  co_return r.index() == 0 ? std::get<0>(r) : pid_t{-1};
+}
+
+TEST(PoolLimits, AJobHeldBehindAHangingOneIsTakenBackForASlotThatFrees) {
+  // The default window: a worker runs one job and holds one more. The first hanging job and
+  // the nap start on the two workers, and the second hanging job is held behind the first,
+  // where it would wait an hour. When the nap ends, that job is taken back and runs in the
+  // slot the nap left. (Before take-backs, one worker took the first hanging job and the nap,
+  // and the nap never ran.)
+  coropool::Pool pool({.processes = 2, .child_concurrency = 1});
+  coropool::test::Beacon hung, napped;
+  auto stream =
+      pool.imap_unordered(nap_or_hang, std::vector<std::string>{hung.name(), "nap:" + napped.name(), hung.name()}, 8);
+  auto [nap, first, second] = pool.run([&]() -> asio::awaitable<std::tuple<pid_t, pid_t, pid_t>> {
+    pid_t n = co_await beacon_pid_within(napped);
+    pid_t a = co_await beacon_pid_within(hung);
+    co_return std::tuple(n, a, co_await beacon_pid_within(hung));
+  }());
+  ASSERT_NE(nap, -1) << "the nap never ran";
+  ASSERT_NE(first, -1);
+  ASSERT_NE(second, -1) << "the job held behind a hanging one never started";
+  EXPECT_NE(first, second);
+  EXPECT_EQ(second, nap);
+  EXPECT_EQ(stream.get(), 2);
 }
 
 TEST(PoolAffinity, JobsWithOneKeyRunInOneWorkerAndTheKeysSpreadOverAll) {

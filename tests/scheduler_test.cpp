@@ -185,6 +185,34 @@ TEST(Scheduler, AHomeWithItsRunSlotsFullLeavesItsKeysJobsToAWorkerThatWouldIdle)
   EXPECT_FALSE(s.place(0, loads, 0, 4, async).park_on);
 }
 
+TEST(Scheduler, JobsHeldBeyondTheRunSlotsAreTakenBackFromAWorkerThatWentQuietOrForOneThatIdles) {
+  Scheduler s({.child_concurrency = 1});
+  const bool async = true;
+  std::vector<WorkerLoad> loads(2);
+  loads[0].outstanding = 3;  // one running, two held
+  loads[0].rate = 100;       // 10 ms a job
+  loads[1].outstanding = 1;
+  // Worker 0 heard from lately, other work waiting: nothing to take back.
+  EXPECT_EQ(s.reclaim(loads, 0, async, 5ms, true), 0u);
+  // Quiet for several of its jobs' time (a long job holds its slot): both held jobs.
+  EXPECT_EQ(s.reclaim_after(loads[0], async), Scheduler::reclaim_floor + 40ms);
+  EXPECT_EQ(s.reclaim(loads, 0, async, 60ms, true), 2u);
+  // Worker 1 would idle, with nothing else to give it: at once.
+  loads[1].outstanding = 0;
+  EXPECT_EQ(s.reclaim(loads, 0, async, 1ms, false), 2u);
+  EXPECT_EQ(s.reclaim(loads, 0, async, 1ms, true), 0u);
+  // ...unless worker 0 gets through its held jobs sooner than a take-back would pay.
+  loads[0].rate = 100000;
+  EXPECT_EQ(s.reclaim(loads, 0, async, 1ms, false), 0u);
+  // Nothing held beyond the run slots, or nowhere else to run: nothing.
+  loads[0] = WorkerLoad{.outstanding = 1};
+  EXPECT_EQ(s.reclaim(loads, 0, async, 1h, false), 0u);
+  std::vector<WorkerLoad> one{WorkerLoad{.outstanding = 3}};
+  EXPECT_EQ(s.reclaim(one, 0, async, 1h, false), 0u);
+  // A worker new to the pool (no rate yet) waits the floor.
+  EXPECT_EQ(s.reclaim_after(WorkerLoad{}, async), Scheduler::reclaim_floor);
+}
+
 TEST(Scheduler, TheRateFollowsLittlesLawAndIsSmoothed) {
   // 8 jobs held, back after 4 ms each: 2,000 jobs/s.
   double r = Scheduler::update_rate(0, 8, 32ms, 8);
@@ -321,6 +349,12 @@ TEST(InFlight, JobsOfARunGetIdsOfTheirOwnAndComeBackOnceEach) {
   EXPECT_NE(fresh, ids[100]);
   EXPECT_FALSE(f.take(ids[100], t));  // stale: the run it named is gone
   EXPECT_TRUE(f.take(fresh, t));
+  // The newest jobs not settled, newest first: the ones a worker starts last.
+  std::uint32_t r4 = f.open(b, 0, now, false);
+  std::uint64_t n1 = f.add(r4, 50), n2 = f.add(r4, 51);
+  EXPECT_EQ(f.newest(3), (std::vector<std::uint64_t>{n2, n1, ids[99]}));  // fresh is settled
+  ASSERT_TRUE(f.take(n2, t));
+  EXPECT_EQ(f.newest(2), (std::vector<std::uint64_t>{n1, ids[99]}));
   f.clear();
   EXPECT_EQ(f.size(), 0u);
   EXPECT_FALSE(f.take(ids[0], t));

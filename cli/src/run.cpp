@@ -876,9 +876,16 @@ int run_main(const RunOptions& o) {
   ScratchDir spool_dir("coropool-run");  // removed after the pool (declared before it)
   g_spool_dir = spool_dir.path();
   unsigned procs = worker_count(*slots);
-  // No prefetch: a job never waits behind a long one while a slot elsewhere is free.
+  // Workers hold a job or more beyond their slots, so that a slot that frees starts the next
+  // job without a round trip to us; a job held behind a long one is taken back for a slot that
+  // frees elsewhere (Scheduler::reclaim). Not with --halt (no job may start once it is
+  // reached) or a gate (--delay, --memfree, --load: each start waits for us).
+  bool gated = gate->delay.count() > 0 || gate->memfree > 0 || gate->load > 0;
   coropool::PoolOptions pool_options{
-      .processes = procs, .child_concurrency = *slots / procs, .retries_on_worker_loss = o.retries, .prefetch = 0};
+      .processes = procs,
+      .child_concurrency = *slots / procs,
+      .retries_on_worker_loss = o.retries,
+      .prefetch = halt->when != Halt::When::never || gated ? std::optional<std::size_t>(0) : std::nullopt};
   if (o.nice != 0) pool_options.initializer = {run_worker_nice, o.nice};
   coropool::Pool pool(pool_options);
   std::size_t all_jobs = halt->percent || o.shuffle ? input->read_all() : 0;

@@ -53,4 +53,7 @@ interface Worker {
   # Drops queued jobs and cancels running ones; each still gets a Failure (kind cancelled)
   # unless it had already finished.
   cancel @2 (ids :List(UInt64)) -> ();
+  # Gives back those of the jobs `ids` that have not started, with their arguments, to run on
+  # another worker; a job that started already is not among them and reports as usual.
+  reclaim @3 (ids :List(UInt64)) -> (ids :List(UInt64), argEnds :List(UInt32), args :Data);
 }

@@ -48,12 +48,26 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 constexpr std::size_t batch_bytes = 16u << 20;
+
+// Calls f(id, begin, end) for each entry of a worker's (ids, ends) lists over `size` bytes of
+// data, stopping at a malformed end (those jobs stay until the worker is lost).
+template <class Ids, class Ends, class F>
+void for_each_entry(Ids ids, Ends ends, std::size_t size, F&& f) {
+  std::uint32_t begin = 0;
+  for (unsigned i = 0; i < ids.size() && i < ends.size(); ++i) {
+    std::uint32_t end = ends[i];
+    if (end < begin || end > size) break;
+    f(ids[i], begin, end);
+    begin = end;
+  }
+}
 }  // namespace
 
 class PoolCore;
 
 // A job whose arguments are encoded but which is not out on a worker: to run again after its
-// worker was lost (attempt > 0), or waiting for the worker its affinity key picked.
+// worker was lost (attempt > 0), taken back unstarted from a worker, or waiting for the worker
+// its affinity key picked.
 struct Held {
   Ref<Op> op;
   std::uint64_t index;
@@ -85,6 +99,9 @@ struct WorkerConn final : kj::TaskSet::ErrorHandler, std::enable_shared_from_thi
   bool started = false;  // answered hello: its initializer ran and it serves
   double rate = 0;       // jobs/s, smoothed
   std::optional<asio::steady_timer> lost_timer;
+  Clock::time_point last_active{};  // when it was last handed jobs or sent results
+  bool last_async = false;          // the jobs it was handed last were coroutine jobs
+  bool reclaiming = false;          // a reclaim call is out
 
   WorkerLoad load() const noexcept { return {state == State::running, outstanding(), parked.size(), rate, sent_total}; }
   // Jobs whose affinity key picked this worker, waiting for room in its window.
@@ -167,6 +184,7 @@ class PoolCore final : public Core {
       shut_down_now();
     }
     signals_.reset();
+    reclaim_timer_.reset();
     alive_.reset();
     for (auto& w : workers_) w->disconnect();
     workers_.clear();
@@ -214,11 +232,13 @@ class PoolCore final : public Core {
         Ref<Op> keep = std::move(it->op);
         std::uint64_t index = it->index;
         it = held.erase(it);
-        if (&held != &retry_) --parked_;
+        if (&held != &retry_ && &held != &reclaimed_) --parked_;
         settle_fail(*keep, index, err);
       }
     };
+    op.cancelled_ = true;
     drop(retry_);
+    drop(reclaimed_);
     for (auto& w : workers_) drop(w->parked);
     for (auto& w : workers_) {
       if (w->state == WorkerConn::State::lost || !w->client) continue;
@@ -259,7 +279,7 @@ class PoolCore final : public Core {
     PoolStats st;
     tally_.fill(st);
     st.in_flight = outstanding();
-    st.queued = ready_.size() + retry_.size() + parked_;
+    st.queued = ready_.size() + retry_.size() + reclaimed_.size() + parked_;
     for (auto& w : workers_)
       if (w->state != WorkerConn::State::lost) st.workers.push_back({w->pid, w->outstanding(), w->sent_total, w->rate});
     return st;
@@ -300,8 +320,6 @@ class PoolCore final : public Core {
     const std::size_t held = w.outstanding();  // jobs on the worker when these came back
     Clock::duration waited{};                  // their time there, summed
     std::size_t settled = 0;
-    auto ids = batch.getIds();
-    auto ends = batch.getValueEnds();
     auto values = batch.getValues();
     const char* base = reinterpret_cast<const char*>(values.begin());
     // Jobs of one run come back together and share a hand-out time: their latency is
@@ -319,18 +337,14 @@ class PoolCore final : public Core {
       sent = run.sent;
       ++same;
     };
-    std::uint32_t begin = 0;
     InFlight::Taken t;
-    for (unsigned i = 0; i < ids.size() && i < ends.size(); ++i) {
-      std::uint32_t end = ends[i];
-      if (end < begin || end > values.size()) break;  // malformed: the jobs stay until the worker is lost
-      if (w.jobs.take(ids[i], t)) {
-        count(*t.run);
-        settle_ok(*t.run->op, t.run->index(t.k), std::string_view(base + begin, end - begin));
-        w.jobs.release_if_done(t.slot);
-      }
-      begin = end;
-    }
+    for_each_entry(batch.getIds(), batch.getValueEnds(), values.size(),
+                   [&](std::uint64_t id, std::uint32_t begin, std::uint32_t end) {
+                     if (!w.jobs.take(id, t)) return;
+                     count(*t.run);
+                     settle_ok(*t.run->op, t.run->index(t.k), std::string_view(base + begin, end - begin));
+                     w.jobs.release_if_done(t.slot);
+                   });
     for (auto f : batch.getFailures()) {
       if (!w.jobs.take(f.getId(), t)) continue;
       count(*t.run);
@@ -358,8 +372,101 @@ class PoolCore final : public Core {
     }
     if (same) flush_count();
     w.rate = Scheduler::update_rate(w.rate, held, waited, settled);
+    w.last_active = now;
     if (w.state == WorkerConn::State::retiring && w.outstanding() == 0) close_worker(w);
     schedule_dispatch();
+    if (!dispatch_posted_) reclaim();  // else the dispatch does it, after handing out work
+  }
+
+  // The jobs a worker gave back unstarted wait in reclaimed_ for a free run slot, with the
+  // attempt they had; they will be counted as handed out when they go again.
+  void on_reclaimed(WorkerConn& w, rpc::Worker::ReclaimResults::Reader r) {
+    w.reclaiming = false;
+    auto data = r.getArgs();
+    std::string_view args(reinterpret_cast<const char*>(data.begin()), data.size());
+    InFlight::Taken t;
+    for_each_entry(
+        r.getIds(), r.getArgEnds(), args.size(), [&](std::uint64_t id, std::uint32_t begin, std::uint32_t end) {
+          if (!w.jobs.take(id, t)) return;
+          Ref<Op> op = t.run->op;
+          std::uint64_t index = t.run->index(t.k);
+          unsigned attempt = t.run->attempt;
+          w.jobs.release_if_done(t.slot);
+          if (op->cancelled_ || op->stopped()) {
+            settle_fail(*op, index, cancelled_error());
+            return;
+          }
+          if (attempt == 0) {
+            tally_.unsubmitted();
+            --op->progress_.submitted;
+          }
+          --w.sent_total;
+          reclaimed_.push_back(Held{std::move(op), index, std::string(args.substr(begin, end - begin)), attempt});
+        });
+    if (w.state == WorkerConn::State::retiring && w.outstanding() == 0) close_worker(w);
+    schedule_dispatch();
+  }
+
+  // A job taken back from a worker runs again only while its operation still wants it.
+  void drop_stopped_reclaimed() {
+    auto err = cancelled_error();
+    for (auto it = reclaimed_.begin(); it != reclaimed_.end();) {
+      if (!it->op->stopped()) {
+        ++it;
+        continue;
+      }
+      Ref<Op> op = std::move(it->op);
+      std::uint64_t index = it->index;
+      it = reclaimed_.erase(it);
+      settle_fail(*op, index, err);
+    }
+  }
+
+  // Takes back what workers hold beyond their run slots where the scheduler says so
+  // (Scheduler::reclaim): the newest jobs, which are the last to start. Coroutine jobs only:
+  // a worker runs its queued plain jobs back to back, and would answer when none is left.
+  void reclaim() {
+    if (workers_.size() < 2) return;
+    Clock::time_point now{};
+    Clock::time_point next = Clock::time_point::max();  // when a worker would have gone quiet
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+      WorkerConn& w = *workers_[i];
+      if (!w.last_async || w.reclaiming || !w.client || w.state != WorkerConn::State::running ||
+          w.outstanding() <= sched_.run_slots(true))
+        continue;
+      if (now == Clock::time_point{}) {
+        now = Clock::now();
+        loads_.clear();
+        for (auto& o : workers_) loads_.push_back(o->load());
+      }
+      std::size_t n = sched_.reclaim(loads_, i, true, now - w.last_active, has_work());
+      if (n == 0) {
+        next = std::min(next, w.last_active + sched_.reclaim_after(loads_[i], true));
+        continue;
+      }
+      auto ids = w.jobs.newest(n);
+      auto req = w.client->reclaimRequest();
+      auto list = req.initIds(static_cast<unsigned>(ids.size()));
+      for (unsigned k = 0; k < ids.size(); ++k) list.set(k, ids[k]);
+      w.reclaiming = true;
+      std::weak_ptr<WorkerConn> weak = w.weak_from_this();
+      w.tasks->add(req.send().then([this, weak](capnp::Response<rpc::Worker::ReclaimResults> r) {
+        if (auto c = weak.lock()) on_reclaimed(*c, r);
+      }));
+    }
+    // No result or hand-out may come to look again (every worker may be stuck in a long job):
+    // a timer does, once the first of them would have gone quiet.
+    if (next < reclaim_at_) {
+      if (!reclaim_timer_) reclaim_timer_.emplace(ex_);
+      reclaim_at_ = next;
+      reclaim_timer_->expires_at(next);
+      std::weak_ptr<bool> alive = alive_;
+      reclaim_timer_->async_wait([this, alive](const asio::error_code& ec) {
+        if (ec || alive.expired()) return;
+        reclaim_at_ = Clock::time_point::max();
+        reclaim();
+      });
+    }
   }
 
   void on_disconnect(const std::shared_ptr<WorkerConn>& w) {
@@ -525,6 +632,8 @@ class PoolCore final : public Core {
     }
     auto retry = std::move(retry_);
     retry_.clear();
+    for (auto& r : reclaimed_) retry.push_back(std::move(r));
+    reclaimed_.clear();
     for (auto& w : workers_) {
       for (auto& p : w->parked) retry.push_back(std::move(p));
       w->parked.clear();
@@ -663,7 +772,7 @@ class PoolCore final : public Core {
     });
   }
 
-  bool has_work() const noexcept { return !ready_.empty() || !retry_.empty() || parked_ > 0; }
+  bool has_work() const noexcept { return !ready_.empty() || !retry_.empty() || !reclaimed_.empty() || parked_ > 0; }
 
   // How many jobs of `op` worker `w` may hold at once.
   std::size_t window_for(const WorkerConn& w, const Op& op) const {
@@ -679,29 +788,50 @@ class PoolCore final : public Core {
     schedule_dispatch();
   }
 
+  // The op whose jobs `w` would take first.
+  const Op* head_for(const WorkerConn& w) const {
+    if (!retry_.empty()) return retry_.front().op.get();
+    if (!reclaimed_.empty()) return reclaimed_.front().op.get();
+    if (!w.parked.empty()) return w.parked.front().op.get();
+    if (!ready_.empty()) return ready_.front().get();
+    if (parked_ > 0)  // jobs parked elsewhere that send_batch may take over
+      for (auto& o : workers_)
+        if (o.get() != &w && !o->parked.empty()) return o->parked.front().op.get();
+    return nullptr;
+  }
+
   // Hands ready jobs to workers with room in their window, one batch (one RPC) per worker,
   // in the scheduler's order.
   void dispatch() {
     dispatch_posted_ = false;
+    if (!reclaimed_.empty()) drop_stopped_reclaimed();
     parked_for_room_ = false;
     loads_.clear();
     for (auto& w : workers_) loads_.push_back(w->load());
     Scheduler::offer_order(loads_, order_);
-    for (std::size_t i : order_) {
-      if (!has_work()) break;
-      WorkerConn& w = *workers_[i];
-      const Op* head = !retry_.empty()     ? retry_.front().op.get()
-                       : !w.parked.empty() ? w.parked.front().op.get()
-                       : !ready_.empty()   ? ready_.front().get()
-                                           : nullptr;
-      if (!head && parked_ > 0)  // jobs parked elsewhere that send_batch may take over
-        for (auto& o : workers_)
-          if (o.get() != &w && !o->parked.empty()) head = o->parked.front().op.get();
-      if (!head) continue;
-      if (std::size_t room = sched_.batch_room(w.load(), head->task().is_async)) send_batch(w, room);
+    // With free run slots on more than one worker, a first pass fills just those: the jobs
+    // that can start at once go where they do, not into one worker's window while another
+    // idles. The second fills the windows.
+    std::size_t idle = 0;
+    for (std::size_t i = 0; i < workers_.size(); ++i)
+      if (const Op* head = head_for(*workers_[i]); head && loads_[i].running)
+        idle += loads_[i].outstanding < sched_.run_slots(head->task().is_async) ? 1 : 0;
+    for (int pass = idle > 1 ? 0 : 1; pass < 2; ++pass) {
+      for (std::size_t i : order_) {
+        if (!has_work()) break;
+        WorkerConn& w = *workers_[i];
+        const Op* head = head_for(w);
+        if (!head) continue;
+        bool is_async = head->task().is_async;
+        std::size_t room = sched_.batch_room(w.load(), is_async);
+        if (pass == 0)
+          room = std::min(room, sched_.run_slots(is_async) - std::min(sched_.run_slots(is_async), w.outstanding()));
+        if (room) send_batch(w, room);
+      }
     }
     // Jobs parked on a worker with room, after its turn in this pass, go out in the next.
     if (parked_for_room_) schedule_dispatch();
+    reclaim();
   }
 
   // Where a job with an affinity key goes while `w` takes a batch (Scheduler::place).
@@ -776,6 +906,10 @@ class PoolCore final : public Core {
     };
     auto any = [](const Held&) { return true; };
     if (!retry_.empty()) take(retry_, false, any);
+    // Jobs taken back from a worker go only where they start at once.
+    if (!reclaimed_.empty())
+      take(reclaimed_, false,
+           [&](const Held& h) { return w.outstanding() + staged_.size() < sched_.run_slots(h.op->task().is_async); });
     if (!w.parked.empty()) take(w.parked, true, any);
     if (parked_ == 0) return;
     for (auto& other : workers_) {
@@ -876,6 +1010,8 @@ class PoolCore final : public Core {
       }
     }
     w.sent_total += staged_.size();
+    w.last_active = now;
+    w.last_async = staged_.back().op->task().is_async;
     staged_.clear();
     keep_.clear();
     std::weak_ptr<WorkerConn> weak = w.weak_from_this();
@@ -946,10 +1082,13 @@ class PoolCore final : public Core {
   std::optional<ipc::KjLoop> kj_;
   std::optional<asio::posix::stream_descriptor> spawner_;
   std::optional<asio::signal_set> signals_;
+  std::optional<asio::steady_timer> reclaim_timer_;          // for the next worker that may go quiet
+  Clock::time_point reclaim_at_ = Clock::time_point::max();  // when it is set for; max: not set
   std::vector<std::shared_ptr<WorkerConn>> workers_;
   std::deque<Ref<Op>> ready_;
-  std::deque<Held> retry_;  // jobs to run again after their worker was lost
-  std::size_t parked_ = 0;  // jobs in the parked lines of all workers
+  std::deque<Held> retry_;      // jobs to run again after their worker was lost
+  std::deque<Held> reclaimed_;  // jobs a worker gave back unstarted, for a free run slot
+  std::size_t parked_ = 0;      // jobs in the parked lines of all workers
   std::vector<Staged> staged_;
   std::vector<Ref<Op>> keep_;                // ops of staged_ that no queue holds any more
   std::vector<std::uint32_t> group_starts_;  // where each run of staged_ jobs sharing an op and attempt starts

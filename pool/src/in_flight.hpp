@@ -11,6 +11,7 @@
 
 #include "coropool/detail/op.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -29,6 +30,7 @@ class InFlight {
     Ref<Op> op;
     unsigned attempt = 0;  // runs before this one that were lost with their worker
     Clock::time_point sent{};
+    std::uint64_t serial = 0;  // runs opened before it on this worker
     std::uint32_t generation = 1;
     std::uint32_t count = 0, left = 0;   // jobs in it, and not settled yet
     std::uint64_t first_index = 0;       // job k's index is first_index + k...
@@ -60,6 +62,7 @@ class InFlight {
     run.op = std::move(op);
     run.attempt = attempt;
     run.sent = sent;
+    run.serial = serial_++;
     run.keep_args = keep_args;
     ++open_runs_;
     return r;
@@ -127,6 +130,22 @@ class InFlight {
     }
   }
 
+  // The ids of the `n` jobs handed out last and not settled, newest first.
+  std::vector<std::uint64_t> newest(std::size_t n) const {
+    std::vector<std::uint32_t> order;
+    for (std::uint32_t r = 0; r < runs_.size(); ++r)
+      if (runs_[r].op) order.push_back(r);
+    std::sort(order.begin(), order.end(), [&](auto a, auto b) { return runs_[a].serial > runs_[b].serial; });
+    std::vector<std::uint64_t> ids;
+    for (std::uint32_t r : order) {
+      const Run& run = runs_[r];
+      for (std::uint32_t k = run.count; k-- > 0 && ids.size() < n;)
+        if (!run.settled(k)) ids.push_back(id_of(r, run.generation, k));
+      if (ids.size() == n) break;
+    }
+    return ids;
+  }
+
   // Forgets every job (their worker is gone), freeing every run.
   void clear() {
     for (std::uint32_t r = 0; r < runs_.size(); ++r)
@@ -161,6 +180,7 @@ class InFlight {
   std::vector<std::uint32_t> free_;
   std::size_t held_ = 0;
   std::uint32_t open_runs_ = 0;
+  std::uint64_t serial_ = 0;
 };
 
 }  // namespace coropool::detail

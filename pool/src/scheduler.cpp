@@ -60,6 +60,33 @@ Scheduler::Placement Scheduler::place(std::uint64_t key, const std::vector<Worke
   return {home, true};
 }
 
+Scheduler::Clock::duration Scheduler::reclaim_after(const WorkerLoad& w, bool is_async) const noexcept {
+  Clock::duration after = reclaim_floor;
+  if (w.rate > 0) {
+    double job_seconds = static_cast<double>(run_slots(is_async)) / w.rate;
+    after +=
+        std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(4 * std::min(job_seconds, 3600.0)));
+  }
+  return after;
+}
+
+std::size_t Scheduler::reclaim(const std::vector<WorkerLoad>& loads, std::size_t w, bool is_async,
+                               Clock::duration since_active, bool work_waiting) const noexcept {
+  if (loads.size() < 2) return 0;
+  std::size_t runs = run_slots(is_async);
+  const WorkerLoad& me = loads[w];
+  if (!me.running || me.outstanding <= runs) return 0;
+  std::size_t extra = me.outstanding - runs;
+  if (since_active >= reclaim_after(me, is_async)) return extra;
+  if (work_waiting) return 0;
+  // A round trip to take them back costs far less than reclaim_wait.
+  if (me.rate > 0 && static_cast<double>(extra) / me.rate < std::chrono::duration<double>(reclaim_wait).count())
+    return 0;
+  for (std::size_t o = 0; o < loads.size(); ++o)
+    if (o != w && loads[o].running && loads[o].outstanding < runs) return extra;
+  return 0;
+}
+
 double Scheduler::update_rate(double rate, std::size_t held, Clock::duration waited, std::size_t settled) noexcept {
   if (settled == 0) return rate;
   double latency = std::chrono::duration<double>(waited).count() / static_cast<double>(settled);

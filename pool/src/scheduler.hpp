@@ -66,6 +66,21 @@ class Scheduler {
   Placement place(std::uint64_t key, const std::vector<WorkerLoad>& loads, std::size_t taker, std::size_t staged,
                   bool is_async) const;
 
+  // How many of worker `w`'s jobs to take back to run elsewhere (0: none): those it holds
+  // beyond its run slots, which wait for one of them. They are taken back when `w` has been
+  // neither sent jobs nor heard from for reclaim_after() (`since_active`): it is not getting
+  // through its jobs, as when a long job holds its slot, and a job queued behind that one
+  // must not wait for it; or when another worker has a free run slot, nothing else waits to
+  // go out (`work_waiting` false) and the jobs would wait on `w` longer than reclaim_wait.
+  std::size_t reclaim(const std::vector<WorkerLoad>& loads, std::size_t w, bool is_async, Clock::duration since_active,
+                      bool work_waiting) const noexcept;
+  // How long a worker may go quiet before what it holds beyond its run slots is taken back:
+  // several of its jobs' usual run time (run slots over its rate), and never less than
+  // reclaim_floor.
+  Clock::duration reclaim_after(const WorkerLoad& w, bool is_async) const noexcept;
+  static constexpr std::chrono::milliseconds reclaim_wait{1};
+  static constexpr std::chrono::milliseconds reclaim_floor{20};
+
   // A worker's throughput by Little's law, smoothed: `held` jobs were on it when `settled`
   // of them came back after `waited` in all (hand-out to result). Not from the gaps between
   // result batches: jobs that finish together arrive microseconds apart, which made 160

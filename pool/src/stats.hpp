@@ -15,6 +15,7 @@ namespace coropool::detail {
 class Tally {
  public:
   void submitted(std::uint64_t n = 1) noexcept { submitted_ += n; }
+  void unsubmitted() noexcept { --submitted_; }  // taken back unstarted: it will be handed out again
   void done() noexcept { ++done_; }
   void failed() noexcept { ++failed_; }
   void retried() noexcept { ++retried_; }

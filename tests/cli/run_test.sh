@@ -289,6 +289,14 @@ check "--termseq TERM,100,KILL,25: a job that ignores TERM is killed 100 ms late
   test "$took" -lt 1500
 refused "--termseq NOPE,1" "--termseq takes" "$bin" run --termseq NOPE,1 echo ::: a
 
+# Workers hold a job beyond each slot (no round trip between jobs); a job held behind a long
+# one is taken back for a slot that frees elsewhere and starts there, not after the long one.
+printf 'sleep 3\necho a\necho b\necho c\n' > "$dir/held.txt"
+"$bin" run -j 2 --joblog "$dir/held.tsv" "$dir/held.txt" > /dev/null 2>&1
+late=$(awk -F'\t' 'NR > 1 {start[$9] = $3} END {for (c in start) if (c != "sleep 3" && start[c] - start["sleep 3"] > m)
+  m = start[c] - start["sleep 3"]; printf "%.0f", m * 1000}' "$dir/held.tsv")
+check "jobs queued behind a 3 s one start elsewhere at once (the last $late ms after it)" test "$late" -lt 1500
+
 # Options refused with exit 2 and a message naming the option or the input.
 refused "a directory as the input" "$dir is a directory" "$bin" run "$dir"
 refused "a directory as -a" "$dir is a directory" "$bin" run -a "$dir" echo

@@ -205,10 +205,38 @@ class WorkerState {
         if (q->ids[k] && wanted.count(q->ids[k])) {
           failures_.push_back(Failed{q->ids[k], Kind::CANCELLED, "coropool::Cancelled", "job cancelled"});
           q->ids[k] = 0;  // skipped when its turn comes
+          ++dead_queued_;
         }
     for (auto& j : jobs_)
       if (j.id && wanted.count(j.id)) stop(j, Kind::CANCELLED);
     schedule_flush();
+  }
+
+  // Gives back the queued jobs among `ids` (none has started) with their arguments; each
+  // leaves the queue as a cancelled one does, with no failure to report.
+  void reclaim(capnp::List<std::uint64_t>::Reader ids, rpc::Worker::ReclaimResults::Builder out) {
+    std::unordered_set<std::uint64_t> wanted(ids.begin(), ids.end());
+    std::vector<std::uint64_t> given;
+    std::vector<std::uint32_t> ends;
+    std::string args;
+    for (auto& q : queue_)
+      for (std::size_t k = q->next; k < q->ids.size(); ++k)
+        if (q->ids[k] && wanted.count(q->ids[k])) {
+          std::uint32_t begin = k ? q->ends[k - 1] : 0;
+          args.append(q->args, begin, q->ends[k] - begin);
+          ends.push_back(static_cast<std::uint32_t>(args.size()));
+          given.push_back(q->ids[k]);
+          q->ids[k] = 0;
+          ++dead_queued_;
+        }
+    auto out_ids = out.initIds(static_cast<unsigned>(given.size()));
+    auto out_ends = out.initArgEnds(static_cast<unsigned>(ends.size()));
+    for (unsigned i = 0; i < given.size(); ++i) {
+      out_ids.set(i, given[i]);
+      out_ends.set(i, ends[i]);
+    }
+    out.setArgs(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(args.data()), args.size()));
+    schedule_flush();  // answers waiting beyond the jobs still held go
   }
 
  private:
@@ -240,7 +268,8 @@ class WorkerState {
       QueuedBatch& q = *queue_.front();  // never empty: a batch leaves with its last job
       std::size_t k = q.next++;
       --queued_;
-      bool started = q.ids[k] != 0;  // 0: cancelled
+      bool started = q.ids[k] != 0;  // 0: cancelled or reclaimed
+      if (!started) --dead_queued_;
       if (started) {
         std::uint32_t begin = k ? q.ends[k - 1] : 0;
         start(QueuedJob{q.ids[k], q.invoker, q.target, std::string_view(q.args).substr(begin, q.ends[k] - begin),
@@ -259,7 +288,6 @@ class WorkerState {
       }
     }
     if (!queue_.empty() && running() < cfg_.child_concurrency) schedule_drain();
-    if (waiting_.size() > held()) schedule_flush();  // a cancelled job left: trim the answers
   }
 
   // A batch whose jobs all started, kept with its buffers for the next one.
@@ -571,9 +599,8 @@ class WorkerState {
     if (held_) flush();
   }
 
-  // Jobs taken and not reported yet: queued (a cancelled one until its turn is skipped) or
-  // holding a slot.
-  std::size_t held() const noexcept { return queued_ + running(); }
+  // Jobs taken and not reported yet: queued (not cancelled or given back) or holding a slot.
+  std::size_t held() const noexcept { return queued_ - dead_queued_ + running(); }
 
   // Answers that wait beyond the jobs held go now, empty: nothing else would send them.
   void trim_waiting() {
@@ -604,8 +631,9 @@ class WorkerState {
   std::string values_;
   std::vector<Failed> failures_;
   bool drain_posted_ = false, flush_posted_ = false;
-  unsigned unacked_ = 0;    // ResultBatches sent and not yet answered
-  std::size_t queued_ = 0;  // jobs in queue_ not started or skipped yet
+  unsigned unacked_ = 0;         // ResultBatches sent and not yet answered
+  std::size_t queued_ = 0;       // jobs in queue_ not started or skipped yet...
+  std::size_t dead_queued_ = 0;  // ...of which cancelled or given back (id 0)
   struct Waiting {
     SubmitContext ctx;
     kj::Own<kj::PromiseFulfiller<void>> fulfiller;
@@ -634,6 +662,10 @@ class WorkerServer final : public rpc::Worker::Server {
   }
   kj::Promise<void> cancel(CancelContext ctx) override {
     state_.cancel(ctx.getParams().getIds());
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> reclaim(ReclaimContext ctx) override {
+    state_.reclaim(ctx.getParams().getIds(), ctx.getResults());
     return kj::READY_NOW;
   }
 

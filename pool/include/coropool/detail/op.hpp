@@ -52,6 +52,9 @@ class Op {
   virtual void fail(std::uint64_t index, std::exception_ptr error) = 0;
   // Hand out no more jobs; the operation ends with `error` once its jobs out have settled.
   virtual void abort(std::exception_ptr error) = 0;
+  // True once the operation has its outcome whatever its jobs out do (it failed, or its
+  // consumer closed it): a job of it that a worker gave back unstarted is not run again.
+  virtual bool stopped() const noexcept { return false; }
 
   void add_ref() noexcept { ++refs_; }
   void release() noexcept {
@@ -66,8 +69,9 @@ class Op {
   std::chrono::steady_clock::time_point started_{}, last_report_{};
   std::uint64_t reported_ = ~std::uint64_t{0};  // done + failed at the last report
   std::size_t refs_ = 0;
-  bool queued_ = false;    // in the ready list of the pool's core
-  bool admitted_ = false;  // accepted once; may come back after close()
+  bool queued_ = false;     // in the ready list of the pool's core
+  bool admitted_ = false;   // accepted once; may come back after close()
+  bool cancelled_ = false;  // cancel() was called: a job given back by a worker is not run again
 };
 
 // Intrusive, single-threaded owning pointer to an Op.

@@ -130,6 +130,7 @@ class CollectOp : public Op {
     if (!error_) error_ = std::move(e);
     check_done();
   }
+  bool stopped() const noexcept override { return error_ != nullptr; }
 
   bool done() const noexcept { return done_; }
   std::exception_ptr error() const noexcept { return error_; }
@@ -245,6 +246,7 @@ class StreamOp : public Op {
     settle(index, Outcome(std::in_place_index<1>, std::move(e)));
   }
 
+  bool stopped() const noexcept override { return closed_; }
   void abort(std::exception_ptr e) override {
     if (closed_ || exhausted_) return;
     std::uint64_t index = produced_++;
