@@ -97,7 +97,9 @@ class Handler(BaseHTTPRequestHandler):
             elif head == "gzip":
                 body = b"x" * int(parts[1])
                 if "gzip" in (self.headers.get("Accept-Encoding") or ""):
-                    self.reply(200, gzip.compress(body), headers=[("Content-Encoding", "gzip")])
+                    # mtime 0: the same bytes on every request (the time in the header made a
+                    # comparison with curl's copy fail when the two straddled a second)
+                    self.reply(200, gzip.compress(body, mtime=0), headers=[("Content-Encoding", "gzip")])
                 else:
                     self.reply(200, body)
             elif head == "text":

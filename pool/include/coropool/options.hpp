@@ -93,8 +93,10 @@ struct PoolOptions {
   std::chrono::milliseconds task_timeout{0};
   // Jobs a worker may hold beyond those it runs (child_concurrency for coroutine tasks, one
   // for plain ones). By default about 2 ms of its measured throughput: fast jobs need that.
-  // Set 0 for long or uneven jobs, so that no job waits behind another while a slot in
-  // another worker is free (`coropool run` does).
+  // A coroutine job held behind a long one is taken back for a free slot elsewhere (within
+  // 20 ms plus a few of the worker's usual job times); a plain job is not (its worker runs
+  // its queue back to back). Set 0 for long or uneven plain jobs, or when no job may start
+  // before its predecessors' outcomes are known (`coropool run --halt` does).
   std::optional<std::size_t> prefetch = std::nullopt;
   // Runs in the worker when a task throws; see ExceptionHandler. None by default.
   ExceptionHandler exception_handler = nullptr;
