@@ -12,14 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-3}
 scripts/install-deps
-need=()
-for p in nginx-light wrk curl linux-perf; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+source bench/fetch/common.sh  # install_packages, rate, median
+install_packages nginx-light wrk curl linux-perf
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCOROPOOL_BUILD_TESTS=OFF -DCOROPOOL_BUILD_EXAMPLES=OFF >/dev/null
 cmake --build build-bench -j"$(nproc)" --target coropool_cli bench_bare_curl bench_http_client >/dev/null
 bin=$PWD/build-bench/cli/coropool

@@ -16,14 +16,8 @@ cd "$(dirname "$0")/../.."
 runs=${1:-3}
 urls=10000
 scripts/install-deps
-need=()
-for p in nginx-light curl openssl; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+source bench/fetch/common.sh  # install_packages, rate, median
+install_packages nginx-light curl openssl
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCOROPOOL_BUILD_TESTS=OFF -DCOROPOOL_BUILD_EXAMPLES=OFF >/dev/null
 cmake --build build-bench -j"$(nproc)" --target coropool_cli >/dev/null
 bin=$PWD/build-bench/cli/coropool
@@ -64,7 +58,6 @@ nginx_pid=$(cat "$work/nginx.pid")
 for ((i = 0; i < urls; i++)); do echo "https://localhost:$h2_port/1k.bin?i=$i"; done > "$work/t1.txt"
 sed "s/:$h2_port/:$h1_port/" "$work/t1.txt" > "$work/t2.txt"
 for t in t1 t2; do sed 's/.*/url = "&"\noutput = "\/dev\/null"/' "$work/$t.txt" > "$work/$t.curl"; done
-source bench/fetch/common.sh  # rate, median
 # Every answer must be a 200, or the rates would count failures as work.
 check() {
   local n
