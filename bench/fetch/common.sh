@@ -1,6 +1,7 @@
 # Sourced by the fetch benchmarks: `rate COMMAND...` prints $urls / the command's wall time
-# (requests/s; its output is dropped), `median` the median of the numbers on stdin, and
-# `install_packages PKG...` installs those of the Debian packages that are missing.
+# (requests/s; its output is dropped), `median` the median of the numbers on stdin,
+# `install_packages PKG...` installs those of the Debian packages that are missing, and
+# `build_bench TARGET...` builds those targets in the Release tree build-bench/.
 rate() {
   local s e
   s=$(date +%s%N)
@@ -17,4 +18,8 @@ install_packages() {
   [ ${#need[@]} -gt 0 ] || return 0
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+}
+build_bench() {
+  cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCOROPOOL_BUILD_TESTS=OFF -DCOROPOOL_BUILD_EXAMPLES=OFF >/dev/null
+  cmake --build build-bench -j"$(nproc)" --target "$@" >/dev/null
 }

@@ -12,10 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-3}
 scripts/install-deps
-source bench/fetch/common.sh  # install_packages, rate, median
+source bench/fetch/common.sh  # install_packages, build_bench, rate, median
 install_packages nginx-light wrk curl linux-perf
-cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCOROPOOL_BUILD_TESTS=OFF -DCOROPOOL_BUILD_EXAMPLES=OFF >/dev/null
-cmake --build build-bench -j"$(nproc)" --target coropool_cli bench_bare_curl bench_http_client >/dev/null
+build_bench coropool_cli bench_bare_curl bench_http_client
 bin=$PWD/build-bench/cli/coropool
 bare=$PWD/build-bench/bench/bench_bare_curl
 client=$PWD/build-bench/bench/bench_http_client

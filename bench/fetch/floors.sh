@@ -10,15 +10,14 @@ cd "$(dirname "$0")/../.."
 runs=${1:-3}
 urls=50000
 scripts/install-deps
-cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCOROPOOL_BUILD_TESTS=OFF -DCOROPOOL_BUILD_EXAMPLES=OFF >/dev/null
-cmake --build build-bench -j"$(nproc)" --target coropool_cli bench_bare_curl bench_bare_curl_socket bench_delay_server >/dev/null
+source bench/fetch/common.sh  # build_bench, rate, median
+build_bench coropool_cli bench_bare_curl bench_bare_curl_socket bench_delay_server
 work=$(mktemp -d)
 exec 5< <(exec build-bench/bench/bench_delay_server 0 0)
 server=$!
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 read -r -t 20 _ port <&5
 for ((i = 0; i < urls; i++)); do echo "http://127.0.0.1:$port/item/$i"; done > "$work/urls.txt"
-source bench/fetch/common.sh  # rate, median
 p=(); k=(); c=()
 for ((r = 0; r < runs; r++)); do
   p+=("$(rate build-bench/bench/bench_bare_curl "$work/urls.txt" 64)")

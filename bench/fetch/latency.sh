@@ -11,8 +11,8 @@ cd "$(dirname "$0")/../.."
 runs=${1:-3}
 urls=20000
 scripts/install-deps
-cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCOROPOOL_BUILD_TESTS=OFF -DCOROPOOL_BUILD_EXAMPLES=OFF >/dev/null
-cmake --build build-bench -j"$(nproc)" --target coropool_cli bench_bare_curl bench_delay_server >/dev/null
+source bench/fetch/common.sh  # build_bench, rate, median
+build_bench coropool_cli bench_bare_curl bench_delay_server
 bin=$PWD/build-bench/cli/coropool
 bare=$PWD/build-bench/bench/bench_bare_curl
 work=$(mktemp -d)
@@ -23,7 +23,6 @@ read -r -t 20 _ port <&5
 for ((i = 0; i < urls; i++)); do echo "http://127.0.0.1:$port/item/$i"; done > "$work/urls.txt"
 ulimit -n "$(ulimit -Hn)"  # 1,000 connections and the server's side of them
 
-source bench/fetch/common.sh  # rate, median
 c=(); f=()
 for ((r = 0; r < runs; r++)); do
   f+=("$(rate "$bare" "$work/urls.txt" 1000 2)")

@@ -16,10 +16,9 @@ cd "$(dirname "$0")/../.."
 runs=${1:-3}
 urls=10000
 scripts/install-deps
-source bench/fetch/common.sh  # install_packages, rate, median
+source bench/fetch/common.sh  # install_packages, build_bench, rate, median
 install_packages nginx-light curl openssl
-cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCOROPOOL_BUILD_TESTS=OFF -DCOROPOOL_BUILD_EXAMPLES=OFF >/dev/null
-cmake --build build-bench -j"$(nproc)" --target coropool_cli >/dev/null
+build_bench coropool_cli
 bin=$PWD/build-bench/cli/coropool
 
 work=$(mktemp -d)

@@ -223,23 +223,11 @@ class PoolCore final : public Core {
       ready_.erase(std::remove_if(ready_.begin(), ready_.end(), [&](const Ref<Op>& r) { return r.get() == &op; }),
                    ready_.end());
     }
-    auto drop = [&](std::deque<Held>& held) {
-      for (auto it = held.begin(); it != held.end();) {
-        if (it->op.get() != &op) {
-          ++it;
-          continue;
-        }
-        Ref<Op> keep = std::move(it->op);
-        std::uint64_t index = it->index;
-        it = held.erase(it);
-        if (&held != &retry_ && &held != &reclaimed_) --parked_;
-        settle_fail(*keep, index, err);
-      }
-    };
+    auto of_op = [&](const Held& h) { return h.op.get() == &op; };
     op.cancelled_ = true;
-    drop(retry_);
-    drop(reclaimed_);
-    for (auto& w : workers_) drop(w->parked);
+    fail_held_if(retry_, of_op, err);
+    fail_held_if(reclaimed_, of_op, err);
+    for (auto& w : workers_) fail_held_if(w->parked, of_op, err, &parked_);
     for (auto& w : workers_) {
       if (w->state == WorkerConn::State::lost || !w->client) continue;
       std::vector<std::uint64_t> ids;
@@ -407,17 +395,19 @@ class PoolCore final : public Core {
     schedule_dispatch();
   }
 
-  // A job taken back from a worker runs again only while its operation still wants it.
-  void drop_stopped_reclaimed() {
-    auto err = cancelled_error();
-    for (auto it = reclaimed_.begin(); it != reclaimed_.end();) {
-      if (!it->op->stopped()) {
+  // Takes the jobs of `held` that `pred` picks out of it, each failing with `err`; `count`, if
+  // given, counts them too (parked_ for a parked line) and is lowered as each leaves.
+  template <class Pred>
+  void fail_held_if(std::deque<Held>& held, Pred pred, const std::exception_ptr& err, std::size_t* count = nullptr) {
+    for (auto it = held.begin(); it != held.end();) {
+      if (!pred(*it)) {
         ++it;
         continue;
       }
       Ref<Op> op = std::move(it->op);
       std::uint64_t index = it->index;
-      it = reclaimed_.erase(it);
+      it = held.erase(it);
+      if (count) --*count;
       settle_fail(*op, index, err);
     }
   }
@@ -804,7 +794,10 @@ class PoolCore final : public Core {
   // in the scheduler's order.
   void dispatch() {
     dispatch_posted_ = false;
-    if (!reclaimed_.empty()) drop_stopped_reclaimed();
+    // A job taken back from a worker runs again only while its operation still wants it.
+    if (!reclaimed_.empty())
+      fail_held_if(
+          reclaimed_, [](const Held& h) { return h.op->stopped(); }, cancelled_error());
     parked_for_room_ = false;
     loads_.clear();
     for (auto& w : workers_) loads_.push_back(w->load());
@@ -815,7 +808,7 @@ class PoolCore final : public Core {
     std::size_t idle = 0;
     for (std::size_t i = 0; i < workers_.size(); ++i)
       if (const Op* head = head_for(*workers_[i]); head && loads_[i].running)
-        idle += loads_[i].outstanding < sched_.run_slots(head->task().is_async) ? 1 : 0;
+        idle += sched_.free_run_slots(loads_[i].outstanding, head->task().is_async) > 0 ? 1 : 0;
     for (int pass = idle > 1 ? 0 : 1; pass < 2; ++pass) {
       for (std::size_t i : order_) {
         if (!has_work()) break;
@@ -824,8 +817,7 @@ class PoolCore final : public Core {
         if (!head) continue;
         bool is_async = head->task().is_async;
         std::size_t room = sched_.batch_room(w.load(), is_async);
-        if (pass == 0)
-          room = std::min(room, sched_.run_slots(is_async) - std::min(sched_.run_slots(is_async), w.outstanding()));
+        if (pass == 0) room = std::min(room, sched_.free_run_slots(w.outstanding(), is_async));
         if (room) send_batch(w, room);
       }
     }
@@ -908,8 +900,9 @@ class PoolCore final : public Core {
     if (!retry_.empty()) take(retry_, false, any);
     // Jobs taken back from a worker go only where they start at once.
     if (!reclaimed_.empty())
-      take(reclaimed_, false,
-           [&](const Held& h) { return w.outstanding() + staged_.size() < sched_.run_slots(h.op->task().is_async); });
+      take(reclaimed_, false, [&](const Held& h) {
+        return sched_.free_run_slots(w.outstanding() + staged_.size(), h.op->task().is_async) > 0;
+      });
     if (!w.parked.empty()) take(w.parked, true, any);
     if (parked_ == 0) return;
     for (auto& other : workers_) {

@@ -40,6 +40,11 @@ class Scheduler {
 
   // Jobs a worker runs at once: child_concurrency coroutine jobs, or one plain job.
   std::size_t run_slots(bool is_async) const noexcept { return is_async ? o_.child_concurrency : 1; }
+  // Run slots a worker that holds `held` jobs has free.
+  std::size_t free_run_slots(std::size_t held, bool is_async) const noexcept {
+    std::size_t runs = run_slots(is_async);
+    return held < runs ? runs - held : 0;
+  }
 
   // How many jobs a worker may hold at once: its run slots and about prefetch_seconds of its
   // throughput (at least one more, at most max_window), or the fixed prefetch.

@@ -400,15 +400,13 @@ asio::awaitable<CommandResult> run_command(std::string line, CommandOptions opti
     // Only what the job needs: no stdin writer without input, no watchdog without a timeout
     // (each is a coroutine, and a watchdog's cancelled timer an exception, on every job).
     auto job = [&]() -> asio::awaitable<void> {
+      auto ended = wait_exit(exited, io, pid, entry, reaped, status) &&
+                   read_all(io, io.out, result.out, result.out_bytes, result.out_file, 1, options) &&
+                   read_all(io, io.err, result.err, result.err_bytes, result.err_file, 2, options);
       if (options.input)
-        co_await (wait_exit(exited, io, pid, entry, reaped, status) &&
-                  read_all(io, io.out, result.out, result.out_bytes, result.out_file, 1, options) &&
-                  read_all(io, io.err, result.err, result.err_bytes, result.err_file, 2, options) &&
-                  feed(stdin_pipe, *options.input));
+        co_await (std::move(ended) && feed(stdin_pipe, *options.input));
       else
-        co_await (wait_exit(exited, io, pid, entry, reaped, status) &&
-                  read_all(io, io.out, result.out, result.out_bytes, result.out_file, 1, options) &&
-                  read_all(io, io.err, result.err, result.err_bytes, result.err_file, 2, options));
+        co_await std::move(ended);
     };
     if (options.timeout.count() > 0)
       co_await (job() || watchdog(pid, options, result.timed_out, reaped));
