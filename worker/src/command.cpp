@@ -10,15 +10,14 @@
 #include "coropool/worker/shared.hpp"
 
 #include <asio/experimental/as_tuple.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
 #include <asio/posix/stream_descriptor.hpp>
-#include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 
 #include <fcntl.h>
 #include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -37,7 +36,6 @@ namespace coropool::worker {
 
 namespace {
 
-using namespace asio::experimental::awaitable_operators;
 using Descriptor = asio::posix::stream_descriptor;
 
 constexpr std::string_view shell_chars = "|&;<>()$`\\\"'*?[]#~=%{}!\n";
@@ -79,16 +77,14 @@ std::string resolve(const std::string& name) {
   return found;
 }
 
-// A running command's output pipes and what ends reading them: both pipes at EOF, or, once
-// the command has exited, a pipe kept open by a descendant that left its group (a daemon)
-// and stays quiet for `idle`. The end of a job is its process's exit, not the pipes' EOF.
-struct JobIo {
-  JobIo(const asio::any_io_executor& ex, int out, int err) : out(ex, out), err(ex, err), linger(ex) {}
-  Descriptor out, err;
-  asio::steady_timer linger;
-  int open = 2;          // pipes not at EOF yet
-  std::size_t seen = 0;  // bytes read so far, to tell a quiet pipe from a busy one
-};
+// What a running command's I/O callbacks share with run_command: its output pipes, its stdin,
+// the watchdog and what they gather. The callbacks are plain completion handlers (a coroutine
+// per pipe costs more than the rest of a short job's bookkeeping), each holding a reference:
+// a wait cancelled when the job ends completes later, so this lives on the heap.
+//
+// The job ends at its process's exit, once both pipes are at EOF; a pipe kept open by a
+// descendant that left the group (a daemon) is read on until it stays quiet for `linger_idle`,
+// `linger_most` at most.
 constexpr auto linger_idle = std::chrono::milliseconds(100);
 constexpr auto linger_most = std::chrono::seconds(1);
 
@@ -103,93 +99,138 @@ void write_file(int fd, std::string_view data, const std::string& path) {
   }
 }
 
-// Reads a pipe to its end: collecting into `into`, moving to a file of its own (`file`) once
-// it passes options.spool_over, or handing whole lines to `on_line`.
-asio::awaitable<void> read_all(JobIo& io, Descriptor& d, std::string& into, std::size_t& bytes, std::string& file,
-                               int stream, const CommandOptions& opts) {
-  std::array<char, 65536> buf;
-  std::size_t sent = 0;  // with on_line: how much of `into` was handed over
-  ipc::UniqueFd spool;   // the open `file`, once output spills to it
-  for (;;) {
-    auto [ec, n] = co_await d.async_read_some(asio::buffer(buf), asio::experimental::as_tuple(asio::use_awaitable));
-    bytes += n;
-    io.seen += n;
+// One output stream of a command: what was read from it, collected in `into`, moved to a file
+// of its own (`file`) once it passes options.spool_over, or handed to on_line a line at a time.
+struct Output {
+  Output(const asio::any_io_executor& ex, int fd, int stream) : pipe(ex, fd), stream(stream) {}
+  Descriptor pipe;
+  int stream;  // 1: stdout, 2: stderr
+  bool open = true;
+  std::string into, file;
+  std::size_t bytes = 0;
+  ipc::UniqueFd spool;  // the open `file`, once output spills to it
+
+  // Takes `data` read from the pipe; `eof`: the last of it.
+  void take(std::string_view data, bool eof, const CommandOptions& opts) {
+    bytes += data.size();
     if (spool) {
-      write_file(spool.get(), std::string_view(buf.data(), n), file);
-    } else {
-      into.append(buf.data(), n);
-      if (opts.spool_over && !opts.on_line && into.size() > opts.spool_over) {
-        const char* tmp = std::getenv("TMPDIR");
-        file = (opts.spool_dir.empty() ? std::string(tmp && *tmp ? tmp : "/tmp") : opts.spool_dir) +
-               (stream == 1 ? "/stdout-XXXXXX" : "/stderr-XXXXXX");
-        spool =
-            ipc::UniqueFd(ipc::sys(("mkstemp " + file).c_str(), [&] { return ::mkostemp(file.data(), O_CLOEXEC); }));
-        write_file(spool.get(), into, file);
-        into.clear();
-        into.shrink_to_fit();
-      }
+      write_file(spool.get(), data, file);
+      return;
     }
+    into.append(data);
     if (opts.on_line) {
-      // Every whole line read so far, in one call.
-      if (std::size_t nl = into.rfind('\n'); nl != std::string::npos && nl >= sent) {
-        opts.on_line(stream, std::string_view(into).substr(sent, nl + 1 - sent));
+      // Every whole line read so far in one call; the last unterminated line at the end, or a
+      // line too long to hold, in pieces.
+      std::size_t sent = 0;
+      if (std::size_t nl = into.rfind('\n'); nl != std::string::npos) {
+        opts.on_line(stream, std::string_view(into).substr(0, nl + 1));
         sent = nl + 1;
       }
-      // The last unterminated line at the end, or a line too long to hold, in pieces.
-      if ((ec || into.size() - sent >= max_line_piece) && sent < into.size())
-        opts.on_line(stream, std::string_view(into).substr(sent));
-      into.erase(0, ec || into.size() - sent >= max_line_piece ? into.size() : sent);
-      sent = 0;
+      bool all = eof || into.size() - sent >= max_line_piece;
+      if (all && sent < into.size()) opts.on_line(stream, std::string_view(into).substr(sent));
+      into.erase(0, all ? into.size() : sent);
+    } else if (opts.spool_over && into.size() > opts.spool_over) {
+      const char* tmp = std::getenv("TMPDIR");
+      file = (opts.spool_dir.empty() ? std::string(tmp && *tmp ? tmp : "/tmp") : opts.spool_dir) +
+             (stream == 1 ? "/stdout-XXXXXX" : "/stderr-XXXXXX");
+      spool = ipc::UniqueFd(ipc::sys(("mkstemp " + file).c_str(), [&] { return ::mkostemp(file.data(), O_CLOEXEC); }));
+      write_file(spool.get(), into, file);
+      into.clear();
+      into.shrink_to_fit();
     }
-    if (ec) {  // EOF, or the linger after the exit ran out
-      if (--io.open == 0) io.linger.cancel();
-      co_return;
+  }
+};
+
+struct Live {
+  Live(const asio::any_io_executor& ex, int out_fd, int err_fd, const CommandOptions& opts)
+      : out{Output(ex, out_fd, 1), Output(ex, err_fd, 2)}, in(ex), wake(ex), watchdog(ex), opts(&opts) {}
+  Output out[2];
+  Descriptor in;
+  std::string input;
+  std::string_view unwritten;
+  // Cancelled to wake run_command when the last pipe reaches EOF; also its linger timer.
+  asio::steady_timer wake;
+  asio::steady_timer watchdog;
+  const CommandOptions* opts;  // run_command's, valid until `ended`
+  pid_t pgid = -1;
+  std::size_t seen = 0;  // bytes read so far, to tell a quiet pipe from a busy one
+  bool ended = false;    // run_command is done with the job: callbacks only let go
+  bool reaped = false;
+  bool timed_out = false;
+  std::exception_ptr error;  // a failure in a callback (spilling output to a file), for run_command
+
+  int open() const { return int{out[0].open} + int{out[1].open}; }
+  void close_output(Output& o) {
+    if (!o.open) return;
+    o.open = false;
+    std::error_code ec;
+    o.pipe.close(ec);
+    if (open() == 0) wake.cancel();
+  }
+  // Everything run_command started is let go; pending waits complete (aborted) later.
+  void end() {
+    ended = true;
+    std::error_code ec;
+    for (auto& o : out) o.pipe.close(ec);
+    in.close(ec);
+    watchdog.cancel();
+    wake.cancel();
+  }
+};
+
+// Reads what the pipe holds without blocking: to EOF (the pipe is closed, false) or until it
+// is empty (true: wait for more).
+bool drain(Live& l, Output& o) {
+  static thread_local std::array<char, 65536> buf;
+  for (;;) {
+    ssize_t n = ::read(o.pipe.native_handle(), buf.data(), buf.size());
+    if (n > 0) {
+      l.seen += static_cast<std::size_t>(n);
+      o.take(std::string_view(buf.data(), static_cast<std::size_t>(n)), false, *l.opts);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && errno == EAGAIN) {
+      return true;
+    } else {  // EOF (or an error, taken as one)
+      o.take({}, true, *l.opts);
+      l.close_output(o);
+      return false;
     }
   }
 }
 
-// Completes when the child has exited and its pipes are read (see JobIo), and reaps it.
-// `entry`: its process group's place in the worker's list, freed before the reap.
-asio::awaitable<void> wait_exit(Descriptor& pidfd, JobIo& io, pid_t pid, int& entry, bool& reaped, int& status) {
-  co_await pidfd.async_wait(Descriptor::wait_read, asio::use_awaitable);
-  unregister_job_group(entry);
-  entry = -1;
-  ipc::sys("waitpid", [&] { return ::waitpid(pid, &status, 0); });  // it has exited: no wait
-  reaped = true;
-  auto exited = std::chrono::steady_clock::now();
-  while (io.open > 0) {
-    std::size_t before = io.seen;
-    io.linger.expires_after(linger_idle);
-    co_await io.linger.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
-    if (io.open == 0) break;
-    if (io.seen == before || std::chrono::steady_clock::now() - exited >= linger_most) {
-      io.out.cancel();
-      io.err.cancel();
-      break;
+// Keeps reading `o` as its data comes.
+void watch_output(const std::shared_ptr<Live>& l, Output& o) {
+  o.pipe.async_wait(Descriptor::wait_read, [l, &o](std::error_code ec) {
+    if (ec || l->ended || !o.open) return;
+    try {
+      if (drain(*l, o)) watch_output(l, o);
+    } catch (...) {  // output cannot be kept: the job cannot go on
+      l->error = std::current_exception();
+      if (!l->reaped) ::kill(-l->pgid, SIGKILL);
+      for (auto& each : l->out) l->close_output(each);
     }
-  }
+  });
 }
 
-// Kills the process group after the timeout (SIGTERM, then SIGKILL after the grace period),
-// then waits to be cancelled, which is how it ends when the command ends first. Once the
-// leader is reaped (`reaped`), the job is over but for the last of its output: no kill then.
-// Run only for a command with a timeout.
-asio::awaitable<void> watchdog(pid_t pgid, const CommandOptions& opts, bool& timed_out, const bool& reaped) {
-  asio::steady_timer t(co_await asio::this_coro::executor);
-  t.expires_after(opts.timeout);
-  co_await t.async_wait(asio::use_awaitable);
-  if (!reaped) timed_out = true;
-  auto sequence = opts.term_sequence;
-  if (sequence.empty()) sequence = {{SIGTERM, opts.grace}};
-  for (auto [sig, wait] : sequence) {
-    if (reaped) break;
-    ::kill(-pgid, sig);
-    t.expires_after(wait);
-    co_await t.async_wait(asio::use_awaitable);
-  }
-  if (!reaped) ::kill(-pgid, SIGKILL);
-  t.expires_after(std::chrono::hours(24 * 365));
-  co_await t.async_wait(asio::use_awaitable);
+// After the timeout: SIGTERM, then SIGKILL after the grace period (or options.term_sequence,
+// then SIGKILL), to the command's process group, while its leader is not reaped. Step 0 is
+// the timeout itself; step i follows the (i-1)th signal's wait.
+void watch_timeout(const std::shared_ptr<Live>& l, std::size_t step) {
+  l->watchdog.async_wait([l, step](std::error_code ec) {
+    if (ec || l->ended || l->reaped) return;
+    if (step == 0) l->timed_out = true;
+    const auto& opts = *l->opts;
+    std::vector<std::pair<int, std::chrono::milliseconds>> fallback;
+    const auto& sequence = opts.term_sequence.empty() ? (fallback = {{SIGTERM, opts.grace}}) : opts.term_sequence;
+    if (step >= sequence.size()) {
+      ::kill(-l->pgid, SIGKILL);
+      return;
+    }
+    ::kill(-l->pgid, sequence[step].first);
+    l->watchdog.expires_after(sequence[step].second);
+    watch_timeout(l, step + 1);
+  });
 }
 
 struct Pipe {
@@ -307,23 +348,24 @@ ssize_t write_no_sigpipe(int fd, std::string_view data) {
   return n;
 }
 
-// Writes `data` to a command's stdin and closes it (at once when there is none); a command
-// that ends without reading it all is no error.
-asio::awaitable<void> feed(Descriptor& in, std::string_view data) {
-  if (!in.is_open()) co_return;
-  std::error_code ec;
-  in.non_blocking(true, ec);
-  while (!data.empty() && !ec) {
-    ssize_t n = write_no_sigpipe(in.native_handle(), data);
+// Writes options.input to the command's stdin as it takes it, then closes it; a command that
+// ends without reading it all is no error.
+void feed(const std::shared_ptr<Live>& l) {
+  while (!l->unwritten.empty()) {
+    ssize_t n = write_no_sigpipe(l->in.native_handle(), l->unwritten);
     if (n > 0) {
-      data.remove_prefix(static_cast<std::size_t>(n));
+      l->unwritten.remove_prefix(static_cast<std::size_t>(n));
     } else if (n < 0 && errno == EAGAIN) {
-      co_await in.async_wait(Descriptor::wait_write, asio::redirect_error(asio::use_awaitable, ec));
+      l->in.async_wait(Descriptor::wait_write, [l](std::error_code ec) {
+        if (!ec && !l->ended) feed(l);
+      });
+      return;
     } else if (!(n < 0 && errno == EINTR)) {
       break;  // EPIPE: the command is done with its stdin
     }
   }
-  in.close(ec);
+  std::error_code ec;
+  l->in.close(ec);
 }
 
 }  // namespace
@@ -388,42 +430,75 @@ asio::awaitable<CommandResult> run_command(std::string line, CommandOptions opti
     co_return result;
   }
   pid_t pid = child.pid;
-  int pidfd = child.pidfd.release();
   int entry = register_job_group(pid);
-  Descriptor exited(ex, pidfd);
-  JobIo io(ex, out.read.release(), err.read.release());
-  Descriptor stdin_pipe(ex);
-  if (in) stdin_pipe.assign(in->write.release());
+  Descriptor exited(ex, child.pidfd.release());
+  // Read without blocking once readable (their other ends are the command's).
+  int one = 1;
+  ::ioctl(out.read.get(), FIONBIO, &one);
+  ::ioctl(err.read.get(), FIONBIO, &one);
+  auto live = std::make_shared<Live>(ex, out.read.release(), err.read.release(), options);
+  Live& l = *live;
+  l.pgid = pid;
   int status = 0;
-  bool reaped = false;
   try {
-    // Only what the job needs: no stdin writer without input, no watchdog without a timeout
-    // (each is a coroutine, and a watchdog's cancelled timer an exception, on every job).
-    auto job = [&]() -> asio::awaitable<void> {
-      auto ended = wait_exit(exited, io, pid, entry, reaped, status) &&
-                   read_all(io, io.out, result.out, result.out_bytes, result.out_file, 1, options) &&
-                   read_all(io, io.err, result.err, result.err_bytes, result.err_file, 2, options);
-      if (options.input)
-        co_await (std::move(ended) && feed(stdin_pipe, *options.input));
-      else
-        co_await std::move(ended);
-    };
-    if (options.timeout.count() > 0)
-      co_await (job() || watchdog(pid, options, result.timed_out, reaped));
-    else
-      co_await job();
+    for (auto& o : l.out) watch_output(live, o);
+    if (options.input) {
+      l.input = std::move(*options.input);
+      l.unwritten = l.input;
+      l.in.assign(in->write.release());
+      std::error_code ec;
+      l.in.non_blocking(true, ec);
+      feed(live);
+    }
+    if (options.timeout.count() > 0) {
+      l.watchdog.expires_after(options.timeout);
+      watch_timeout(live, 0);
+    }
+    co_await exited.async_wait(Descriptor::wait_read, asio::use_awaitable);
+    unregister_job_group(entry);
+    entry = -1;
+    ipc::sys("waitpid", [&] { return ::waitpid(pid, &status, 0); });  // it has exited: no wait
+    l.reaped = true;
+    // What it wrote is in the pipes now: read it here rather than after another turn of the
+    // loop. A pipe that a descendant still holds is read on while it is busy (see Live).
+    for (auto& o : l.out)
+      if (o.open) drain(l, o);
+    auto exited_at = std::chrono::steady_clock::now();
+    while (l.open() > 0 && !l.error) {
+      std::size_t before = l.seen;
+      l.wake.expires_after(linger_idle);
+      co_await l.wake.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+      if ((co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none)
+        throw std::system_error(asio::error::operation_aborted);
+      if (l.open() > 0 && (l.seen == before || std::chrono::steady_clock::now() - exited_at >= linger_most))
+        for (auto& o : l.out)
+          if (o.open) {
+            o.take({}, true, options);
+            l.close_output(o);
+          }
+    }
+    if (l.error) std::rethrow_exception(l.error);
   } catch (...) {
     // Cancelled (or failed) while the command runs: it must not outlive the job. After
     // SIGKILL the reap is immediate.
-    if (!reaped) {
+    l.end();
+    if (!l.reaped) {
       ::kill(-pid, SIGKILL);
       unregister_job_group(entry);
       ::waitpid(pid, &status, 0);
     }
-    for (const auto& f : {result.out_file, result.err_file})
-      if (!f.empty()) ::unlink(f.c_str());
+    for (const auto& o : l.out)
+      if (!o.file.empty()) ::unlink(o.file.c_str());
     throw;
   }
+  l.end();
+  result.timed_out = l.timed_out;
+  result.out = std::move(l.out[0].into);
+  result.err = std::move(l.out[1].into);
+  result.out_file = std::move(l.out[0].file);
+  result.err_file = std::move(l.out[1].file);
+  result.out_bytes = l.out[0].bytes;
+  result.err_bytes = l.out[1].bytes;
   result.runtime = std::chrono::steady_clock::now() - start;
   if (WIFSIGNALED(status)) {
     result.signal = WTERMSIG(status);
