@@ -2,9 +2,12 @@
 # `coropool run` beside the floor, `xargs -P` (every job through sh -c) and GNU parallel, in
 # one script:  R1: 5000 `true` jobs with 2 slots;  R2: 2000 `sleep 0.01` jobs with 64 slots.
 # The floor (bench/run/floor.c) does only the essential work: as many loops of vfork + execv
-# + waitpid as slots, no shell, no output capture, no scheduling. Every figure is the median of
-# RUNS runs (default 3) of wall time; "of floor" is floor / coropool (1.0: at the floor),
-# ratios to peers are peer / coropool.
+# + waitpid as slots, no shell, no output capture, no scheduling. Two more floors add the least
+# that a runner like coropool must do: "+capture" reads each job's stdout and stderr from
+# pipes of their own; "+hand-off" also has a parent process hand each job to a loop over a
+# socket and get its result back (one message each way). Every figure is the median of RUNS
+# runs (default 3) of wall time; "of floor" is floor / coropool (1.0: at the floor), ratios
+# to peers are peer / coropool.
 # Usage: bench/run/compare.sh [RUNS]   (builds a Release tree in build-bench/ first)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,7 +22,7 @@ fi
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCOROPOOL_BUILD_TESTS=OFF -DCOROPOOL_BUILD_EXAMPLES=OFF >/dev/null
 cmake --build build-bench -j"$(nproc)" --target coropool_cli >/dev/null
 bin=build-bench/cli/coropool
-cc -O2 -o build-bench/run-floor bench/run/floor.c
+cc -O2 -Wall -Wextra -o build-bench/run-floor bench/run/floor.c
 floor=build-bench/run-floor
 
 work=$(mktemp -d)
@@ -38,10 +41,14 @@ secs() {
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 m() { printf '%s\n' "$@" | median; }
 
-ours1=(); xa1=(); gp1=(); ours2=(); xa2=(); gp2=(); fl1=(); fl2=()
+ours1=(); xa1=(); gp1=(); ours2=(); xa2=(); gp2=(); fl1=(); fl2=(); fc1=(); fc2=(); fs1=(); fs2=()
 for ((i = 0; i < runs; i++)); do
   fl1+=("$(secs "$floor" 5000 2 /usr/bin/true)")
   fl2+=("$(secs "$floor" 2000 64 /bin/sleep 0.01)")
+  fc1+=("$(secs "$floor" -c 5000 2 /usr/bin/true)")
+  fc2+=("$(secs "$floor" -c 2000 64 /bin/sleep 0.01)")
+  fs1+=("$(secs "$floor" -s 5000 2 /usr/bin/true)")
+  fs2+=("$(secs "$floor" -s 2000 64 /bin/sleep 0.01)")
   ours1+=("$(secs "$bin" run -j 2 --no-progress "$work/true.txt")")
   xa1+=("$(secs xargs -a "$work/true.txt" -d '\n' -n 1 -P 2 sh -c)")
   gp1+=("$(secs parallel --will-cite -j 2 -a "$work/true.txt")")
@@ -51,6 +58,7 @@ for ((i = 0; i < runs; i++)); do
 done
 O1=$(m "${ours1[@]}"); X1=$(m "${xa1[@]}"); G1=$(m "${gp1[@]}"); F1=$(m "${fl1[@]}")
 O2=$(m "${ours2[@]}"); X2=$(m "${xa2[@]}"); G2=$(m "${gp2[@]}"); F2=$(m "${fl2[@]}")
+C1=$(m "${fc1[@]}"); C2=$(m "${fc2[@]}"); S1=$(m "${fs1[@]}"); S2=$(m "${fs2[@]}")
 
 echo "date: $(date -u +%Y-%m-%d) machine: $(nproc) cores, runs: $runs (medians of wall time)"
 printf '| %-27s | %-16s | %-16s | %-8s | %-16s | %-16s | %-8s | %-11s |\n' "benchmark" "coropool run" "floor" "of floor" "xargs -P (sh -c)" "GNU parallel" "vs xargs" "vs parallel"
@@ -63,4 +71,16 @@ row() {
 }
 row "R1 5000 x true, -j2" 5000 "$O1" "$F1" "$X1" "$G1"
 row "R2 2000 x sleep 0.01, -j64" 2000 "$O2" "$F2" "$X2" "$G2"
+echo
+printf '| %-27s | %-16s | %-16s | %-16s | %-16s | %-12s | %-14s |\n' "the floors" "floor" "+capture" "+hand-off" "coropool run" "of +capture" "of +hand-off"
+printf '|%s|%s|%s|%s|%s|%s|%s|\n' "-----------------------------" "------------------" "------------------" "------------------" "------------------" "--------------" "----------------"
+floors() {
+  awk -v name="$1" -v f="$2" -v c="$3" -v s="$4" -v o="$5" 'BEGIN {
+    printf "| %-27s | %-16s | %-16s | %-16s | %-16s | %-12s | %-14s |\n", name, sprintf("%.2f s", f),
+      sprintf("%.2f s (%.2f)", c, f/c), sprintf("%.2f s (%.2f)", s, f/s), sprintf("%.2f s (%.2f)", o, f/o),
+      sprintf("%.2f", c/o), sprintf("%.2f", s/o) }'
+}
+floors "R1" "$F1" "$C1" "$S1" "$O1"
+floors "R2" "$F2" "$C2" "$S2" "$O2"
+echo "(in parentheses: of the floor)"
 echo "targets (issue 15): both >= 0.90 of the floor and >= 5x GNU parallel"

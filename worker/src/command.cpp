@@ -17,7 +17,6 @@
 
 #include <fcntl.h>
 #include <sched.h>
-#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -432,12 +431,11 @@ asio::awaitable<CommandResult> run_command(std::string line, CommandOptions opti
   pid_t pid = child.pid;
   int entry = register_job_group(pid);
   Descriptor exited(ex, child.pidfd.release());
-  // Read without blocking once readable (their other ends are the command's).
-  int one = 1;
-  ::ioctl(out.read.get(), FIONBIO, &one);
-  ::ioctl(err.read.get(), FIONBIO, &one);
   auto live = std::make_shared<Live>(ex, out.read.release(), err.read.release(), options);
   Live& l = *live;
+  // Read without blocking once readable (their other ends are the command's). Set through
+  // Asio, which would otherwise set it again before every wait.
+  for (auto& o : l.out) o.pipe.non_blocking(true);
   l.pgid = pid;
   int status = 0;
   try {
