@@ -99,6 +99,22 @@ TEST(Command, InputIsTheCommandsStdinAndACommandThatReadsNoneIsNoError) {
   EXPECT_EQ(t.exit_code, 0);
 }
 
+TEST(Command, AJobEndsAtItsExitWhenADaemonItLeftHoldsItsStdinUnread) {
+  // The job starts a background sleep that keeps stdin open and never reads it, then exits.
+  // Its input is over a pipe's buffer, so the rest can never be written: the job must still
+  // end at its exit (and its output), not when the daemon lets go of stdin.
+  CommandOptions o;
+  o.input = std::string(1 << 20, 'x');
+  auto start = std::chrono::steady_clock::now();
+  auto r = run("echo $$; exec 3<&0; sleep 20 <&3 3<&- >/dev/null 2>&1 & exit 0", o);
+  auto took = std::chrono::steady_clock::now() - start;
+  pid_t group = std::atoi(r.out.c_str());
+  if (group > 1) ::kill(-group, SIGKILL);  // the sleep, left in the job's process group
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_GT(group, 1) << r.out;
+  EXPECT_LT(took, 5s) << "the job waited for its daemon's stdin";
+}
+
 TEST(Command, ASignalIsReportedAsShellsDo) {
   auto r = run("kill -TERM $$");
   EXPECT_EQ(r.signal, SIGTERM);
