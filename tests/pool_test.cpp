@@ -1,6 +1,7 @@
 // The public API of coropool::Pool, as a user calls it.
 
 #include <coropool/coropool.hpp>
+#include <coropool/worker/command.hpp>
 
 #include "beacon.hpp"
 
@@ -676,6 +677,62 @@ TEST(PoolOptions, MaxTasksPerChildReplacesWorkers) {
   std::set<pid_t> distinct(pids.begin(), pids.end());
   EXPECT_EQ(distinct.size(), 4u);  // 10 + 10 + 10 + 5
   for (pid_t p : distinct) EXPECT_EQ(std::count(pids.begin(), pids.end(), p) <= 10, true);
+}
+
+// The CPUs a process may run on, as a list ("0-1", "3").
+std::string cpus_of_this_process(int) {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("Cpus_allowed_list:", 0) == 0) return line.substr(line.find_first_not_of(" \t", 18));
+  return "?";
+}
+std::string cpus_of_the_caller() { return cpus_of_this_process(0); }
+// The same, of a command the worker starts.
+asio::awaitable<std::string> cpus_of_a_command(int) {
+  auto r = co_await coropool::worker::run_command("grep Cpus_allowed_list /proc/self/status");
+  auto tab = r.out.find_first_of(" \t", 18);
+  co_return r.out.substr(r.out.find_first_not_of(" \t", tab), r.out.find('\n') - r.out.find_first_not_of(" \t", tab));
+}
+
+// The CPUs each worker of `pool` may run on, read from /proc by this process.
+std::vector<std::string> worker_cpus(const coropool::Pool& pool) {
+  std::vector<std::string> r;
+  for (pid_t pid : pool.worker_pids()) {
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    for (std::string line; std::getline(status, line);)
+      if (line.rfind("Cpus_allowed_list:", 0) == 0) r.push_back(line.substr(line.find_first_not_of(" \t", 18)));
+  }
+  return r;
+}
+
+TEST(PoolOptions, PinnedWorkersTakeACpuEachAndTheirCommandsAreNotBound) {
+  cpu_set_t set;
+  ASSERT_EQ(sched_getaffinity(0, sizeof set, &set), 0);
+  const std::size_t distinct_cpus = CPU_COUNT(&set) >= 2 ? 2 : 1;
+  coropool::Pool pool({.processes = 2, .retries_on_worker_loss = 2, .pin_workers = true});
+  // Each worker is bound to one CPU, a different one while there are two to give.
+  auto bound = worker_cpus(pool);
+  ASSERT_EQ(bound.size(), 2U);
+  for (const auto& b : bound) EXPECT_EQ(b.find_first_of(",-"), std::string::npos) << "bound to " << b;
+  EXPECT_EQ(std::set<std::string>(bound.begin(), bound.end()).size(), distinct_cpus);
+  // What the workers start runs wherever this process may.
+  EXPECT_EQ(pool.apply(cpus_of_a_command, 0), cpus_of_the_caller());
+
+  // A killed worker's replacement takes the CPU it left.
+  pid_t killed = pool.worker_pids().at(0);
+  ::kill(killed, SIGKILL);
+  for (int i = 0; i < 200000; ++i) {
+    auto now = pool.worker_pids();
+    if (now.size() == 2 && std::count(now.begin(), now.end(), killed) == 0) break;
+    pool.apply(twice, i);
+  }
+  auto after = worker_cpus(pool);
+  ASSERT_EQ(after.size(), 2U);
+  EXPECT_EQ(std::set<std::string>(after.begin(), after.end()).size(), distinct_cpus);
+
+  // Without the option, nothing is bound.
+  coropool::Pool free_pool({.processes = 2});
+  for (const auto& b : worker_cpus(free_pool)) EXPECT_EQ(b, cpus_of_the_caller());
 }
 
 TEST(PoolOptions, DefaultProcessesIsTheUsableCpuCount) {

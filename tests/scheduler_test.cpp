@@ -4,6 +4,7 @@
 
 #include "scheduler.hpp"
 #include "in_flight.hpp"
+#include "spawn.hpp"
 #include "stats.hpp"
 #include "supervision.hpp"
 
@@ -359,3 +360,27 @@ TEST(InFlight, JobsOfARunGetIdsOfTheirOwnAndComeBackOnceEach) {
   EXPECT_EQ(f.size(), 0u);
   EXPECT_FALSE(f.take(ids[0], t));
 }
+
+namespace {
+
+TEST(WorkerCpus, ANewWorkerTakesTheLeastHeldCpuAndAReplacementTheOneItsRetiringWorkerHolds) {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  for (int cpu : {2, 3, 5}) CPU_SET(cpu, &allowed);
+  using coropool::detail::pick_worker_cpu;
+  std::map<pid_t, int> held;
+  EXPECT_EQ(pick_worker_cpu(allowed, held, 0), 2);  // the lowest of the pool's CPUs, not CPU 0
+  held = {{100, 2}};
+  EXPECT_EQ(pick_worker_cpu(allowed, held, 0), 3);
+  held = {{100, 2}, {101, 3}, {102, 5}};
+  EXPECT_EQ(pick_worker_cpu(allowed, held, 0), 2);  // all taken once: sharing starts at the lowest
+  // Worker 102 retires and is still running: its replacement takes CPU 5, not the lowest.
+  EXPECT_EQ(pick_worker_cpu(allowed, held, 102), 5);
+  held = {{100, 2}, {101, 3}, {102, 5}, {103, 5}};  // 103 replaced 102, which has not exited yet
+  EXPECT_EQ(pick_worker_cpu(allowed, held, 101), 3);
+  cpu_set_t none;
+  CPU_ZERO(&none);
+  EXPECT_EQ(pick_worker_cpu(none, held, 0), -1);
+}
+
+}  // namespace

@@ -888,7 +888,10 @@ int run_main(const RunOptions& o) {
       .processes = procs,
       .child_concurrency = *slots / procs,
       .retries_on_worker_loss = o.retries,
-      .prefetch = halt->when != Halt::When::never || gated ? std::optional<std::size_t>(0) : std::nullopt};
+      .prefetch = halt->when != Halt::When::never || gated ? std::optional<std::size_t>(0) : std::nullopt,
+      // Each worker on a CPU of its own: it and the commands it starts wake each other there
+      // (run -j2 of 5000 true: 1.93 -> 1.78 s). The commands themselves are not bound.
+      .pin_workers = procs > 1};
   if (o.nice != 0) pool_options.initializer = {run_worker_nice, o.nice};
   coropool::Pool pool(pool_options);
   std::size_t all_jobs = halt->percent || o.shuffle ? input->read_all() : 0;

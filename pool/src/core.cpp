@@ -480,6 +480,7 @@ class PoolCore final : public Core {
     c.child_concurrency = opts_.child_concurrency;
     c.initializer = detail::InitializerAccess::call(opts_.initializer);
     c.exception_handler = opts_.exception_handler;
+    c.pin = opts_.pin_workers;
     return c;
   }
 
@@ -691,11 +692,11 @@ class PoolCore final : public Core {
     schedule_dispatch();
   }
 
-  void spawn_one() {
+  void spawn_one(pid_t replaces = 0) {
     if (!spawner_) return;
     ++pending_spawns_;
     try {
-      send_spawn_request(spawner_->native_handle(), worker_config());
+      send_spawn_request(spawner_->native_handle(), worker_config(), replaces);
     } catch (const std::exception& e) {
       --pending_spawns_;
       spawner_failed(e.what(), true);
@@ -707,7 +708,7 @@ class PoolCore final : public Core {
   void start_retiring(WorkerConn& w) {
     w.state = WorkerConn::State::retiring;
     unpark(w);
-    if (!shutting_down_) spawn_one();
+    if (!shutting_down_) spawn_one(w.pid);
     if (w.outstanding() == 0) close_worker(w);
   }
 

@@ -25,6 +25,7 @@
 
 #include "coropool/ipc/kj_loop.hpp"
 #include "coropool/options.hpp"
+#include "coropool/worker/command.hpp"
 
 namespace coropool::detail {
 
@@ -99,11 +100,26 @@ void drain_signalfd(int sfd) {
   }
 }
 
-// `args`: the initializer's encoded arguments.
-[[noreturn]] void worker_child(int fd, const SpawnRequest& req, std::string_view args, worker::WorkerShared* shared) {
+// The CPUs a spawner may give its workers (the pool's own, as the spawner started with
+// them), and which worker holds which (PoolOptions::pin_workers).
+struct CpuPlan {
+  cpu_set_t allowed;
+  std::map<pid_t, int> held;
+
+  CpuPlan() {
+    CPU_ZERO(&allowed);
+    if (::sched_getaffinity(0, sizeof allowed, &allowed) != 0) CPU_ZERO(&allowed);
+  }
+};
+
+// `args`: the initializer's encoded arguments. `pinned`: the spawner binds it to a CPU; the
+// commands it starts get `allowed`.
+[[noreturn]] void worker_child(int fd, const SpawnRequest& req, std::string_view args, worker::WorkerShared* shared,
+                               bool pinned, const cpu_set_t& allowed) {
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  if (pinned) worker::set_command_cpus(&allowed);
   worker::WorkerConfig cfg;
   cfg.child_concurrency = req.child_concurrency ? req.child_concurrency : 1;
   // Addresses in the image every process of the pool shares.
@@ -127,6 +143,7 @@ void drain_signalfd(int sfd) {
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
   // Each worker's shared state (see worker/shared.hpp), by pid.
   std::map<pid_t, worker::WorkerShared*> children;
+  CpuPlan cpus;
   bool closing = false;
   auto deadline = std::chrono::steady_clock::time_point::max();
   std::vector<char> request(sizeof(SpawnRequest) + Initializer::max_args_bytes);
@@ -161,6 +178,7 @@ void drain_signalfd(int sfd) {
         std::uint64_t running = c->second->running_job.load();
         ::munmap(c->second, sizeof(worker::WorkerShared));
         children.erase(c);
+        cpus.held.erase(pid);
         if (!closing) {
           SpawnerMessage m{SpawnerMessage::exited, pid, status, running};
           ::send(sock, &m, sizeof m, MSG_NOSIGNAL);
@@ -189,13 +207,22 @@ void drain_signalfd(int sfd) {
           ::mmap(nullptr, sizeof(worker::WorkerShared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
       if (mem == MAP_FAILED) ::_exit(1);
       auto* shared = new (mem) worker::WorkerShared();
+      int cpu = req.pin ? pick_worker_cpu(cpus.allowed, cpus.held, req.replaces) : -1;
       pid_t pid = ::fork();
       if (pid == 0) {
         ::close(sock);
         ::close(sfd);
         ::close(sv[0]);
         die_with_parent(self);
-        worker_child(sv[1], req, std::string_view(request.data() + sizeof req, req.args_size), shared);
+        worker_child(sv[1], req, std::string_view(request.data() + sizeof req, req.args_size), shared, cpu >= 0,
+                     cpus.allowed);
+      }
+      if (pid > 0 && cpu >= 0) {
+        // Bound here, before the pool hears of it (the worker may not have run yet).
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        ::sched_setaffinity(pid, sizeof one, &one);
       }
       ::close(sv[1]);
       if (pid < 0) {
@@ -207,6 +234,7 @@ void drain_signalfd(int sfd) {
         continue;
       }
       children.emplace(pid, shared);
+      if (cpu >= 0) cpus.held.emplace(pid, cpu);
       SpawnerMessage m{SpawnerMessage::spawned, pid, 0, 0};
       try {
         send_with_fd(sock, &m, sizeof m, sv[0]);
@@ -307,10 +335,14 @@ ipc::UniqueFd open_spawner() {
   return fd;
 }
 
-void send_spawn_request(int spawner, const worker::WorkerConfig& config) {
-  SpawnRequest req{config.child_concurrency, static_cast<std::uint32_t>(config.initializer.args.size()),
-                   reinterpret_cast<std::uintptr_t>(config.initializer.invoker), config.initializer.target,
-                   reinterpret_cast<std::uintptr_t>(config.exception_handler)};
+void send_spawn_request(int spawner, const worker::WorkerConfig& config, pid_t replaces) {
+  SpawnRequest req{config.child_concurrency,
+                   static_cast<std::uint32_t>(config.initializer.args.size()),
+                   reinterpret_cast<std::uintptr_t>(config.initializer.invoker),
+                   config.initializer.target,
+                   reinterpret_cast<std::uintptr_t>(config.exception_handler),
+                   config.pin ? 1U : 0U,
+                   replaces};
   std::string message(reinterpret_cast<const char*>(&req), sizeof req);
   message += config.initializer.args;
   sys("send", [&] { return ::send(spawner, message.data(), message.size(), MSG_NOSIGNAL); });
@@ -322,6 +354,21 @@ bool receive_spawner_message(int spawner, SpawnerMessage& msg, ipc::UniqueFd& fd
   if (n == 0) throw std::runtime_error("coropool: the spawner exited");
   if (static_cast<std::size_t>(n) != sizeof msg) throw std::runtime_error("coropool: malformed spawner message");
   return true;
+}
+
+int pick_worker_cpu(const cpu_set_t& allowed, const std::map<pid_t, int>& held, pid_t replaces) {
+  int best = -1;
+  std::size_t best_count = 0;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (!CPU_ISSET(cpu, &allowed)) continue;
+    auto count = static_cast<std::size_t>(
+        std::count_if(held.begin(), held.end(), [&](const auto& h) { return h.second == cpu && h.first != replaces; }));
+    if (best < 0 || count < best_count) {
+      best = cpu;
+      best_count = count;
+    }
+  }
+  return best;
 }
 
 unsigned usable_cpus() {

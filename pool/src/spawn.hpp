@@ -17,8 +17,10 @@
 #include "coropool/ipc/sys.hpp"
 #include "coropool/worker/invocation.hpp"
 
+#include <sched.h>
 #include <sys/types.h>
 #include <cstdint>
+#include <map>
 
 namespace coropool::detail {
 
@@ -29,6 +31,8 @@ struct SpawnRequest {
   std::uintptr_t init_invoker;
   std::uintptr_t init_target;
   std::uintptr_t exception_handler;
+  std::uint32_t pin;  // WorkerConfig::pin
+  pid_t replaces;     // a retiring worker whose CPU the new one takes, or 0
 };
 
 struct SpawnerMessage {
@@ -44,7 +48,14 @@ struct SpawnerMessage {
 // when the zygote does not exist yet.
 ipc::UniqueFd open_spawner();
 
-void send_spawn_request(int spawner, const worker::WorkerConfig& config);
+// Which CPU a new worker of a pool that binds its workers (PoolOptions::pin_workers) takes:
+// of `allowed`, the one the fewest live workers hold (`held`: pid -> CPU), leaving out
+// `replaces` (a retiring worker the new one takes over from, or 0), the lowest of equals;
+// -1 when `allowed` is empty.
+int pick_worker_cpu(const cpu_set_t& allowed, const std::map<pid_t, int>& held, pid_t replaces);
+
+// `replaces`: the worker the new one takes over from, still running (it retires), or 0.
+void send_spawn_request(int spawner, const worker::WorkerConfig& config, pid_t replaces = 0);
 
 // Receives one message; `fd` gets the worker socket of a `spawned` message. Without `wait`,
 // returns false when nothing is there. Throws on EOF or error.

@@ -297,6 +297,15 @@ late=$(awk -F'\t' 'NR > 1 {start[$9] = $3} END {for (c in start) if (c != "sleep
   m = start[c] - start["sleep 3"]; printf "%.0f", m * 1000}' "$dir/held.tsv")
 check "jobs queued behind a 3 s one start elsewhere at once (the last $late ms after it)" test "$late" -lt 1500
 
+# Each worker is bound to a CPU of its own; the jobs are not: they may run wherever coropool
+# may (a job that runs threads must not be held to one CPU), and `taskset` still limits them.
+mine=$(grep Cpus_allowed_list /proc/self/status | cut -f2)
+jobs=$("$bin" run -j 2 --quiet ': {}; grep Cpus_allowed_list /proc/self/status | cut -f2' ::: 1 2 3 4 | sort -u)
+check "jobs of -j2 may run on every CPU coropool may ($jobs; coropool: $mine)" test "$jobs" = "$mine"
+first=$(echo "$mine" | cut -d, -f1 | cut -d- -f1)
+jobs=$(taskset -c "$first" "$bin" run -j 2 --quiet ': {}; grep Cpus_allowed_list /proc/self/status | cut -f2' ::: 1 2 | sort -u)
+check "under taskset -c $first, jobs run on CPU $first only ($jobs)" test "$jobs" = "$first"
+
 # Options refused with exit 2 and a message naming the option or the input.
 refused "a directory as the input" "$dir is a directory" "$bin" run "$dir"
 refused "a directory as -a" "$dir is a directory" "$bin" run -a "$dir" echo

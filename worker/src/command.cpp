@@ -251,6 +251,7 @@ struct ChildSetup {
   char* const* envp;
   int out_fd, err_fd, null_fd;
   const std::vector<int>* reset_signals;
+  const cpu_set_t* cpus;  // set_command_cpus, or null
   int error = 0;
 };
 
@@ -263,6 +264,7 @@ int child_main(void* arg) {
     ::_exit(127);
   }
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a job dies with its worker
+  if (s->cpus) ::sched_setaffinity(0, sizeof(cpu_set_t), s->cpus);
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
   for (int sig : *s->reset_signals) ::sigaction(sig, &dfl, nullptr);
@@ -292,6 +294,8 @@ const std::vector<int>& signals_to_reset() {
   return list;
 }
 
+std::optional<cpu_set_t> command_cpus;  // set_command_cpus
+
 struct Spawned {
   pid_t pid = -1;
   ipc::UniqueFd pidfd;
@@ -305,7 +309,14 @@ Spawned spawn(const char* program, char* const* argv, char* const* envp, int in_
   static thread_local std::unique_ptr<char[]> stack(new char[stack_size]);
   static thread_local ipc::UniqueFd null_fd(
       ipc::sys("open /dev/null", [] { return ::open("/dev/null", O_RDONLY | O_CLOEXEC); }));
-  ChildSetup setup{program, argv, envp, out_fd, err_fd, in_fd >= 0 ? in_fd : null_fd.get(), &signals_to_reset()};
+  ChildSetup setup{program,
+                   argv,
+                   envp,
+                   out_fd,
+                   err_fd,
+                   in_fd >= 0 ? in_fd : null_fd.get(),
+                   &signals_to_reset(),
+                   command_cpus ? &*command_cpus : nullptr};
   // Blocked in the parent while the child borrows its memory; the child unblocks for itself.
   sigset_t all, old;
   sigfillset(&all);
@@ -370,6 +381,13 @@ void feed(const std::shared_ptr<Live>& l) {
 }  // namespace
 
 std::string find_program(const std::string& name) { return resolve(name); }
+
+void set_command_cpus(const cpu_set_t* cpus) {
+  if (cpus)
+    command_cpus = *cpus;
+  else
+    command_cpus.reset();
+}
 
 bool needs_shell(std::string_view line) {
   if (line.find_first_of(shell_chars) != std::string_view::npos) return true;

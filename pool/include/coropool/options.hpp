@@ -100,6 +100,13 @@ struct PoolOptions {
   std::optional<std::size_t> prefetch = std::nullopt;
   // Runs in the worker when a task throws; see ExceptionHandler. None by default.
   ExceptionHandler exception_handler = nullptr;
+  // Binds each worker process to one CPU of those the pool may run on, a different one per
+  // worker while there are enough (a replacement takes the least used): a worker and the
+  // processes it starts then stay on one CPU's caches and wake each other there. Programs
+  // the workers start (run_command, `coropool run`) are not bound: they get the pool's CPUs.
+  // Off by default: on a machine shared with other busy programs, a bound worker cannot move
+  // away from a CPU they hold.
+  bool pin_workers = false;
 };
 
 // Where one call (a map, imap, ...) stands; see CallOptions::on_progress.

@@ -8,6 +8,7 @@
 // from bash, a name not in PATH) goes through the shell, `sh -c` by default. The child is reaped through a
 // pidfd, so the worker's loop never blocks.
 
+#include <sched.h>
 #include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
 
@@ -69,6 +70,11 @@ std::string find_program(const std::string& name);
 
 // True when `line` needs a shell by its syntax (quotes, redirections, variables, globs, pipes, builtins...).
 bool needs_shell(std::string_view line);
+
+// The CPUs the commands started from now on may run on (a copy is kept); null: the
+// starting thread's own, as inherited. A worker bound to one CPU (PoolOptions::pin_workers)
+// sets the pool's CPUs here, so that its commands are not bound with it.
+void set_command_cpus(const cpu_set_t* cpus);
 
 // Runs `line` to its end. Never throws for what the command does (a missing program is exit
 // status 127, as in a shell); throws std::system_error when the worker cannot make pipes or

@@ -45,6 +45,8 @@ struct InitCall {
 // What a worker process is told when it is started.
 struct WorkerConfig {
   std::uint32_t child_concurrency = 16;
+  // Bind the worker to one CPU (PoolOptions::pin_workers); the spawner picks which.
+  bool pin = false;
   InitCall initializer;
   // Runs when a task throws, with what it threw; what it throws is ignored.
   void (*exception_handler)(std::exception_ptr) = nullptr;
