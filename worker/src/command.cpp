@@ -159,6 +159,11 @@ struct Live {
   std::exception_ptr error;  // a failure in a callback (spilling output to a file), for run_command
 
   int open() const { return int{out[0].open} + int{out[1].open}; }
+  // The end of `o`'s output: its last unterminated line to on_line, and the pipe closed.
+  void finish(Output& o) {
+    o.take({}, true, *opts);
+    close_output(o);
+  }
   void close_output(Output& o) {
     if (!o.open) return;
     o.open = false;
@@ -191,8 +196,7 @@ bool drain(Live& l, Output& o) {
     } else if (n < 0 && errno == EAGAIN) {
       return true;
     } else {  // EOF (or an error, taken as one)
-      o.take({}, true, *l.opts);
-      l.close_output(o);
+      l.finish(o);
       return false;
     }
   }
@@ -212,16 +216,14 @@ void watch_output(const std::shared_ptr<Live>& l, Output& o) {
   });
 }
 
-// After the timeout: SIGTERM, then SIGKILL after the grace period (or options.term_sequence,
-// then SIGKILL), to the command's process group, while its leader is not reaped. Step 0 is
-// the timeout itself; step i follows the (i-1)th signal's wait.
+// After the timeout: options.term_sequence (run_command fills in SIGTERM and the grace period
+// when it is empty), then SIGKILL, to the command's process group, while its leader is not
+// reaped. Step 0 is the timeout itself; step i follows the (i-1)th signal's wait.
 void watch_timeout(const std::shared_ptr<Live>& l, std::size_t step) {
   l->watchdog.async_wait([l, step](std::error_code ec) {
     if (ec || l->ended || l->reaped) return;
     if (step == 0) l->timed_out = true;
-    const auto& opts = *l->opts;
-    std::vector<std::pair<int, std::chrono::milliseconds>> fallback;
-    const auto& sequence = opts.term_sequence.empty() ? (fallback = {{SIGTERM, opts.grace}}) : opts.term_sequence;
+    const auto& sequence = l->opts->term_sequence;
     if (step >= sequence.size()) {
       ::kill(-l->pgid, SIGKILL);
       return;
@@ -467,6 +469,7 @@ asio::awaitable<CommandResult> run_command(std::string line, CommandOptions opti
       feed(live);
     }
     if (options.timeout.count() > 0) {
+      if (options.term_sequence.empty()) options.term_sequence = {{SIGTERM, options.grace}};
       l.watchdog.expires_after(options.timeout);
       watch_timeout(live, 0);
     }
@@ -488,10 +491,7 @@ asio::awaitable<CommandResult> run_command(std::string line, CommandOptions opti
         throw std::system_error(asio::error::operation_aborted);
       if (l.open() > 0 && (l.seen == before || std::chrono::steady_clock::now() - exited_at >= linger_most))
         for (auto& o : l.out)
-          if (o.open) {
-            o.take({}, true, options);
-            l.close_output(o);
-          }
+          if (o.open) l.finish(o);
     }
     if (l.error) std::rethrow_exception(l.error);
   } catch (...) {
