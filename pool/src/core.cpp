@@ -389,7 +389,12 @@ class PoolCore final : public Core {
             --op->progress_.submitted;
           }
           --w.sent_total;
-          reclaimed_.push_back(Held{std::move(op), index, std::string(args.substr(begin, end - begin)), attempt});
+          // Before the waiting jobs of its op that come later: jobs taken back from several
+          // workers leave in their op's order, whichever worker answered first (a later job
+          // going first could start while an earlier one still waited).
+          auto at = std::find_if(reclaimed_.begin(), reclaimed_.end(),
+                                 [&](const Held& h) { return h.op.get() == op.get() && h.index > index; });
+          reclaimed_.insert(at, Held{std::move(op), index, std::string(args.substr(begin, end - begin)), attempt});
         });
     if (w.state == WorkerConn::State::retiring && w.outstanding() == 0) close_worker(w);
     schedule_dispatch();
