@@ -3,7 +3,10 @@
 // nothing, retries nothing and writes no output, so what `coropool fetch` spends beyond it is
 // the tool's own cost. bench/fetch/compare.sh runs it beside wrk and coropool. With PROCESSES,
 // that many processes (forked) each fetch every PROCESSES-th URL over their share of the
-// connections: the floor for `coropool fetch -j PROCESSES`.
+// connections: the floor for `coropool fetch -j PROCESSES`. With BARE_AS_TOOL=1 in the
+// environment, every transfer also gets what `coropool fetch` asks of curl by default (a 30 s
+// timeout, a 10 s connect timeout, redirects followed, http and https only, a User-Agent
+// header): the same loop, paying for the options any fetch tool needs and nothing else.
 // Usage: bench_bare_curl FILE CONNECTIONS [PROCESSES]
 #include "url_args.hpp"
 
@@ -25,6 +28,19 @@ namespace {
 
 size_t discard(char*, size_t size, size_t n, void*) { return size * n; }
 
+bool as_tool() {
+  static const bool on = [] {
+    const char* v = std::getenv("BARE_AS_TOOL");
+    return v && *v && std::string(v) != "0";
+  }();
+  return on;
+}
+// The header list coropool sends its default User-Agent in (it lives as long as the process).
+curl_slist* agent_header() {
+  static curl_slist* list = curl_slist_append(nullptr, "User-Agent: coropool/0.1");
+  return list;
+}
+
 // The easy handles of a loop and the URLs they take: each done transfer's handle goes back
 // to idle and takes the next URL.
 struct Handles {
@@ -40,6 +56,15 @@ struct Handles {
       curl_easy_setopt(e, CURLOPT_BUFFERSIZE, buffer);
       curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &discard);
       curl_easy_setopt(e, CURLOPT_PROXY, "");
+      if (as_tool()) {
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 30000L);
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+        curl_easy_setopt(e, CURLOPT_MAXREDIRS, 10L);
+        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, agent_header());
+      }
       idle.push_back(e);
     }
   }
