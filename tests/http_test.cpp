@@ -18,6 +18,7 @@
 #include <strings.h>
 #include <time.h>
 #include <chrono>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -35,6 +36,16 @@ asio::awaitable<bool> the_client_is_known(int) {
   auto& client = coropool::worker::HttpClient::for_this_thread(co_await asio::this_coro::executor);
   co_return coropool::worker::HttpClient::of_this_thread() == &client;
 }
+
+// Whether this process has libcurl mapped (the test process, or a pool task in its worker).
+bool maps_libcurl_here() {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line))
+    if (line.find("libcurl") != std::string::npos) return true;
+  return false;
+}
+asio::awaitable<bool> maps_libcurl(int) { co_return maps_libcurl_here(); }
 
 namespace {
 
@@ -237,6 +248,21 @@ TEST_F(Http, PoolTasksUseTheirWorkersClient) {
   for (int i = 0; i < 500; ++i) urls.push_back(server.url(i % 10 ? "/seen/pool" : "/status/404"));
   auto statuses = pool.map(http_status_of, urls);
   for (std::size_t i = 0; i < urls.size(); ++i) EXPECT_EQ(statuses[i], i % 10 ? 200 : 404);
+}
+
+// libcurl and the libraries it brings are mapped only where a client is made: not in a program
+// that makes none, nor in its workers until a job makes a request there.
+TEST(HttpLoading, LibcurlIsMappedOnlyInAProcessThatMakesAClient) {
+  ASSERT_FALSE(maps_libcurl_here()) << "the program mapped libcurl at start-up";
+  coropool::test::HttpServer server;
+  coropool::Pool pool({.processes = 1, .child_concurrency = 4});
+  EXPECT_EQ(pool.map(maps_libcurl, std::vector<int>(4, 0)), std::vector<bool>(4, false))
+      << "a worker that made no request mapped libcurl";
+  EXPECT_EQ(pool.map(http_status_of, std::vector<std::string>(3, server.url("/text/x"))), std::vector<long>(3, 200));
+  EXPECT_EQ(pool.map(maps_libcurl, std::vector<int>(1, 0)), std::vector<bool>(1, true));
+  EXPECT_FALSE(maps_libcurl_here()) << "the requests of a worker mapped libcurl in the caller";
+  coropool::worker::load_libcurl();
+  EXPECT_TRUE(maps_libcurl_here());
 }
 
 TEST_F(Http, OfThisThreadGivesTheThreadsClientOnceMadeAndNullBefore) {

@@ -1236,6 +1236,13 @@ int fetch_main(const FetchOptions& given) {
   if (o.concurrency == 0) return usage("-c must be at least 1");
   if (!o.ca_file.empty() && ::access(o.ca_file.c_str(), R_OK) != 0)
     return usage("cannot read --cacert " + o.ca_file + ": " + std::strerror(errno));
+  // Here, before the pool forks the workers, so that they share this copy of libcurl.
+  try {
+    coropool::worker::load_libcurl();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "coropool fetch: %s\n", e.what());
+    return 255;
+  }
 
   std::ifstream file;
   UrlInput input;

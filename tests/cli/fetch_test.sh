@@ -35,6 +35,13 @@ check "naming it" grep -q "missing.txt" "$dir/e2.txt"
 check "an unwritable output is exit 2" test $? -eq 2
 check "naming it" grep -q "/nonexistent-dir/out.jsonl" "$dir/e3.txt"
 
+# libcurl is loaded when fetch starts (not when coropool does); without it fetch says so and
+# fetches nothing. COROPOOL_LIBCURL names the file to load instead of libcurl.so.4.
+COROPOOL_LIBCURL="$dir/no-libcurl.so.4" "$bin" fetch "$dir/urls.txt" > "$dir/nolib.jsonl" 2> "$dir/nolib.txt"
+check "without libcurl: exit 255" test $? -eq 255
+check "naming the library" grep -q "cannot load $dir/no-libcurl.so.4" "$dir/nolib.txt"
+check "and writing no record" test ! -s "$dir/nolib.jsonl"
+
 # Retries honour Retry-After: two 503s with Retry-After: 1, then 200.
 t0=$(date +%s.%N)
 echo "$base/flaky/r1/2/1" | "$bin" fetch --retries 3 - > "$dir/retry.jsonl" 2>/dev/null

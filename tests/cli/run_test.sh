@@ -306,6 +306,11 @@ first=$(echo "$mine" | cut -d, -f1 | cut -d- -f1)
 jobs=$(taskset -c "$first" "$bin" run -j 2 --quiet ': {}; grep Cpus_allowed_list /proc/self/status | cut -f2' ::: 1 2 | sort -u)
 check "under taskset -c $first, jobs run on CPU $first only ($jobs)" test "$jobs" = "$first"
 
+# run makes no HTTP request, so neither coropool nor its workers map libcurl (loaded only by
+# fetch): a job's shell looks at its parent, the worker that started it.
+maps=$("$bin" run -j 2 --quiet ': {}; grep -c libcurl /proc/$PPID/maps || true' ::: 1 2 | sort -u)
+check "run's workers do not map libcurl (lines of it in their maps: $maps)" test "$maps" = 0
+
 # Options refused with exit 2 and a message naming the option or the input.
 refused "a directory as the input" "$dir is a directory" "$bin" run "$dir"
 refused "a directory as -a" "$dir is a directory" "$bin" run -a "$dir" echo

@@ -1,5 +1,7 @@
 #include "coropool/worker/http.hpp"
 
+#include "curl_loader.hpp"
+
 // GCC 12 reports a false -Wmismatched-new-delete on Asio's awaitable frames.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
@@ -72,6 +74,7 @@ std::uint32_t events_for(int want) {
 }
 
 void global_init() {
+  load_libcurl();
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
@@ -770,5 +773,9 @@ HttpClient& HttpClient::for_this_thread(asio::any_io_executor executor, HttpClie
 }
 
 HttpClient* HttpClient::of_this_thread() noexcept { return thread_client; }
+
+void load_libcurl() {
+  if (const char* why = coropool_libcurl_load_error()) throw std::runtime_error(std::string("coropool: ") + why);
+}
 
 }  // namespace coropool::worker

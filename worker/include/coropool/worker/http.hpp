@@ -8,6 +8,11 @@
 //     auto& client = coropool::worker::HttpClient::for_this_thread(co_await asio::this_coro::executor);
 //     auto r = co_await client.get("https://example.org/");
 //     if (r.ok()) use(r.status, r.body);
+//
+// libcurl is loaded (dlopen) when the first client is made, not when the program starts: a
+// program or worker that makes no request never maps it and the thirty-odd libraries it
+// brings. It needs Debian's libcurl4 (libcurl.so.4, or the file COROPOOL_LIBCURL names) at run
+// time, and nothing of curl at build time beyond its headers.
 
 #include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
@@ -84,6 +89,12 @@ struct HttpClientOptions {
   // Turns the store on.
   std::vector<std::string> cookie_files = {};
 };
+
+// Loads libcurl now if it is not loaded yet; throws std::runtime_error naming the file and why
+// when it cannot be (so does the first HttpClient then). A program whose workers will make requests calls it before its
+// first Pool: the workers, forks made then, share the copy instead of each loading its own (about 4 ms of CPU apiece).
+// A client is made, and its first request works, without it.
+void load_libcurl();
 
 class HttpClient {
  public:
