@@ -24,6 +24,12 @@
 
 const char* coropool_libcurl_load_error(void);
 
+/* The forwarders are not exported from the program or library they are linked into: were they,
+ * a libcurl loaded there for other reasons would have its own calls to its API routed through
+ * them. (CURL_EXTERN declares curl's functions with the default visibility, which a definition
+ * may narrow.) */
+#define COROPOOL_HIDDEN __attribute__((visibility("hidden")))
+
 /* What was found in libcurl; `lib` null (and `error` says why) when it could not be loaded. */
 struct CurlApi {
   void* lib;
@@ -121,7 +127,7 @@ static void load(void) {
 }
 
 /* Loads libcurl once (any thread may be first). Null when loaded, else why it is not. */
-const char* coropool_libcurl_load_error(void) {
+COROPOOL_HIDDEN const char* coropool_libcurl_load_error(void) {
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   pthread_once(&once, load);
   return api.lib ? NULL : api.error;
@@ -137,27 +143,27 @@ static void need(void) {
   }
 }
 
-CURLcode curl_global_init(long flags) {
+COROPOOL_HIDDEN CURLcode curl_global_init(long flags) {
   return coropool_libcurl_load_error() ? CURLE_FAILED_INIT : api.global_init(flags);
 }
-void curl_free(void* p) {
+COROPOOL_HIDDEN void curl_free(void* p) {
   need();
   api.free(p);
 }
 
-CURL* curl_easy_init(void) {
+COROPOOL_HIDDEN CURL* curl_easy_init(void) {
   need();
   return api.easy_init();
 }
-void curl_easy_cleanup(CURL* e) {
+COROPOOL_HIDDEN void curl_easy_cleanup(CURL* e) {
   need();
   api.easy_cleanup(e);
 }
-void curl_easy_reset(CURL* e) {
+COROPOOL_HIDDEN void curl_easy_reset(CURL* e) {
   need();
   api.easy_reset(e);
 }
-CURLcode curl_easy_setopt(CURL* e, CURLoption option, ...) {
+COROPOOL_HIDDEN CURLcode curl_easy_setopt(CURL* e, CURLoption option, ...) {
   need();
   va_list ap;
   va_start(ap, option);
@@ -172,7 +178,7 @@ CURLcode curl_easy_setopt(CURL* e, CURLoption option, ...) {
   va_end(ap);
   return r;
 }
-CURLcode curl_easy_getinfo(CURL* e, CURLINFO info, ...) {
+COROPOOL_HIDDEN CURLcode curl_easy_getinfo(CURL* e, CURLINFO info, ...) {
   need();
   va_list ap;
   va_start(ap, info);
@@ -180,25 +186,25 @@ CURLcode curl_easy_getinfo(CURL* e, CURLINFO info, ...) {
   va_end(ap);
   return api.easy_getinfo(e, info, out);
 }
-const char* curl_easy_strerror(CURLcode code) {
+COROPOOL_HIDDEN const char* curl_easy_strerror(CURLcode code) {
   need();
   return api.easy_strerror(code);
 }
-CURLHcode curl_easy_header(CURL* e, const char* name, size_t index, unsigned int origin, int request,
-                           struct curl_header** out) {
+COROPOOL_HIDDEN CURLHcode curl_easy_header(CURL* e, const char* name, size_t index, unsigned int origin, int request,
+                                           struct curl_header** out) {
   need();
   return api.easy_header(e, name, index, origin, request, out);
 }
 
-CURLM* curl_multi_init(void) {
+COROPOOL_HIDDEN CURLM* curl_multi_init(void) {
   need();
   return api.multi_init();
 }
-CURLMcode curl_multi_cleanup(CURLM* m) {
+COROPOOL_HIDDEN CURLMcode curl_multi_cleanup(CURLM* m) {
   need();
   return api.multi_cleanup(m);
 }
-CURLMcode curl_multi_setopt(CURLM* m, CURLMoption option, ...) {
+COROPOOL_HIDDEN CURLMcode curl_multi_setopt(CURLM* m, CURLMoption option, ...) {
   need();
   va_list ap;
   va_start(ap, option);
@@ -213,33 +219,33 @@ CURLMcode curl_multi_setopt(CURLM* m, CURLMoption option, ...) {
   va_end(ap);
   return r;
 }
-CURLMcode curl_multi_add_handle(CURLM* m, CURL* e) {
+COROPOOL_HIDDEN CURLMcode curl_multi_add_handle(CURLM* m, CURL* e) {
   need();
   return api.multi_add_handle(m, e);
 }
-CURLMcode curl_multi_remove_handle(CURLM* m, CURL* e) {
+COROPOOL_HIDDEN CURLMcode curl_multi_remove_handle(CURLM* m, CURL* e) {
   need();
   return api.multi_remove_handle(m, e);
 }
 /* The two calls of the hot path skip need(): they only take a multi that curl_multi_init made. */
-CURLMcode curl_multi_socket_action(CURLM* m, curl_socket_t s, int ev_bitmask, int* running) {
+COROPOOL_HIDDEN CURLMcode curl_multi_socket_action(CURLM* m, curl_socket_t s, int ev_bitmask, int* running) {
   return api.multi_socket_action(m, s, ev_bitmask, running);
 }
-CURLMsg* curl_multi_info_read(CURLM* m, int* left) { return api.multi_info_read(m, left); }
-const char* curl_multi_strerror(CURLMcode code) {
+COROPOOL_HIDDEN CURLMsg* curl_multi_info_read(CURLM* m, int* left) { return api.multi_info_read(m, left); }
+COROPOOL_HIDDEN const char* curl_multi_strerror(CURLMcode code) {
   need();
   return api.multi_strerror(code);
 }
 
-CURLSH* curl_share_init(void) {
+COROPOOL_HIDDEN CURLSH* curl_share_init(void) {
   need();
   return api.share_init();
 }
-CURLSHcode curl_share_cleanup(CURLSH* s) {
+COROPOOL_HIDDEN CURLSHcode curl_share_cleanup(CURLSH* s) {
   need();
   return api.share_cleanup(s);
 }
-CURLSHcode curl_share_setopt(CURLSH* s, CURLSHoption option, ...) {
+COROPOOL_HIDDEN CURLSHcode curl_share_setopt(CURLSH* s, CURLSHoption option, ...) {
   need();
   va_list ap;
   va_start(ap, option);
@@ -254,28 +260,28 @@ CURLSHcode curl_share_setopt(CURLSH* s, CURLSHoption option, ...) {
   return r;
 }
 
-struct curl_slist* curl_slist_append(struct curl_slist* list, const char* data) {
+COROPOOL_HIDDEN struct curl_slist* curl_slist_append(struct curl_slist* list, const char* data) {
   need();
   return api.slist_append(list, data);
 }
-void curl_slist_free_all(struct curl_slist* list) {
+COROPOOL_HIDDEN void curl_slist_free_all(struct curl_slist* list) {
   need();
   api.slist_free_all(list);
 }
 
-CURLU* curl_url(void) {
+COROPOOL_HIDDEN CURLU* curl_url(void) {
   need();
   return api.url();
 }
-void curl_url_cleanup(CURLU* u) {
+COROPOOL_HIDDEN void curl_url_cleanup(CURLU* u) {
   need();
   api.url_cleanup(u);
 }
-CURLUcode curl_url_get(CURLU* u, CURLUPart what, char** part, unsigned int flags) {
+COROPOOL_HIDDEN CURLUcode curl_url_get(CURLU* u, CURLUPart what, char** part, unsigned int flags) {
   need();
   return api.url_get(u, what, part, flags);
 }
-CURLUcode curl_url_set(CURLU* u, CURLUPart what, const char* part, unsigned int flags) {
+COROPOOL_HIDDEN CURLUcode curl_url_set(CURLU* u, CURLUPart what, const char* part, unsigned int flags) {
   need();
   return api.url_set(u, what, part, flags);
 }
