@@ -10,6 +10,7 @@
 #include <asio/experimental/deferred.hpp>
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
+#include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_future.hpp>
@@ -733,6 +734,41 @@ TEST(PoolOptions, PinnedWorkersTakeACpuEachAndTheirCommandsAreNotBound) {
   // Without the option, nothing is bound.
   coropool::Pool free_pool({.processes = 2});
   for (const auto& b : worker_cpus(free_pool)) EXPECT_EQ(b, cpus_of_the_caller());
+}
+
+// result_linger: a worker with jobs queued holds finished results, but no longer than the
+// linger, even when the jobs behind them cannot start or end (here one hangs for an hour).
+TEST(PoolOptions, AResultLingersWhileJobsAreQueuedButNoLongerThanResultLinger) {
+  coropool::Pool pool({.processes = 1, .child_concurrency = 1, .prefetch = 3, .result_linger = 300ms});
+  coropool::test::Beacon hung;
+  auto started = std::chrono::steady_clock::now();
+  // All four go to the one worker: the quick first job ends with three queued behind it.
+  auto stream = pool.imap_unordered(quick_or_hang, std::vector<std::string>{"", hung.name(), "", ""}, 8);
+  struct First {
+    int value = -1;
+    std::chrono::milliseconds took{-1};
+    asio::steady_timer* done = nullptr;  // cancelled when the result comes, while it waits
+  };
+  auto got = std::make_shared<First>();
+  pid_t hung_pid = pool.run([&]() -> asio::awaitable<pid_t> {
+    pid_t pid = co_await beacon_pid_within(hung);
+    asio::steady_timer done(co_await asio::this_coro::executor, 20s);
+    got->done = &done;
+    stream.next([got, started](std::exception_ptr, std::optional<int> v) {
+      got->value = v.value_or(-1);
+      got->took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+      if (got->done) got->done->cancel();
+    });
+    std::error_code ec;
+    co_await done.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    got->done = nullptr;
+    co_return pid;
+  }());
+  ASSERT_NE(hung_pid, -1) << "the hanging job never started";
+  EXPECT_EQ(got->value, 0) << "the quick job's result did not come within 20 s while the job behind it hung";
+  EXPECT_GE(got->took, 250ms) << "the result did not linger";
+  EXPECT_LT(got->took, 5000ms) << "the result lingered past result_linger";
+  stream.cancel();
 }
 
 TEST(PoolOptions, DefaultProcessesIsTheUsableCpuCount) {

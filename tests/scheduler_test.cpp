@@ -63,6 +63,15 @@ TEST(Scheduler, FastPlainJobsGetAWindowOfAboutTwoMillisecondsOfWork) {
   EXPECT_NEAR(static_cast<double>(trace.at(0)), 201, 1);
 }
 
+TEST(Scheduler, ALingeringWorkerHoldsTwiceTheLingerMore) {
+  // PoolOptions::result_linger 8 ms: results wait up to 8 ms while jobs are queued, so the
+  // queue must outlast it: 2 ms + 2 x 8 ms of work. 300 us jobs (a `true` command): 60 held.
+  Scheduler s({.child_concurrency = 1, .result_linger_seconds = 0.008});
+  EXPECT_NEAR(static_cast<double>(settled_window(s, true, 1, 300us, 6)), 61, 1);
+  // Slow jobs gain nothing from it: 100 ms ones still hold one more.
+  EXPECT_EQ(settled_window(s, true, 1, 100ms, 6), 2u);
+}
+
 TEST(Scheduler, SlowJobsAreNotHoarded) {
   Scheduler s({.child_concurrency = 16});
   // 100 ms plain jobs: the worker holds the one it runs and one more, so that no job waits

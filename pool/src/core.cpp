@@ -135,7 +135,9 @@ class PoolCore final : public Core {
   PoolCore(asio::any_io_executor executor, PoolOptions options) : opts_(std::move(options)) {
     processes_ = opts_.processes ? opts_.processes : usable_cpus();
     if (opts_.child_concurrency == 0) opts_.child_concurrency = 1;
-    sched_ = Scheduler({opts_.child_concurrency, opts_.prefetch, opts_.max_tasks_per_child});
+    if (opts_.result_linger.count() < 0) opts_.result_linger = {};
+    sched_ = Scheduler({opts_.child_concurrency, opts_.prefetch, opts_.max_tasks_per_child,
+                        std::chrono::duration<double>(opts_.result_linger).count()});
     if (executor) {
       ex_ = executor;
       auto* target = executor.target<asio::io_context::executor_type>();
@@ -486,6 +488,7 @@ class PoolCore final : public Core {
     c.initializer = detail::InitializerAccess::call(opts_.initializer);
     c.exception_handler = opts_.exception_handler;
     c.pin = opts_.pin_workers;
+    c.result_linger = opts_.result_linger;
     return c;
   }
 

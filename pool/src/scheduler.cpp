@@ -8,7 +8,8 @@ namespace coropool::detail {
 std::size_t Scheduler::window(const WorkerLoad& w, bool is_async) const noexcept {
   std::size_t runs = run_slots(is_async);
   if (o_.prefetch) return runs + *o_.prefetch;
-  return std::clamp<std::size_t>(runs + static_cast<std::size_t>(w.rate * prefetch_seconds), runs + 1,
+  double ahead = prefetch_seconds + 2 * o_.result_linger_seconds;
+  return std::clamp<std::size_t>(runs + static_cast<std::size_t>(w.rate * ahead), runs + 1,
                                  std::max(runs + 1, max_window));
 }
 

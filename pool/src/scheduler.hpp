@@ -30,6 +30,7 @@ class Scheduler {
     unsigned child_concurrency = 16;
     std::optional<std::size_t> prefetch = std::nullopt;  // fixed: jobs held beyond those run; none: from the rate
     std::uint64_t max_tasks_per_child = 0;
+    double result_linger_seconds = 0;  // PoolOptions::result_linger: the rate window grows by twice it
   };
   // Work a worker holds beyond what it runs, by default: enough to hide a round trip, small
   // enough that no worker hoards while another idles.
@@ -46,8 +47,9 @@ class Scheduler {
     return held < runs ? runs - held : 0;
   }
 
-  // How many jobs a worker may hold at once: its run slots and about prefetch_seconds of its
-  // throughput (at least one more, at most max_window), or the fixed prefetch.
+  // How many jobs a worker may hold at once: its run slots and about prefetch_seconds (plus
+  // twice the result linger, which its queue must outlast) of its throughput (at least one
+  // more, at most max_window), or the fixed prefetch.
   std::size_t window(const WorkerLoad& w, bool is_async) const noexcept;
 
   // How many jobs to send `w` now (0: none). With jobs still out it waits until a quarter of

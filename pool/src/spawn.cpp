@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -122,6 +123,7 @@ struct CpuPlan {
   if (pinned) worker::set_command_cpus(&allowed);
   worker::WorkerConfig cfg;
   cfg.child_concurrency = req.child_concurrency ? req.child_concurrency : 1;
+  cfg.result_linger = std::chrono::microseconds(req.result_linger_us);
   // Addresses in the image every process of the pool shares.
   // NOLINTBEGIN(performance-no-int-to-ptr)
   cfg.initializer.invoker = reinterpret_cast<worker::Invoker>(req.init_invoker);
@@ -342,6 +344,7 @@ void send_spawn_request(int spawner, const worker::WorkerConfig& config, pid_t r
                    config.initializer.target,
                    reinterpret_cast<std::uintptr_t>(config.exception_handler),
                    config.pin ? 1U : 0U,
+                   static_cast<std::uint32_t>(std::min<std::int64_t>(config.result_linger.count(), UINT32_MAX)),
                    replaces};
   std::string message(reinterpret_cast<const char*>(&req), sizeof req);
   message += config.initializer.args;

@@ -31,8 +31,9 @@ struct SpawnRequest {
   std::uintptr_t init_invoker;
   std::uintptr_t init_target;
   std::uintptr_t exception_handler;
-  std::uint32_t pin;  // WorkerConfig::pin
-  pid_t replaces;     // a retiring worker whose CPU the new one takes, or 0
+  std::uint32_t pin;               // WorkerConfig::pin
+  std::uint32_t result_linger_us;  // WorkerConfig::result_linger
+  pid_t replaces;                  // a retiring worker whose CPU the new one takes, or 0
 };
 
 struct SpawnerMessage {

@@ -297,6 +297,23 @@ late=$(awk -F'\t' 'NR > 1 {start[$9] = $3} END {for (c in start) if (c != "sleep
   m = start[c] - start["sleep 3"]; printf "%.0f", m * 1000}' "$dir/held.tsv")
 check "jobs queued behind a 3 s one start elsewhere at once (the last $late ms after it)" test "$late" -lt 1500
 
+# A worker with jobs queued holds finished jobs' results up to 8 ms to send them together, but
+# never longer: the output of a job that ran before a long one is printed while the long one
+# runs (the jobs queued behind it cannot start, so only the time limit lets it go).
+{ for ((i = 0; i < 300; i++)); do echo true; done
+  printf 'echo before-the-sleep
+sleep 2
+echo late-1
+echo late-2
+echo late-3
+'; } > "$dir/linger.txt"
+start=$(date +%s%N)
+"$bin" run -j 1 "$dir/linger.txt" 2>/dev/null | while read -r line; do echo "$(( ($(date +%s%N) - start) / 1000000 )) $line"; done > "$dir/linger.out"
+before=$(awk '$2 == "before-the-sleep" {print $1}' "$dir/linger.out")
+after=$(awk '$2 == "late-1" {print $1}' "$dir/linger.out")
+check "output of a job before a 2 s one comes while that one runs (at ${before:-never} ms; the next at ${after:-never} ms)" \
+  test -n "$before" -a -n "$after" -a "${before:-9999}" -lt 1500 -a "${after:-0}" -ge 2000
+
 # Each worker is bound to a CPU of its own; the jobs are not: they may run wherever coropool
 # may (a job that runs threads must not be held to one CPU), and `taskset` still limits them.
 mine=$(grep Cpus_allowed_list /proc/self/status | cut -f2)

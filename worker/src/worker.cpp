@@ -181,13 +181,14 @@ class WorkerState {
 
   using SubmitContext = capnp::CallContext<rpc::Worker::SubmitParams, rpc::Worker::SubmitResults>;
 
-  // Answers a submit with every result not yet sent; with none, the answer waits for the
-  // next results instead (they go in it rather than in a call to the sink), so that a job
-  // that outlives its submit costs the connection three messages, not six: the call, its
-  // return and finish, and the sink's call, return and finish. No more answers wait than
-  // jobs are held, so each is sure to go.
+  // Answers a submit with every result not yet sent; with none (or while results linger),
+  // the answer waits for the next results instead (they go in it rather than in a call to the
+  // sink), so that a job that outlives its submit costs the connection three messages, not
+  // six: the call, its return and finish, and the sink's call, return and finish. No more
+  // answers wait than jobs are held, so each is sure to go.
   kj::Promise<void> answer(SubmitContext ctx) {
-    if (ids_.empty() && failures_.empty() && held() > waiting_.size()) {
+    if ((ids_.empty() || lingering()) && failures_.empty() && held() > waiting_.size()) {
+      if (!ids_.empty()) arm_linger();
       auto paf = kj::newPromiseAndFulfiller<void>();
       waiting_.push_back(Waiting{ctx, kj::mv(paf.fulfiller)});
       return kj::mv(paf.promise);
@@ -569,6 +570,10 @@ class WorkerState {
       trim_waiting();
       return;
     }
+    if (lingering()) {
+      arm_linger();
+      return;
+    }
     if (!waiting_.empty()) {
       Waiting w = kj::mv(waiting_.front());
       waiting_.pop_front();
@@ -601,6 +606,26 @@ class WorkerState {
 
   // Jobs taken and not reported yet: queued (not cancelled or given back) or holding a slot.
   std::size_t held() const noexcept { return queued_ - dead_queued_ + running(); }
+
+  // PoolOptions::result_linger: finished results wait while two or more jobs are queued here
+  // (the supervisor then has no reason to hurry: this worker is busy for a while), so that they
+  // leave together when the queue runs low or the linger time is up. A failure goes at once.
+  bool lingering() const noexcept {
+    return cfg_.result_linger.count() > 0 && !linger_over_ && failures_.empty() && queued_ - dead_queued_ >= 2 &&
+           values_.size() < flush_bytes;
+  }
+  void arm_linger() {
+    if (linger_armed_) return;
+    linger_armed_ = true;
+    linger_timer_.expires_after(cfg_.result_linger);
+    linger_timer_.async_wait([this](std::error_code ec) {
+      linger_armed_ = false;
+      if (ec) return;
+      linger_over_ = true;
+      flush();
+      linger_over_ = false;
+    });
+  }
 
   // Answers that wait beyond the jobs held go now, empty: nothing else would send them.
   void trim_waiting() {
@@ -642,6 +667,9 @@ class WorkerState {
   // A flush was put off until an answer. Not the same as "results wait": a turn's results wait
   // for its posted flush, and an answer sending them early makes more, smaller batches.
   bool held_ = false;
+  // result_linger's timer, armed by the first result held; its turn sends what waits.
+  asio::steady_timer linger_timer_{io_};
+  bool linger_armed_ = false, linger_over_ = false;
   timer_t timer_{};
   bool timer_ok_ = false;
 };

@@ -9,6 +9,7 @@
 #include <asio/awaitable.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdint>
 #include <exception>
@@ -47,6 +48,8 @@ struct WorkerConfig {
   std::uint32_t child_concurrency = 16;
   // Bind the worker to one CPU (PoolOptions::pin_workers); the spawner picks which.
   bool pin = false;
+  // PoolOptions::result_linger.
+  std::chrono::microseconds result_linger{0};
   InitCall initializer;
   // Runs when a task throws, with what it threw; what it throws is ignored.
   void (*exception_handler)(std::exception_ptr) = nullptr;
