@@ -601,7 +601,7 @@ class WorkerState {
 
   void acked() {
     --unacked_;
-    if (held_) flush();
+    if (held_) flush_now();  // (they were on their way already: no linger now)
   }
 
   // Jobs taken and not reported yet: queued (not cancelled or given back) or holding a slot.
@@ -620,11 +620,14 @@ class WorkerState {
     linger_timer_.expires_after(cfg_.result_linger);
     linger_timer_.async_wait([this](std::error_code ec) {
       linger_armed_ = false;
-      if (ec) return;
-      linger_over_ = true;
-      flush();
-      linger_over_ = false;
+      if (!ec) flush_now();
     });
+  }
+  // Sends what finished, lingering or not.
+  void flush_now() {
+    linger_over_ = true;
+    flush();
+    linger_over_ = false;
   }
 
   // Answers that wait beyond the jobs held go now, empty: nothing else would send them.
