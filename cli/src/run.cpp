@@ -845,14 +845,20 @@ int run_main(const RunOptions& o) {
   }
   std::size_t skips = 0;
   for (auto seq : skip) skips += shard->holds(seq - 1) ? 1 : 0;
+  // Workers hold jobs beyond their slots, so that a slot that frees starts the next job
+  // without a round trip to us; a job held behind a long one is taken back for a slot that
+  // frees elsewhere (Scheduler::reclaim). Not with --halt (no job may start once it is
+  // reached) or a gate (--delay, --memfree, --load: each start waits for us).
+  bool gated = gate->delay.count() > 0 || gate->memfree > 0 || gate->load > 0;
+  bool hold_ahead = halt->when == Halt::When::never && !gated;
   // At most 4 jobs per slot wait between the input and the output, and up to 64 per worker
-  // (each holds about 18 ms of jobs while their results linger, see below), except --pipe's
-  // chunks, which can be large. The reader reads further ahead (1024 lines; chunks keep to the
-  // bound): it wakes when half of what it read is gone, and a wake-up per few jobs cost 1.3
-  // futex calls a job.
+  // where workers hold jobs ahead (each holds about 18 ms of them while their results linger,
+  // see below), except --pipe's chunks, which can be large. The reader reads further ahead
+  // (1024 lines; chunks keep to the bound): it wakes when half of what it read is gone, and a
+  // wake-up per few jobs cost 1.3 futex calls a job.
   unsigned procs = worker_count(*slots);
   std::size_t bound = std::size_t{4} * *slots;
-  if (!chunks) bound = std::max<std::size_t>(bound, std::size_t{64} * procs);
+  if (hold_ahead && !chunks) bound = std::max<std::size_t>(bound, std::size_t{64} * procs);
   std::size_t ahead = chunks ? bound : std::max<std::size_t>(bound, 1024);
   auto input = std::make_shared<Input>(std::move(inputs), std::move(chunks), std::move(skip), *shard, ahead);
   if (o.dry_run) {
@@ -882,19 +888,14 @@ int run_main(const RunOptions& o) {
   g_slots = &slot_table;
   ScratchDir spool_dir("coropool-run");  // removed after the pool (declared before it)
   g_spool_dir = spool_dir.path();
-  // Workers hold a job or more beyond their slots, so that a slot that frees starts the next
-  // job without a round trip to us; a job held behind a long one is taken back for a slot that
-  // frees elsewhere (Scheduler::reclaim). Not with --halt (no job may start once it is
-  // reached) or a gate (--delay, --memfree, --load: each start waits for us).
-  bool gated = gate->delay.count() > 0 || gate->memfree > 0 || gate->load > 0;
   coropool::PoolOptions pool_options{
       .processes = procs,
       .child_concurrency = *slots / procs,
       .retries_on_worker_loss = o.retries,
-      .prefetch = halt->when != Halt::When::never || gated ? std::optional<std::size_t>(0) : std::nullopt,
+      .prefetch = hold_ahead ? std::nullopt : std::optional<std::size_t>(0),
       // Results of short jobs go back in batches: a worker with jobs still queued holds them up
       // to 8 ms (run -j2 of 5000 true: 1.88 -> 1.60 s, messages a job 3 -> about 0.5).
-      .result_linger = std::chrono::milliseconds(8),
+      .result_linger = hold_ahead ? std::chrono::milliseconds(8) : std::chrono::milliseconds(0),
       // Each worker on a CPU of its own: it and the commands it starts wake each other there
       // (run -j2 of 5000 true: 1.93 -> 1.78 s). The commands themselves are not bound.
       .pin_workers = procs > 1};
