@@ -143,6 +143,15 @@ static void need(void) {
   }
 }
 
+/* How curl reads the one argument after a setter's option: by the option's number, in
+ * curl.h's CURLOPTTYPE_* ranges, which easy and multi options share. */
+enum ArgKind { ARG_LONG, ARG_OFF_T, ARG_POINTER };
+static enum ArgKind arg_kind_of(long option) {
+  if (option < CURLOPTTYPE_OBJECTPOINT) return ARG_LONG;
+  if (option >= CURLOPTTYPE_OFF_T && option < CURLOPTTYPE_BLOB) return ARG_OFF_T;
+  return ARG_POINTER; /* object, string, list and function pointers, struct curl_blob * */
+}
+
 COROPOOL_HIDDEN CURLcode curl_global_init(long flags) {
   return coropool_libcurl_load_error() ? CURLE_FAILED_INIT : api.global_init(flags);
 }
@@ -168,12 +177,12 @@ COROPOOL_HIDDEN CURLcode curl_easy_setopt(CURL* e, CURLoption option, ...) {
   va_list ap;
   va_start(ap, option);
   CURLcode r;
-  if (option < CURLOPTTYPE_OBJECTPOINT)
-    /* NOLINTNEXTLINE(bugprone-branch-clone): long and curl_off_t are one type on LP64 only */
+  enum ArgKind kind = arg_kind_of(option);
+  if (kind == ARG_LONG) /* NOLINTNEXTLINE(bugprone-branch-clone): long and curl_off_t are one type on LP64 only */
     r = api.easy_setopt(e, option, va_arg(ap, long));
-  else if (option >= CURLOPTTYPE_OFF_T && option < CURLOPTTYPE_BLOB)
+  else if (kind == ARG_OFF_T)
     r = api.easy_setopt(e, option, va_arg(ap, curl_off_t));
-  else /* object, string, list and function pointers, struct curl_blob * */
+  else
     r = api.easy_setopt(e, option, va_arg(ap, void*));
   va_end(ap);
   return r;
@@ -209,10 +218,10 @@ COROPOOL_HIDDEN CURLMcode curl_multi_setopt(CURLM* m, CURLMoption option, ...) {
   va_list ap;
   va_start(ap, option);
   CURLMcode r;
-  if (option < CURLOPTTYPE_OBJECTPOINT)
-    /* NOLINTNEXTLINE(bugprone-branch-clone): long and curl_off_t are one type on LP64 only */
+  enum ArgKind kind = arg_kind_of(option);
+  if (kind == ARG_LONG) /* NOLINTNEXTLINE(bugprone-branch-clone): long and curl_off_t are one type on LP64 only */
     r = api.multi_setopt(m, option, va_arg(ap, long));
-  else if (option >= CURLOPTTYPE_OFF_T && option < CURLOPTTYPE_BLOB)
+  else if (kind == ARG_OFF_T)
     r = api.multi_setopt(m, option, va_arg(ap, curl_off_t));
   else
     r = api.multi_setopt(m, option, va_arg(ap, void*));
