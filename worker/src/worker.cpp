@@ -565,12 +565,13 @@ class WorkerState {
   // a batch is on its way, results gather for the next one (unless they grew large), which
   // goes when the supervisor has taken the first: under load a batch holds what finished in a
   // round trip instead of what one loop turn finished, and a lone result still goes at once.
-  void flush() {
+  // `may_linger` false: no result_linger now (its time is up, or the results were on their way).
+  void flush(bool may_linger = true) {
     if (ids_.empty() && failures_.empty()) {
       trim_waiting();
       return;
     }
-    if (lingering()) {
+    if (may_linger && lingering()) {
       arm_linger();
       return;
     }
@@ -601,7 +602,7 @@ class WorkerState {
 
   void acked() {
     --unacked_;
-    if (held_) flush_now();  // (they were on their way already: no linger now)
+    if (held_) flush(false);  // they were on their way already
   }
 
   // Jobs taken and not reported yet: queued (not cancelled or given back) or holding a slot.
@@ -611,7 +612,7 @@ class WorkerState {
   // (the supervisor then has no reason to hurry: this worker is busy for a while), so that they
   // leave together when the queue runs low or the linger time is up. A failure goes at once.
   bool lingering() const noexcept {
-    return cfg_.result_linger.count() > 0 && !linger_over_ && failures_.empty() && queued_ - dead_queued_ >= 2 &&
+    return cfg_.result_linger.count() > 0 && failures_.empty() && queued_ - dead_queued_ >= 2 &&
            values_.size() < flush_bytes;
   }
   void arm_linger() {
@@ -620,14 +621,8 @@ class WorkerState {
     linger_timer_.expires_after(cfg_.result_linger);
     linger_timer_.async_wait([this](std::error_code ec) {
       linger_armed_ = false;
-      if (!ec) flush_now();
+      if (!ec) flush(false);
     });
-  }
-  // Sends what finished, lingering or not.
-  void flush_now() {
-    linger_over_ = true;
-    flush();
-    linger_over_ = false;
   }
 
   // Answers that wait beyond the jobs held go now, empty: nothing else would send them.
@@ -672,7 +667,7 @@ class WorkerState {
   bool held_ = false;
   // result_linger's timer, armed by the first result held; its turn sends what waits.
   asio::steady_timer linger_timer_{io_};
-  bool linger_armed_ = false, linger_over_ = false;
+  bool linger_armed_ = false;
   timer_t timer_{};
   bool timer_ok_ = false;
 };
