@@ -249,10 +249,14 @@ std::int64_t now_ns() {
       .count();
 }
 
-// 64-bit FNV-1a (offset basis 14695981039346656037, prime 1099511628211).
-std::uint64_t fnv1a(std::string_view s) {
+// 64-bit FNV-1a (offset basis 14695981039346656037, prime 1099511628211); with `lower`, of
+// `s` with its ASCII capitals lowered (one hash for a host however its name is written).
+std::uint64_t fnv1a(std::string_view s, bool lower = false) {
   std::uint64_t h = 14695981039346656037ull;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  for (unsigned char c : s) {
+    if (lower && c >= 'A' && c <= 'Z') c = static_cast<unsigned char>(c - 'A' + 'a');
+    h = (h ^ c) * 1099511628211ull;
+  }
   return h;
 }
 
@@ -290,7 +294,7 @@ asio::awaitable<void> pace() {
 // paced together, never faster). A retry waits its turn again.
 // --robots' Crawl-delay uses the same turns, with the longer of the two gaps.
 asio::awaitable<void> host_pace(std::string_view host, std::int64_t gap_ns) {
-  co_await take_turn(g_shared->host_next_ns[fnv1a(host) % host_buckets], gap_ns);
+  co_await take_turn(g_shared->host_next_ns[fnv1a(host, true) % host_buckets], gap_ns);
 }
 
 // A connection to the host under --per-host, counted across workers; waits while all are
@@ -305,7 +309,7 @@ class HostTicket {
   ~HostTicket() { release(); }
   asio::awaitable<void> acquire(std::string_view host) {
     if (!g_config.per_host) co_return;
-    std::size_t b = fnv1a(host) % host_buckets;
+    std::size_t b = fnv1a(host, true) % host_buckets;
     auto& c = g_shared->per_host[b];
     Shared::Holder* me = self();
     for (unsigned waits = 0;; ++waits) {
@@ -1381,9 +1385,7 @@ int fetch_main(const FetchOptions& given) {
   auto calls = pool.with({.affinity = [&input](std::uint64_t index) -> std::uint64_t {
     auto it = input.pending.find(index);
     if (it == input.pending.end()) return index;
-    std::string host(host_of(it->second.url));
-    for (char& c : host) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return fnv1a(host);
+    return fnv1a(host_of(it->second.url), true);
   }});
   auto stream = o.keep_order ? calls.imap(coropool_fetch_url, UrlView(&input), bound)
                              : calls.imap_unordered(coropool_fetch_url, UrlView(&input), bound);

@@ -74,6 +74,11 @@ for i in 1 2 3 4 5; do echo "$base/text/d$i"; done > "$dir/delay1.txt"
 t0=$(ms); "$bin" fetch -j 2 --per-host-delay 0.25 "$dir/delay1.txt" > "$dir/delay1.jsonl" 2>/dev/null; d1=$(( $(ms) - t0 ))
 check "--per-host-delay 0.25: 5 requests to one host take 1 s or more (${d1} ms)" test "$d1" -ge 1000
 check "and every one is answered" test "$(field status < "$dir/delay1.jsonl" | sort -u)" = 200
+# A host's name in capitals is the same host (the build before paced each spelling apart).
+for h in localhost LOCALHOST LocalHost localHOST Localhost; do echo "http://$h:$port/text/case-$h"; done > "$dir/delay3.txt"
+t0=$(ms); "$bin" fetch -j 2 --per-host-delay 0.25 "$dir/delay3.txt" > "$dir/delay3.jsonl" 2>/dev/null; d3=$(( $(ms) - t0 ))
+check "--per-host-delay 0.25: one host spelled 5 ways is paced as one, 1 s or more (${d3} ms)" test "$d3" -ge 1000
+check "and every one is answered" test "$(field status < "$dir/delay3.jsonl" | sort -u)" = 200
 for i in 1 2 3 4; do echo "$base/text/e$i"; echo "http://localhost:$port/text/e$i"; done > "$dir/delay2.txt"
 t0=$(ms); "$bin" fetch -j 2 --per-host-delay 0.25 "$dir/delay2.txt" > /dev/null 2>&1; d2=$(( $(ms) - t0 ))
 check "two hosts are paced apart: 4 + 4 requests in about 0.75 s, not 1.75 (${d2} ms, ${one} ms for one URL)" \
