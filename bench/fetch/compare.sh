@@ -5,6 +5,9 @@
 # worker::HttpClient alone in one process (bench_http_client), to tell where CPU goes:
 #   F1: 50,000 distinct URLs of a 1 KiB file;  F2: 5,000 distinct URLs of a 100 KiB file;
 # 64 connections in total for every client. coropool runs as -j 1 -c 64 and -j 2 -c 32.
+# Also the floors of bench/fetch/floors.sh against nginx: the loop over curl's socket API
+# (bench_bare_curl_socket, the floor issue 16 names) and the hand-off floor (that loop with
+# coropool's per-transfer options, fed by a dispatcher process that writes a record a URL).
 # Figures are requests/s, medians of RUNS runs (default 3), ratios against wrk, and each
 # client's CPU per request (perf stat's task-clock over the client and its children).
 # Usage: bench/fetch/compare.sh [RUNS]   (installs nginx, wrk, curl, perf; builds build-bench/)
@@ -14,9 +17,10 @@ runs=${1:-3}
 scripts/install-deps
 source bench/fetch/common.sh  # install_packages, build_bench, rate, median
 install_packages nginx-light wrk curl linux-perf
-build_bench coropool_cli bench_bare_curl bench_http_client
+build_bench coropool_cli bench_bare_curl bench_bare_curl_socket bench_http_client
 bin=$PWD/build-bench/cli/coropool
 bare=$PWD/build-bench/bench/bench_bare_curl
+sock=$PWD/build-bench/bench/bench_bare_curl_socket
 client=$PWD/build-bench/bench/bench_http_client
 
 work=$(mktemp -d)
@@ -78,7 +82,7 @@ mu() { printf '%s\n' "$@" | awk '{print $3}' | median; }
 msys() { printf '%s\n' "$@" | awk '{print $4}' | median; }
 
 declare -A res
-clients=(wrk curl bare bare2 client o1 o2)
+clients=(wrk curl bare bare2 sock sock2 hand hand2 client o1 o2)
 for size in 1k 100k; do
   n=$(wc -l < "$work/$size.txt")
   declare -A runs_of=()
@@ -87,6 +91,10 @@ for size in 1k 100k; do
     runs_of[curl]+="$(measure "$n" curl -s --parallel --parallel-max 64 -K "$work/$size.curl");"
     runs_of[bare]+="$(measure "$n" "$bare" "$work/$size.txt" 64);"
     runs_of[bare2]+="$(measure "$n" "$bare" "$work/$size.txt" 64 2);"
+    runs_of[sock]+="$(measure "$n" "$sock" "$work/$size.txt" 64);"
+    runs_of[sock2]+="$(measure "$n" "$sock" "$work/$size.txt" 64 2);"
+    runs_of[hand]+="$(measure "$n" env BARE_AS_TOOL=1 BARE_HANDOFF=1 "$sock" "$work/$size.txt" 64);"
+    runs_of[hand2]+="$(measure "$n" env BARE_AS_TOOL=1 BARE_HANDOFF=1 "$sock" "$work/$size.txt" 64 2);"
     runs_of[client]+="$(measure "$n" "$client" "$work/$size.txt" 64);"
     runs_of[o1]+="$(measure "$n" "$bin" fetch -j 1 -c 64 --no-progress "$work/$size.txt");"
     runs_of[o2]+="$(measure "$n" "$bin" fetch -j 2 -c 32 --no-progress "$work/$size.txt");"
@@ -134,3 +142,10 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 echo "coropool as a share of the bare libcurl floor: -j1 of one process $(ratio "${res[1k.o1]}" "${res[1k.bare]}")" \
   "(1 KiB), $(ratio "${res[100k.o1]}" "${res[100k.bare]}") (100 KiB); -j2 of two processes" \
   "$(ratio "${res[1k.o2]}" "${res[1k.bare2]}") (1 KiB), $(ratio "${res[100k.o2]}" "${res[100k.bare2]}") (100 KiB)"
+for size in 1k 100k; do
+  awk -v z="$size" -v s="${res[$size.sock]}" -v s2="${res[$size.sock2]}" -v h="${res[$size.hand]}" \
+    -v h2="${res[$size.hand2]}" -v a="${res[$size.o1]}" -v b="${res[$size.o2]}" 'BEGIN {
+    printf "%s: socket-API floor %.0f/s (2x32: %.0f/s); hand-off floor %.0f (%.2f of it), %.0f (%.2f);", z, s, s2, h, h / s, h2, h2 / s2
+    printf " coropool -j1 %.2f of the socket floor (%.2f of the hand-off floor), -j2 %.2f (%.2f)\n", a / s, a / h, b / s2, b / h2
+  }'
+done
