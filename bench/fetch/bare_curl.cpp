@@ -39,12 +39,23 @@ size_t count(char*, size_t size, size_t n, void* userp) {
   return size * n;
 }
 
+// Whether the environment variable `name` is set to something other than "" or "0".
+bool env_on(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v && std::string(v) != "0";
+}
 bool as_tool() {
-  static const bool on = [] {
-    const char* v = std::getenv("BARE_AS_TOOL");
-    return v && *v && std::string(v) != "0";
-  }();
+  static const bool on = env_on("BARE_AS_TOOL");
   return on;
+}
+
+// Hands each whole line of `in` to `take` and keeps the unfinished rest.
+template <class Take>
+void take_lines(std::string& in, Take take) {
+  std::size_t start = 0;
+  for (std::size_t nl; (nl = in.find('\n', start)) != std::string::npos; start = nl + 1)
+    take(std::string_view(in.data() + start, nl - start));
+  in.erase(0, start);
 }
 // The header list coropool sends its default User-Agent in (it lives as long as the process).
 curl_slist* agent_header() {
@@ -64,24 +75,23 @@ struct Handles {
   const std::vector<std::uint64_t>* ids = nullptr;
   std::string* records = nullptr;
   bool more_coming = false;
-  std::vector<std::size_t> received, position;  // by handle: bytes so far, the URL's position
+  struct Slot {  // a handle's transfer: its URL's position, the bytes received so far
+    std::size_t position = 0, received = 0;
+  };
+  std::vector<Slot> slots;  // by handle, with `records`
 
   Handles(CURLM* m, const std::vector<std::string>& u, int connections, long buffer, std::string* out = nullptr)
-      : multi(m),
-        urls(u),
-        records(out),
-        received(static_cast<std::size_t>(connections)),
-        position(static_cast<std::size_t>(connections)) {
+      : multi(m), urls(u), records(out), slots(out ? static_cast<std::size_t>(connections) : 0) {
     for (int i = 0; i < connections; ++i) {
       CURL* e = curl_easy_init();
       curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
       curl_easy_setopt(e, CURLOPT_BUFFERSIZE, buffer);
-      curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &discard);
+      curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, records ? &count : &discard);
       curl_easy_setopt(e, CURLOPT_PROXY, "");
       if (records) {
-        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &count);
-        curl_easy_setopt(e, CURLOPT_WRITEDATA, &received[static_cast<std::size_t>(i)]);
-        curl_easy_setopt(e, CURLOPT_PRIVATE, static_cast<void*>(&position[static_cast<std::size_t>(i)]));
+        Slot& slot = slots[static_cast<std::size_t>(i)];
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, &slot.received);
+        curl_easy_setopt(e, CURLOPT_PRIVATE, static_cast<void*>(&slot));
       }
       if (as_tool()) {
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 30000L);
@@ -109,24 +119,23 @@ struct Handles {
     while (!idle.empty() && next < urls.size()) {
       CURL* e = idle.back();
       idle.pop_back();
-      if (records) {
-        std::size_t* at = nullptr;
-        curl_easy_getinfo(e, CURLINFO_PRIVATE, &at);
-        *at = next;
-        received[static_cast<std::size_t>(at - position.data())] = 0;
-      }
+      if (records) *slot_of(e) = Slot{next, 0};
       curl_easy_setopt(e, CURLOPT_URL, urls[next++].c_str());
       curl_multi_add_handle(multi, e);
     }
   }
+  static Slot* slot_of(CURL* e) {
+    Slot* slot = nullptr;
+    curl_easy_getinfo(e, CURLINFO_PRIVATE, &slot);
+    return slot;
+  }
   void record(CURL* e) {
-    std::size_t* at = nullptr;
+    const Slot& slot = *slot_of(e);
     long status = 0;
-    curl_easy_getinfo(e, CURLINFO_PRIVATE, &at);
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
     char line[64];
-    int n = std::snprintf(line, sizeof line, "%llu %ld %zu\n", static_cast<unsigned long long>((*ids)[*at]), status,
-                          received[static_cast<std::size_t>(at - position.data())]);
+    int n = std::snprintf(line, sizeof line, "%llu %ld %zu\n", static_cast<unsigned long long>((*ids)[slot.position]),
+                          status, slot.received);
     records->append(line, static_cast<std::size_t>(n));
   }
   bool finished() const { return !more_coming && done >= urls.size(); }
@@ -228,14 +237,10 @@ struct Feed {
     ssize_t n = ::read(fd, buf, sizeof buf);
     if (n <= 0) return false;
     in.append(buf, static_cast<std::size_t>(n));
-    std::size_t start = 0;
-    for (std::size_t nl; (nl = in.find('\n', start)) != std::string::npos; start = nl + 1) {
-      std::string_view line(in.data() + start, nl - start);
-      std::size_t space = line.find(' ');
+    take_lines(in, [&](std::string_view line) {
       ids.push_back(std::strtoull(line.data(), nullptr, 10));
-      urls.emplace_back(line.substr(space + 1));
-    }
-    in.erase(0, start);
+      urls.emplace_back(line.substr(line.find(' ') + 1));
+    });
     return true;
   }
 };
@@ -374,18 +379,16 @@ std::size_t fetch_all(const std::vector<std::string>& urls, int connections) {
       }
       w.in.append(buf, static_cast<std::size_t>(n));
       json.clear();
-      std::size_t start = 0;
-      for (std::size_t nl; (nl = w.in.find('\n', start)) != std::string::npos; start = nl + 1) {
+      take_lines(w.in, [&](std::string_view line) {
         unsigned long long index = 0;
         long status = 0;
         std::size_t bytes = 0;
-        std::sscanf(w.in.c_str() + start, "%llu %ld %zu", &index, &status, &bytes);
+        std::sscanf(line.data(), "%llu %ld %zu", &index, &status, &bytes);  // stops at the line's '\n'
         json.append("{\"url\":\"").append(urls[index]).append("\",\"status\":").append(std::to_string(status));
         json.append(",\"bytes\":").append(std::to_string(bytes)).append("}\n");
         --w.ahead;
         ++got;
-      }
-      w.in.erase(0, start);
+      });
       std::fwrite(json.data(), 1, json.size(), stdout);
     }
   }
@@ -413,8 +416,7 @@ int main(int argc, char** argv) {
   };
   auto conns = [&](int k) { return args->connections / procs + (k < args->connections % procs ? 1 : 0); };
 #ifdef COROPOOL_BARE_SOCKET_API
-  if (const char* v = std::getenv("BARE_HANDOFF"); v && *v && std::string(v) != "0")
-    return dispatch(args->urls, procs, conns);
+  if (env_on("BARE_HANDOFF")) return dispatch(args->urls, procs, conns);
 #endif
   std::vector<pid_t> children;
   for (int k = 1; k < procs; ++k) {
