@@ -269,6 +269,10 @@ std::string_view host_of(std::string_view url) {
   return host;
 }
 
+// What one host is, for --per-host, --per-host-delay and the workers' affinity: its name and
+// port as the URL writes them (host_of), the name in any case.
+std::uint64_t host_hash(std::string_view host) { return fnv1a(host, true); }
+
 asio::awaitable<void> sleep_for(std::chrono::nanoseconds d) {
   asio::steady_timer t(co_await asio::this_coro::executor, d);
   co_await t.async_wait(asio::use_awaitable);
@@ -294,7 +298,7 @@ asio::awaitable<void> pace() {
 // paced together, never faster). A retry waits its turn again.
 // --robots' Crawl-delay uses the same turns, with the longer of the two gaps.
 asio::awaitable<void> host_pace(std::string_view host, std::int64_t gap_ns) {
-  co_await take_turn(g_shared->host_next_ns[fnv1a(host, true) % host_buckets], gap_ns);
+  co_await take_turn(g_shared->host_next_ns[host_hash(host) % host_buckets], gap_ns);
 }
 
 // A connection to the host under --per-host, counted across workers; waits while all are
@@ -309,7 +313,7 @@ class HostTicket {
   ~HostTicket() { release(); }
   asio::awaitable<void> acquire(std::string_view host) {
     if (!g_config.per_host) co_return;
-    std::size_t b = fnv1a(host, true) % host_buckets;
+    std::size_t b = host_hash(host) % host_buckets;
     auto& c = g_shared->per_host[b];
     Shared::Holder* me = self();
     for (unsigned waits = 0;; ++waits) {
@@ -1385,7 +1389,7 @@ int fetch_main(const FetchOptions& given) {
   auto calls = pool.with({.affinity = [&input](std::uint64_t index) -> std::uint64_t {
     auto it = input.pending.find(index);
     if (it == input.pending.end()) return index;
-    return fnv1a(host_of(it->second.url), true);
+    return host_hash(host_of(it->second.url));
   }});
   auto stream = o.keep_order ? calls.imap(coropool_fetch_url, UrlView(&input), bound)
                              : calls.imap_unordered(coropool_fetch_url, UrlView(&input), bound);
